@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "kernels/reference.h"
+
+#include <cmath>
+#include <cstring>
+
+namespace moe::kernels {
+
+size_t WeightTypeBytes(WeightType t) {
+  switch (t) {
+    case WeightType::kF32: return 4;
+    case WeightType::kBF16: return 2;
+    case WeightType::kF16: return 2;
+  }
+  return 0;
+}
+
+namespace reference {
+namespace {
+
+float Bf16ToF32(uint16_t v) {
+  uint32_t bits = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+float F16ToF32(uint16_t h) {
+  uint32_t sign = (h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1f;
+  uint32_t mant = h & 0x3ff;
+  uint32_t bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {  // subnormal: renormalise
+      int e = -1;
+      do {
+        ++e;
+        mant <<= 1;
+      } while ((mant & 0x400) == 0);
+      bits = sign | ((127 - 15 - e) << 23) | ((mant & 0x3ff) << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (mant << 13);
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+}  // namespace
+
+float LoadWeight(const void* data, WeightType type, size_t index) {
+  switch (type) {
+    case WeightType::kF32: return static_cast<const float*>(data)[index];
+    case WeightType::kBF16: return Bf16ToF32(static_cast<const uint16_t*>(data)[index]);
+    case WeightType::kF16: return F16ToF32(static_cast<const uint16_t*>(data)[index]);
+  }
+  return 0.f;
+}
+
+void MatMul(const WeightView& w, const float* x, size_t n_tokens, size_t x_stride, float* y,
+            size_t y_stride, size_t row_begin, size_t row_end) {
+  for (size_t t = 0; t < n_tokens; ++t) {
+    const float* xt = x + t * x_stride;
+    for (size_t r = row_begin; r < row_end; ++r) {
+      double acc = 0.0;  // the oracle accumulates in double
+      for (size_t c = 0; c < w.cols; ++c) {
+        acc += static_cast<double>(LoadWeight(w.data, w.type, r * w.cols + c)) * xt[c];
+      }
+      y[t * y_stride + r] = static_cast<float>(acc);
+    }
+  }
+}
+
+void RmsNorm(const float* x, const void* w, WeightType w_type, size_t n, float eps, float* out) {
+  double ss = 0.0;
+  for (size_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  const float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
+  for (size_t i = 0; i < n; ++i) out[i] = x[i] * inv * LoadWeight(w, w_type, i);
+}
+
+void SiluMul(float* gate, const float* up, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    gate[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+void Softmax(float* x, size_t n) {
+  if (n == 0) return;
+  float mx = x[0];
+  for (size_t i = 1; i < n; ++i) mx = std::fmax(mx, x[i]);
+  double sum = 0.0;
+  for (size_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (size_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+}  // namespace reference
+}  // namespace moe::kernels

@@ -10,19 +10,22 @@
 #include "formats/hf_config.h"
 #include "formats/json.h"
 #include "formats/safetensors.h"
+#include "formats/tensor_check.h"
 #include "util/status.h"
 
 namespace moe::app {
 namespace {
 
 constexpr const char* kUsage =
-    "usage: moestream inspect --model DIR [--json]\n"
+    "usage: moestream inspect --model DIR [--json] [--check-tensors]\n"
     "  --model DIR   Hugging Face model folder (config.json + model.safetensors[.index.json])\n"
-    "  --json        print the summary as one JSON object\n";
+    "  --json        print the summary as one JSON object\n"
+    "  --check-tensors  read every float tensor and fail on the first NaN/Inf (reads the model)\n";
 
 struct InspectArgs {
   std::string model_dir;
   bool json = false;
+  bool check_tensors = false;
 };
 
 int UsageError(const std::string& message) {
@@ -39,6 +42,8 @@ int ParseArgs(int argc, char** argv, InspectArgs* args) {
       return 0;
     } else if (a == "--json") {
       args->json = true;
+    } else if (a == "--check-tensors") {
+      args->check_tensors = true;
     } else if (a == "--model") {
       if (i + 1 >= argc) return UsageError("--model needs a value");
       args->model_dir = argv[++i];
@@ -138,6 +143,11 @@ int Inspect(int argc, char** argv) {
   if (!cfg.ok()) return Fail(cfg.status());
   Result<Checkpoint> ckpt = Checkpoint::Open(args.model_dir);
   if (!ckpt.ok()) return Fail(ckpt.status());
+  if (args.check_tensors) {
+    for (const std::string& name : ckpt->Names()) {
+      if (Status st = CheckTensorFinite(*ckpt->Find(name)); !st.ok()) return Fail(st);
+    }
+  }
   Summary s = Summarize(cfg.value(), ckpt.value());
   if (args.json) {
     PrintJson(cfg.value(), ckpt.value(), s);

@@ -2,9 +2,12 @@
 // Checkpoint::Open: single file and sharded index (bad-inputs.md B1-B4, unlisted tensors).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
+#include <limits>
 
 #include "formats/safetensors.h"
+#include "formats/tensor_check.h"
 #include "formats/test_files.h"
 
 namespace moe {
@@ -188,6 +191,28 @@ TEST_F(CheckpointTest, BadShardReportsShardPath) {
   WriteIndex(GoodMap());
   ExpectError(Open(), StatusCode::kInvalidFormat,
               {"model-00002-of-00002.safetensors", "file too small"});
+}
+
+// A20 at the library level: first non-finite element per float dtype, with its sign.
+TEST_F(CheckpointTest, A20CheckTensorFinite) {
+  float inf = std::numeric_limits<float>::infinity();
+  std::vector<StTensor> ts = {
+      {"f32", "F32", {3}, F32Bytes({1.0f, -inf, NAN})},
+      {"bf16", "BF16", {3}, BF16Bytes({1.0f, 2.0f, inf})},
+      {"f16", "F16", {2}, testing::U16Bytes({0x3c00, 0x7e00})},  // 1.0, NaN
+      {"f16ok", "F16", {2}, testing::U16Bytes({0x3c00, 0x7bff})},  // 1.0, 65504
+      {"u8", "U8", {2}, "\xff\xff"}};
+  WriteFile(model_ / "model.safetensors", EncodeSafetensors(ts));
+  Result<Checkpoint> c = Checkpoint::Open(model_.string());
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  ExpectError(CheckTensorFinite(*c->Find("f32")), StatusCode::kInvalidFormat,
+              {"model.safetensors", "tensor 'f32': element 1 is -Inf"});
+  ExpectError(CheckTensorFinite(*c->Find("bf16")), StatusCode::kInvalidFormat,
+              {"tensor 'bf16': element 2 is +Inf"});
+  ExpectError(CheckTensorFinite(*c->Find("f16")), StatusCode::kInvalidFormat,
+              {"tensor 'f16': element 1 is NaN"});
+  EXPECT_TRUE(CheckTensorFinite(*c->Find("f16ok")).ok());
+  EXPECT_TRUE(CheckTensorFinite(*c->Find("u8")).ok());
 }
 
 }  // namespace

@@ -45,8 +45,13 @@ struct SafetensorsHeader {
 };
 Result<uint64_t> ParseSafetensorsHeaderLength(std::string_view path, std::string_view first8,
                                               uint64_t file_size);
+// `max_tensors` exists so that tests can reach the entry limit (kResourceExhausted) without a
+// 100 MB header.
 Result<SafetensorsHeader> ParseSafetensorsHeader(std::string_view path, std::string_view header_json,
-                                                 uint64_t file_size);
+                                                 uint64_t file_size,
+                                                 uint64_t max_tensors = kMaxSafetensorsTensors);
+// Largest accepted shape element: JSON integers beyond 2^53 are not exact in most writers.
+inline constexpr uint64_t kMaxSafetensorsDim = uint64_t{1} << 53;
 
 // One open .safetensors file. Movable; thread-safe for concurrent reads after Open.
 class SafetensorsFile {

@@ -88,3 +88,48 @@ Result<std::string> ReadFileToString(const std::string& path, uint64_t max_bytes
 }
 
 }  // namespace moe
+
+namespace moe {
+
+Status WriteFileAtomic(const std::string& path, const void* data, size_t size) {
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return Error(StatusCode::kIoError, "{}: cannot create: {}", tmp, std::strerror(errno));
+  }
+  const char* p = static_cast<const char*>(data);
+  size_t done = 0;
+  Status st;
+  while (done < size) {
+    ssize_t n = ::write(fd, p + done, size - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : EIO;
+      st = Error(err == ENOSPC ? StatusCode::kResourceExhausted : StatusCode::kIoError,
+                 "{}: write failed after {} of {} bytes: {}", tmp, done, size, std::strerror(err));
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (st.ok() && ::fsync(fd) != 0) {
+    st = Error(StatusCode::kIoError, "{}: fsync failed: {}", tmp, std::strerror(errno));
+  }
+  ::close(fd);
+  if (st.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
+    st = Error(StatusCode::kIoError, "{}: cannot rename to {}: {}", tmp, path, std::strerror(errno));
+  }
+  if (!st.ok()) {
+    ::unlink(tmp.c_str());
+    return st;
+  }
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return Status::Ok();
+}
+
+}  // namespace moe

@@ -44,3 +44,11 @@ class File {
 Result<std::string> ReadFileToString(const std::string& path, uint64_t max_bytes);
 
 }  // namespace moe
+
+namespace moe {
+
+// Writes `size` bytes to `path` atomically: a temporary file beside it, fsync, rename, fsync of
+// the directory. On failure the final path is untouched and the temporary removed.
+Status WriteFileAtomic(const std::string& path, const void* data, size_t size);
+
+}  // namespace moe

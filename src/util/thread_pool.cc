@@ -23,20 +23,20 @@ void ThreadPool::RunTasks(size_t worker) {
   for (;;) {
     size_t task = next_task_.fetch_add(1, std::memory_order_relaxed);
     if (task >= n_tasks_) break;
-    (*fn_)(task, worker);
+    fn_(ctx_, task, worker);
   }
 }
 
-void ThreadPool::ParallelFor(size_t n_tasks,
-                             const std::function<void(size_t task, size_t worker)>& fn) {
+void ThreadPool::Run(size_t n_tasks, TaskFn fn, const void* ctx) {
   if (n_tasks == 0) return;
   if (workers_.empty() || n_tasks == 1) {
-    for (size_t t = 0; t < n_tasks; ++t) fn(t, 0);
+    for (size_t t = 0; t < n_tasks; ++t) fn(ctx, t, 0);
     return;
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    fn_ = &fn;
+    fn_ = fn;
+    ctx_ = ctx;
     n_tasks_ = n_tasks;
     next_task_.store(0, std::memory_order_relaxed);
     n_busy_ = workers_.size();
@@ -47,6 +47,7 @@ void ThreadPool::ParallelFor(size_t n_tasks,
   std::unique_lock<std::mutex> lock(mu_);
   cv_done_.wait(lock, [this] { return n_busy_ == 0; });
   fn_ = nullptr;
+  ctx_ = nullptr;
 }
 
 void ThreadPool::WorkerLoop(size_t worker) {

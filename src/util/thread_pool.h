@@ -8,7 +8,6 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
-#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -26,10 +25,17 @@ class ThreadPool {
   size_t n_threads() const { return workers_.size() + 1; }
 
   // Runs fn(task, worker) for task in [0, n_tasks); worker < n_threads() identifies per-thread
-  // scratch. Returns when all tasks are done. Tasks are claimed dynamically.
-  void ParallelFor(size_t n_tasks, const std::function<void(size_t task, size_t worker)>& fn);
+  // scratch. Returns when all tasks are done. Tasks are claimed dynamically. Allocation-free.
+  template <typename F>
+  void ParallelFor(size_t n_tasks, const F& fn) {
+    Run(n_tasks, [](const void* ctx, size_t task, size_t worker) {
+      (*static_cast<const F*>(ctx))(task, worker);
+    }, &fn);
+  }
 
  private:
+  using TaskFn = void (*)(const void* ctx, size_t task, size_t worker);
+  void Run(size_t n_tasks, TaskFn fn, const void* ctx);
   void WorkerLoop(size_t worker);
   void RunTasks(size_t worker);
 
@@ -37,7 +43,8 @@ class ThreadPool {
   std::mutex mu_;
   std::condition_variable cv_start_;
   std::condition_variable cv_done_;
-  const std::function<void(size_t, size_t)>* fn_ = nullptr;  // guarded by mu_ for publication
+  TaskFn fn_ = nullptr;  // published under mu_
+  const void* ctx_ = nullptr;
   size_t n_tasks_ = 0;
   std::atomic<size_t> next_task_{0};
   size_t generation_ = 0;

@@ -46,6 +46,7 @@ std::string Slurp(const fs::path& p) {
 
 RunResult RunMoestream(const std::vector<std::string>& args, const TempDir& scratch) {
   const char* bin = getenv("MOESTREAM_BIN");
+  if (!bin) bin = MOESTREAM_BIN_PATH;  // the binary built with these tests
   EXPECT_NE(bin, nullptr) << "MOESTREAM_BIN is not set (tests/CMakeLists.txt sets it)";
   RunResult r;
   if (bin == nullptr) return r;

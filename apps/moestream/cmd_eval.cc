@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: Apache-2.0
+// moestream eval: run token ids as one prompt; write every position's logits (raw little-endian
+// f32, row-major [tokens, vocab]) and optionally the routing trace (JSON lines).
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "command.h"
+#include "model_flags.h"
+#include "runtime/session.h"
+#include "util/file.h"
+#include "util/thread_pool.h"
+
+namespace moe::app {
+namespace {
+
+std::string TraceJsonLines(const std::vector<RouteRecord>& records) {
+  std::string out;
+  for (const RouteRecord& r : records) {
+    out += fmt::format("{{\"pos\":{},\"layer\":{},\"experts\":[{}],\"weights\":[", r.pos, r.layer,
+                       fmt::join(r.experts, ","));
+    for (size_t i = 0; i < r.weights.size(); ++i) {
+      out += fmt::format("{}{:.9g}", i ? "," : "", r.weights[i]);
+    }
+    out += "]}\n";
+  }
+  return out;
+}
+
+int Eval(int argc, char** argv) {
+  Flags flags("eval", "run token ids as one prompt and write the logits of every position");
+  ModelFlags model;
+  model.Register(flags);
+  std::vector<int32_t> tokens;
+  std::string logits_out, trace_out;
+  flags.Custom("tokens",
+               [&](const std::string& v) -> Status {
+                 MOE_ASSIGN_OR_RETURN(tokens, ParseIdList(v, "tokens"));
+                 return Status::Ok();
+               },
+               "prompt token ids, e.g. 5,17,300", "IDS");
+  flags.String("logits-out", &logits_out, "output file: f32 logits [tokens, vocab_size]");
+  flags.String("trace-out", &trace_out, "output file: routing trace, JSON lines");
+  Status st = flags.Parse(argc, argv);
+  if (flags.help_requested()) {
+    flags.PrintUsage(stdout);
+    return 0;
+  }
+  if (st.ok() && model.engine.model_dir.empty()) st = Error(StatusCode::kUsage, "--model is required");
+  if (st.ok() && tokens.empty()) st = Error(StatusCode::kUsage, "--tokens is required");
+  if (st.ok() && logits_out.empty() && trace_out.empty()) {
+    st = Error(StatusCode::kUsage, "nothing to write: give --logits-out and/or --trace-out");
+  }
+  if (!st.ok()) return flags.Fail(st);
+  model.WarnIfLossy();
+
+  auto engine = Engine::Open(model.engine);
+  if (!engine.ok()) return flags.Fail(engine.status());
+  ThreadPool pool(model.n_threads());
+  SessionOptions so = model.session;
+  so.max_context = std::max<int64_t>(so.max_context, static_cast<int64_t>(tokens.size()));
+  Session session(**engine, pool, so);
+  std::vector<RouteRecord> trace;
+  if (!trace_out.empty()) session.set_route_recorder(&trace);
+  const size_t V = static_cast<size_t>((*engine)->config().vocab_size);
+  std::vector<float> logits(tokens.size() * V);
+  st = session.Forward(tokens, LogitsMode::kAll, logits.data());
+  if (st.ok() && !logits_out.empty()) {
+    st = WriteFileAtomic(logits_out, logits.data(), logits.size() * sizeof(float));
+  }
+  if (st.ok() && !trace_out.empty()) {
+    const std::string text = TraceJsonLines(trace);
+    st = WriteFileAtomic(trace_out, text.data(), text.size());
+  }
+  if (!st.ok()) return flags.Fail(st);
+  return 0;
+}
+
+}  // namespace
+
+MOE_COMMAND("eval", "run token ids as one prompt; write logits of every position (+ routing trace)",
+            Eval);
+
+}  // namespace moe::app

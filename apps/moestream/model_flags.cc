@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "model_flags.h"
+
+#include <cstdio>
+
+#include "util/thread_pool.h"
+
+namespace moe::app {
+
+void ModelFlags::Register(Flags& f) {
+  f.String("model", &engine.model_dir, "Hugging Face model folder (config.json, *.safetensors)");
+  f.Int("threads", &threads, "compute threads (default: all CPUs)");
+  f.Int("ctx", &session.max_context, "maximum context length in tokens (default 4096)");
+  f.Int("batch", &session.max_batch, "prefill batch size in tokens (default 32)");
+  f.Custom("expert-mask",
+           [this](const std::string& v) -> Status {
+             MOE_ASSIGN_OR_RETURN(engine.expert_mask, ParseRangeList(v, "expert-mask"));
+             return Status::Ok();
+           },
+           "restrict the router to these experts, e.g. 0-7 (analysis only: not exact)", "LIST");
+  f.Int("top-k", &engine.top_k_override, "override experts per token (analysis only: not exact)");
+}
+
+void ModelFlags::WarnIfLossy() const {
+  if (!engine.expert_mask.empty()) {
+    std::fprintf(stderr, "warning: --expert-mask restricts routing: output is no longer exact\n");
+  }
+  if (engine.top_k_override > 0) {
+    std::fprintf(stderr, "warning: --top-k overrides the model's top-k: output is no longer exact\n");
+  }
+}
+
+size_t ModelFlags::n_threads() const {
+  return threads > 0 ? static_cast<size_t>(threads) : DefaultThreadCount();
+}
+
+void SamplingFlags::Register(Flags& f) {
+  f.Float("temperature", &params.temperature, "sampling temperature (default 0 = greedy)");
+  f.Int("sample-top-k", &params.top_k, "keep the k most likely tokens (0 = off)");
+  f.Float("top-p", &params.top_p, "nucleus sampling mass (1 = off)");
+  f.Float("min-p", &params.min_p, "drop tokens below min-p × the top probability (0 = off)");
+  f.Float("repetition-penalty", &params.repetition_penalty, "HF repetition penalty (1 = off)");
+  f.Int("seed", &seed, "random seed (default 0)");
+}
+
+}  // namespace moe::app

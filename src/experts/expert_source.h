@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: Apache-2.0
+// Where expert bytes come from, and how a block of them is laid out in memory.
+// An expert block is gate [I, H] | up [I, H] | down [H, I], contiguous, row-major, in the
+// expert's stored type: the layout the kernels use directly and the unit the cache holds.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "formats/tensor_slice.h"
+#include "kernels/kernels.h"
+#include "util/status.h"
+
+namespace moe {
+
+struct ExpertGeometry {
+  uint64_t hidden = 0;        // H
+  uint64_t intermediate = 0;  // I
+  kernels::WeightType type = kernels::WeightType::kBF16;
+
+  uint64_t matrix_bytes() const { return hidden * intermediate * kernels::WeightTypeBytes(type); }
+  uint64_t block_bytes() const { return 3 * matrix_bytes(); }
+};
+
+struct ExpertView {
+  kernels::WeightView gate;  // [I, H]
+  kernels::WeightView up;    // [I, H]
+  kernels::WeightView down;  // [H, I]
+};
+
+ExpertView MakeExpertView(const ExpertGeometry& g, const void* block);
+
+// Reads expert blocks. Thread-safe: Read may be called from several I/O threads at once.
+class ExpertSource {
+ public:
+  virtual ~ExpertSource() = default;
+  virtual const ExpertGeometry& geometry() const = 0;
+  virtual int64_t n_layers() const = 0;
+  // True when `layer` has routed experts.
+  virtual bool has_experts(int64_t layer) const = 0;
+  virtual int64_t n_experts() const = 0;
+  // Reads the block of (layer, expert) into dst (geometry().block_bytes() bytes).
+  // Errors name the file, offset, layer and expert.
+  virtual Status Read(int64_t layer, int64_t expert, void* dst) const = 0;
+};
+
+// Experts straight from the HF safetensors shards (no conversion): pread of each matrix, one
+// read when gate|up|down happen to be adjacent; transposed fused layouts are transposed on read.
+std::unique_ptr<ExpertSource> MakeHfExpertSource(
+    std::vector<std::vector<ExpertSlices>> table, ExpertGeometry geometry);
+
+}  // namespace moe

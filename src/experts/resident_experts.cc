@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <cstdlib>
+
+#include "experts/expert_provider.h"
+#include "util/checked_math.h"
+
+namespace moe {
+
+Result<std::unique_ptr<ResidentExperts>> ResidentExperts::Load(const ExpertSource& source) {
+  std::unique_ptr<ResidentExperts> r(new ResidentExperts());
+  r->geometry_ = source.geometry();
+  r->n_experts_ = source.n_experts();
+  int64_t slots = 0;
+  for (int64_t l = 0; l < source.n_layers(); ++l) {
+    r->layer_slot_.push_back(source.has_experts(l) ? slots : -1);
+    if (source.has_experts(l)) slots += r->n_experts_;
+  }
+  const uint64_t block = RoundUp(r->geometry_.block_bytes(), 64);
+  r->bytes_ = block * static_cast<uint64_t>(slots);
+  if (r->bytes_ == 0) return r;
+  r->arena_ = static_cast<char*>(std::aligned_alloc(64, RoundUp(r->bytes_, 64)));
+  if (!r->arena_) {
+    return Error(StatusCode::kResourceExhausted, "cannot allocate {} bytes for resident experts",
+                 r->bytes_);
+  }
+  for (int64_t l = 0; l < source.n_layers(); ++l) {
+    if (!source.has_experts(l)) continue;
+    for (int64_t e = 0; e < r->n_experts_; ++e) {
+      MOE_TRY(source.Read(l, e, const_cast<void*>(r->block(l, e))));
+    }
+  }
+  return r;
+}
+
+ResidentExperts::~ResidentExperts() { std::free(arena_); }
+
+const void* ResidentExperts::block(int64_t layer, int64_t expert) const {
+  const uint64_t slot = static_cast<uint64_t>(layer_slot_[static_cast<size_t>(layer)] + expert);
+  return arena_ + slot * RoundUp(geometry_.block_bytes(), 64);
+}
+
+namespace {
+
+class ResidentProvider final : public ExpertProvider {
+ public:
+  explicit ResidentProvider(const ResidentExperts& experts) : experts_(experts) {}
+
+  Status Begin(int64_t layer, std::span<const int32_t> experts) override {
+    layer_ = layer;
+    experts_list_ = experts;
+    return Status::Ok();
+  }
+  Result<ExpertView> Wait(size_t i) override {
+    return MakeExpertView(experts_.geometry(), experts_.block(layer_, experts_list_[i]));
+  }
+  void End() override {}
+
+ private:
+  const ResidentExperts& experts_;
+  int64_t layer_ = 0;
+  std::span<const int32_t> experts_list_;
+};
+
+}  // namespace
+
+std::unique_ptr<ExpertProvider> MakeResidentProvider(const ResidentExperts& experts) {
+  return std::make_unique<ResidentProvider>(experts);
+}
+
+}  // namespace moe

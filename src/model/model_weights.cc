@@ -1,0 +1,274 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "model/model_weights.h"
+
+#include <sys/mman.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <set>
+
+#include "model/tensor_names.h"
+#include "util/checked_math.h"
+
+namespace moe {
+
+kernels::WeightType ToWeightType(DType t) {
+  switch (t) {
+    case DType::kBF16: return kernels::WeightType::kBF16;
+    case DType::kF16: return kernels::WeightType::kF16;
+    default: return kernels::WeightType::kF32;
+  }
+}
+
+namespace {
+
+std::string ShapeStr(const std::vector<uint64_t>& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
+
+// Prefixes of Omni components a text-only engine ignores (spec §3.4).
+bool IsIgnoredComponent(const std::string& name) {
+  for (const char* p : {"thinker.audio_tower.", "thinker.visual.", "talker.", "code2wav."}) {
+    if (name.rfind(p, 0) == 0) return true;
+  }
+  return name.find("rotary_emb.inv_freq") != std::string::npos;
+}
+
+void FreeArena(char* p) { std::free(p); }
+
+}  // namespace
+
+// Validates names/shapes/dtypes, plans the dense arena, loads it, and locates experts.
+class WeightBinder {
+ public:
+  WeightBinder(const Qwen3MoeConfig& cfg, const Checkpoint& ckpt, ModelWeights* m)
+      : cfg_(cfg), ckpt_(ckpt), m_(m), p_(cfg.tensor_prefix) {}
+
+  Status Run(const BindOptions& opts) {
+    const uint64_t H = cfg_.hidden_size, V = cfg_.vocab_size, d = cfg_.head_dim;
+    const uint64_t Hq = cfg_.num_attention_heads, Hkv = cfg_.num_key_value_heads;
+    Want(names::Embed(p_), {V, H}, &m_->embed_);
+    Want(names::FinalNorm(p_), {H}, &m_->norm_);
+    if (!cfg_.tie_word_embeddings) Want(names::LmHead(p_), {V, H}, &m_->lm_head_);
+    m_->layers_.resize(static_cast<size_t>(cfg_.num_hidden_layers));
+    m_->experts_.resize(static_cast<size_t>(cfg_.num_hidden_layers));
+    for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
+      LayerWeights& lw = m_->layers_[static_cast<size_t>(l)];
+      Want(names::Layer(p_, l, "input_layernorm.weight"), {H}, &lw.input_layernorm);
+      Want(names::Layer(p_, l, "post_attention_layernorm.weight"), {H}, &lw.post_attention_layernorm);
+      Want(names::Layer(p_, l, "self_attn.q_proj.weight"), {Hq * d, H}, &lw.attn.q_proj);
+      Want(names::Layer(p_, l, "self_attn.k_proj.weight"), {Hkv * d, H}, &lw.attn.k_proj);
+      Want(names::Layer(p_, l, "self_attn.v_proj.weight"), {Hkv * d, H}, &lw.attn.v_proj);
+      Want(names::Layer(p_, l, "self_attn.o_proj.weight"), {H, Hq * d}, &lw.attn.o_proj);
+      Want(names::Layer(p_, l, "self_attn.q_norm.weight"), {d}, &lw.attn.q_norm);
+      Want(names::Layer(p_, l, "self_attn.k_norm.weight"), {d}, &lw.attn.k_norm);
+      lw.is_moe = cfg_.IsMoeLayer(l);
+      if (lw.is_moe) {
+        Want(names::Layer(p_, l, "mlp.gate.weight"), {static_cast<uint64_t>(cfg_.num_experts), H},
+             &lw.router);
+        LocateExperts(l);
+      } else {
+        const uint64_t I = cfg_.intermediate_size;
+        Want(names::Layer(p_, l, "mlp.gate_proj.weight"), {I, H}, &lw.mlp_gate);
+        Want(names::Layer(p_, l, "mlp.up_proj.weight"), {I, H}, &lw.mlp_up);
+        Want(names::Layer(p_, l, "mlp.down_proj.weight"), {H, I}, &lw.mlp_down);
+      }
+    }
+    MOE_TRY(ReportMissing());
+    MOE_TRY(first_error_);
+    MOE_TRY(CheckUnexpected());
+    if (cfg_.tie_word_embeddings) pending_tie_ = true;
+    if (opts.load_dense) MOE_TRY(LoadDense());
+    if (pending_tie_) m_->lm_head_ = m_->embed_;
+    return Status::Ok();
+  }
+
+ private:
+  struct Planned {
+    const TensorRef* ref;
+    DenseTensor* out;
+    uint64_t arena_offset;
+  };
+
+  void Fail(Status s) {
+    if (first_error_.ok()) first_error_ = std::move(s);
+  }
+
+  const TensorRef* Lookup(const std::string& name) {
+    used_.insert(name);
+    const TensorRef* ref = ckpt_.Find(name);
+    if (!ref) missing_.push_back(name);
+    return ref;
+  }
+
+  bool CheckShapeAndType(const TensorRef& ref, const std::vector<uint64_t>& shape) {
+    const TensorInfo& ti = *ref.info;
+    if (ti.shape != shape) {
+      Fail(Error(StatusCode::kInvalidFormat, "{}: tensor '{}': shape {} vs {} expected from config",
+                 ref.shard->path(), ti.name, ShapeStr(ti.shape), ShapeStr(shape)));
+      return false;
+    }
+    if (!IsComputeDType(ti.dtype)) {
+      Fail(Error(StatusCode::kUnsupported, "{}: tensor '{}': dtype {} unsupported (BF16, F16, F32)",
+                 ref.shard->path(), ti.name, DTypeName(ti.dtype)));
+      return false;
+    }
+    return true;
+  }
+
+  void Want(const std::string& name, std::vector<uint64_t> shape, DenseTensor* out) {
+    const TensorRef* ref = Lookup(name);
+    if (!ref || !CheckShapeAndType(*ref, shape)) return;
+    out->name = name;
+    out->view.type = ToWeightType(ref->info->dtype);
+    out->view.rows = shape.size() == 2 ? shape[0] : 1;
+    out->view.cols = shape.back();
+    planned_.push_back({ref, out, arena_bytes_});
+    arena_bytes_ += RoundUp(ref->info->n_bytes, 64);
+  }
+
+  void NoteExpertDType(const TensorRef& ref) {
+    if (!expert_dtype_set_) {
+      m_->expert_dtype_ = ref.info->dtype;
+      expert_dtype_set_ = true;
+    } else if (ref.info->dtype != m_->expert_dtype_) {
+      Fail(Error(StatusCode::kUnsupported, "{}: tensor '{}': expert dtype {} differs from {}",
+                 ref.shard->path(), ref.info->name, DTypeName(ref.info->dtype),
+                 DTypeName(m_->expert_dtype_)));
+    }
+  }
+
+  TensorSlice Plain(const TensorRef& ref, uint64_t offset, uint64_t rows, uint64_t cols) {
+    TensorSlice s;
+    s.file = ref.shard;
+    s.file_offset = offset;
+    s.dtype = ref.info->dtype;
+    s.rows = rows;
+    s.cols = cols;
+    return s;
+  }
+
+  TensorSlice Transposed(const TensorRef& ref, uint64_t offset, uint64_t rows, uint64_t cols,
+                         uint64_t stride, uint64_t col_offset) {
+    TensorSlice s = Plain(ref, offset, rows, cols);
+    s.transposed = true;
+    s.stored_row_stride = stride;
+    s.stored_col_offset = col_offset;
+    return s;
+  }
+
+  void LocateExperts(int64_t l) {
+    const uint64_t E = cfg_.num_experts, H = cfg_.hidden_size, I = cfg_.moe_intermediate_size;
+    auto& table = m_->experts_[static_cast<size_t>(l)];
+    table.resize(E);
+    const bool fused = ckpt_.Find(names::FusedGateUp(p_, l)) != nullptr;
+    if (!fused) {
+      for (uint64_t e = 0; e < E; ++e) {
+        const auto ie = static_cast<int64_t>(e);
+        const TensorRef* g = Lookup(names::Expert(p_, l, ie, "gate_proj"));
+        const TensorRef* u = Lookup(names::Expert(p_, l, ie, "up_proj"));
+        const TensorRef* dn = Lookup(names::Expert(p_, l, ie, "down_proj"));
+        if (!g || !u || !dn) continue;
+        if (!CheckShapeAndType(*g, {I, H}) || !CheckShapeAndType(*u, {I, H}) ||
+            !CheckShapeAndType(*dn, {H, I})) {
+          continue;
+        }
+        for (const TensorRef* r : {g, u, dn}) NoteExpertDType(*r);
+        table[e] = {Plain(*g, g->info->file_offset, I, H), Plain(*u, u->info->file_offset, I, H),
+                    Plain(*dn, dn->info->file_offset, H, I)};
+      }
+      return;
+    }
+    const TensorRef* gu = Lookup(names::FusedGateUp(p_, l));
+    const TensorRef* dn = Lookup(names::FusedDown(p_, l));
+    if (!gu || !dn) return;
+    // Layout by shape (spec §1.3). When H == 2I the gate_up shape cannot tell, and when H == I the
+    // down shape cannot: a checkpoint uses one convention for both, so the other decides.
+    bool gu_t = gu->info->shape == std::vector<uint64_t>{E, H, 2 * I};
+    bool dn_t = dn->info->shape == std::vector<uint64_t>{E, I, H};
+    if (H == 2 * I) gu_t = dn_t;
+    if (H == I) dn_t = gu_t;
+    if (!CheckShapeAndType(*gu, gu_t ? std::vector<uint64_t>{E, H, 2 * I}
+                                     : std::vector<uint64_t>{E, 2 * I, H}) ||
+        !CheckShapeAndType(*dn, dn_t ? std::vector<uint64_t>{E, I, H}
+                                     : std::vector<uint64_t>{E, H, I})) {
+      return;
+    }
+    NoteExpertDType(*gu);
+    NoteExpertDType(*dn);
+    const uint64_t b = DTypeBits(gu->info->dtype) / 8;
+    for (uint64_t e = 0; e < E; ++e) {
+      const uint64_t gu_base = gu->info->file_offset + e * 2 * I * H * b;
+      const uint64_t dn_base = dn->info->file_offset + e * H * I * b;
+      ExpertLocation& loc = table[e];
+      if (gu_t) {
+        loc.gate = Transposed(*gu, gu_base, I, H, 2 * I, 0);
+        loc.up = Transposed(*gu, gu_base, I, H, 2 * I, I);
+      } else {
+        loc.gate = Plain(*gu, gu_base, I, H);
+        loc.up = Plain(*gu, gu_base + I * H * b, I, H);
+      }
+      loc.down = dn_t ? Transposed(*dn, dn_base, H, I, H, 0) : Plain(*dn, dn_base, H, I);
+    }
+  }
+
+  Status ReportMissing() {
+    if (missing_.empty()) return Status::Ok();
+    std::vector<std::string> head(missing_.begin(),
+                                  missing_.begin() + std::min<size_t>(5, missing_.size()));
+    return Error(StatusCode::kInvalidFormat, "{}: {} required tensor(s) missing: {}{}", ckpt_.dir(),
+                 missing_.size(), fmt::join(head, ", "), missing_.size() > head.size() ? ", ..." : "");
+  }
+
+  Status CheckUnexpected() {
+    std::vector<std::string> extra;
+    for (const std::string& n : ckpt_.Names()) {
+      if (!used_.count(n) && !IsIgnoredComponent(n)) extra.push_back(n);
+    }
+    if (extra.empty()) return Status::Ok();
+    return Error(StatusCode::kInvalidFormat,
+                 "{}: {} unexpected tensor(s) for this config, e.g. '{}' (wrong config.json?)",
+                 ckpt_.dir(), extra.size(), extra.front());
+  }
+
+  Status LoadDense() {
+    const uint64_t align = arena_bytes_ >= (4u << 20) ? (2u << 20) : 64;
+    const uint64_t bytes = RoundUp(std::max<uint64_t>(arena_bytes_, 64), align);
+    void* mem = std::aligned_alloc(align, bytes);
+    if (!mem) {
+      return Error(StatusCode::kResourceExhausted, "{}: cannot allocate {} bytes of dense weights",
+                   ckpt_.dir(), bytes);
+    }
+    if (align > 64) ::madvise(mem, bytes, MADV_HUGEPAGE);
+    m_->arena_ = {static_cast<char*>(mem), FreeArena};
+    m_->arena_bytes_ = arena_bytes_;
+    for (const Planned& p : planned_) {
+      char* dst = m_->arena_.get() + p.arena_offset;
+      MOE_TRY(ckpt_.Read(*p.ref, dst, p.ref->info->n_bytes));
+      p.out->view.data = dst;
+    }
+    return Status::Ok();
+  }
+
+  const Qwen3MoeConfig& cfg_;
+  const Checkpoint& ckpt_;
+  ModelWeights* m_;
+  std::string p_;
+  std::vector<Planned> planned_;
+  uint64_t arena_bytes_ = 0;
+  std::vector<std::string> missing_;
+  std::set<std::string> used_;
+  Status first_error_;
+  bool expert_dtype_set_ = false;
+  bool pending_tie_ = false;
+};
+
+Result<std::unique_ptr<ModelWeights>> ModelWeights::Bind(const Qwen3MoeConfig& cfg,
+                                                         const Checkpoint& ckpt,
+                                                         const BindOptions& opts) {
+  std::unique_ptr<ModelWeights> m(new ModelWeights());
+  m->cfg_ = cfg;
+  WeightBinder binder(m->cfg_, ckpt, m.get());
+  MOE_TRY(binder.Run(opts));
+  return m;
+}
+
+}  // namespace moe

@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "runtime/engine.h"
+
+namespace moe {
+
+Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& opts) {
+  std::unique_ptr<Engine> e(new Engine());
+  e->opts_ = opts;
+  MOE_ASSIGN_OR_RETURN(Qwen3MoeConfig cfg, LoadHfConfig(opts.model_dir));
+  MOE_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::Open(opts.model_dir));
+  e->checkpoint_ = std::make_unique<Checkpoint>(std::move(ckpt));
+  MOE_ASSIGN_OR_RETURN(e->weights_, ModelWeights::Bind(cfg, *e->checkpoint_));
+  const Qwen3MoeConfig& c = e->weights_->config();
+  for (int32_t x : opts.expert_mask) {
+    if (x < 0 || x >= c.num_experts) {
+      return Error(StatusCode::kUsage, "--expert-mask: expert {} out of range [0, {})", x,
+                   c.num_experts);
+    }
+  }
+  if (opts.top_k_override < 0 || opts.top_k_override > c.num_experts) {
+    return Error(StatusCode::kUsage, "--top-k: {} out of range [1, {}]", opts.top_k_override,
+                 c.num_experts);
+  }
+  if (e->top_k() > c.num_experts ||
+      (!opts.expert_mask.empty() && e->top_k() > static_cast<int64_t>(opts.expert_mask.size()))) {
+    return Error(StatusCode::kUsage, "top-k {} exceeds the {} experts allowed by --expert-mask",
+                 e->top_k(), opts.expert_mask.size());
+  }
+  if (e->top_k() > kMaxTopK) {
+    return Error(StatusCode::kUnsupported, "top-k {} exceeds the supported maximum {}", e->top_k(),
+                 kMaxTopK);
+  }
+  ExpertGeometry g;
+  g.hidden = static_cast<uint64_t>(c.hidden_size);
+  g.intermediate = static_cast<uint64_t>(c.moe_intermediate_size);
+  g.type = ToWeightType(e->weights_->expert_dtype());
+  e->expert_source_ = MakeHfExpertSource(e->weights_->expert_table(), g);
+  MOE_ASSIGN_OR_RETURN(e->resident_, ResidentExperts::Load(*e->expert_source_));
+  return e;
+}
+
+std::unique_ptr<ExpertProvider> Engine::NewExpertProvider() const {
+  return MakeResidentProvider(*resident_);
+}
+
+int64_t Engine::top_k() const {
+  return opts_.top_k_override > 0 ? opts_.top_k_override : config().num_experts_per_tok;
+}
+
+}  // namespace moe

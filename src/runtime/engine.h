@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: Apache-2.0
+// Engine: the immutable model (config, dense weights, expert storage). After Open it is const
+// and may be shared by several Sessions. Session (session.h) owns the per-conversation state.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "experts/expert_provider.h"
+#include "experts/expert_source.h"
+#include "formats/hf_config.h"
+#include "formats/safetensors.h"
+#include "model/model_weights.h"
+#include "util/status.h"
+
+namespace moe {
+
+inline constexpr int64_t kMaxTopK = 64;
+
+struct EngineOptions {
+  std::string model_dir;
+  // Lossy analysis knobs (both make the output differ from the model's): restrict the router to
+  // these experts (empty = all) and override top-k (0 = the config's).
+  std::vector<int32_t> expert_mask;
+  int64_t top_k_override = 0;
+};
+
+class Engine {
+ public:
+  static Result<std::unique_ptr<Engine>> Open(const EngineOptions& opts);
+
+  const Qwen3MoeConfig& config() const { return weights_->config(); }
+  const ModelWeights& weights() const { return *weights_; }
+  const EngineOptions& options() const { return opts_; }
+  const ExpertSource& expert_source() const { return *expert_source_; }
+  // A provider for one Session.
+  std::unique_ptr<ExpertProvider> NewExpertProvider() const;
+  // Effective top-k after overrides.
+  int64_t top_k() const;
+
+ private:
+  Engine() = default;
+  EngineOptions opts_;
+  std::unique_ptr<Checkpoint> checkpoint_;
+  std::unique_ptr<ModelWeights> weights_;
+  std::unique_ptr<ExpertSource> expert_source_;
+  std::unique_ptr<ResidentExperts> resident_;
+};
+
+}  // namespace moe

@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "runtime/generator.h"
+
+#include <algorithm>
+#include <chrono>
+
+namespace moe {
+namespace {
+
+double MsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+Status Generate(Session& session, std::span<const int32_t> prompt, const GenerateOptions& opts,
+                const TokenCallback& on_token, std::vector<int32_t>* out, GenerateStats* stats) {
+  const int64_t V = session.vocab_size();
+  std::vector<float> logits(static_cast<size_t>(V));
+  std::vector<int32_t> history(prompt.begin(), prompt.end());
+  history.reserve(prompt.size() + static_cast<size_t>(std::max<int64_t>(opts.max_new_tokens, 0)));
+  Sampler sampler(V, opts.sampling);
+  GenerateStats st;
+  st.prompt_tokens = static_cast<int64_t>(prompt.size());
+  auto t0 = std::chrono::steady_clock::now();
+  MOE_TRY(session.Forward(prompt, LogitsMode::kLast, logits.data()));
+  st.prefill_ms = MsSince(t0);
+  t0 = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < opts.max_new_tokens; ++i) {
+    const int32_t tok = sampler.Sample(logits.data(), history);
+    history.push_back(tok);
+    if (out) out->push_back(tok);
+    ++st.generated_tokens;
+    const bool stop = std::find(opts.stop_ids.begin(), opts.stop_ids.end(), tok) != opts.stop_ids.end();
+    if (on_token && !on_token(tok)) break;
+    if (stop) {
+      st.stopped_on_eos = true;
+      break;
+    }
+    if (i + 1 == opts.max_new_tokens) break;
+    if (session.n_past() >= session.max_context()) break;
+    MOE_TRY(session.Forward(std::span<const int32_t>(&tok, 1), LogitsMode::kLast, logits.data()));
+  }
+  st.decode_ms = MsSince(t0);
+  if (stats) *stats = st;
+  return Status::Ok();
+}
+
+}  // namespace moe

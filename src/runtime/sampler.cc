@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "runtime/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace moe {
+
+Sampler::Sampler(int64_t vocab_size, const SamplingParams& params)
+    : p_(params),
+      rng_(params.seed),
+      order_(static_cast<size_t>(vocab_size)),
+      seen_(static_cast<size_t>(vocab_size)) {}
+
+int32_t Sampler::Sample(float* logits, std::span<const int32_t> history) {
+  const size_t V = order_.size();
+  if (p_.repetition_penalty != 1.0f) {
+    for (int32_t t : history) {
+      if (t < 0 || static_cast<size_t>(t) >= V || seen_[static_cast<size_t>(t)]) continue;
+      seen_[static_cast<size_t>(t)] = 1;
+      float& l = logits[t];
+      l = l < 0 ? l * p_.repetition_penalty : l / p_.repetition_penalty;
+    }
+    for (int32_t t : history) {
+      if (t >= 0 && static_cast<size_t>(t) < V) seen_[static_cast<size_t>(t)] = 0;
+    }
+  }
+  if (p_.temperature <= 0.0f) {
+    size_t best = 0;
+    for (size_t i = 1; i < V; ++i) {
+      if (logits[i] > logits[best]) best = i;
+    }
+    return static_cast<int32_t>(best);
+  }
+  for (size_t i = 0; i < V; ++i) logits[i] /= p_.temperature;
+  // Candidates sorted by logit (descending; ties by id) — only as many as top-k needs.
+  std::iota(order_.begin(), order_.end(), 0);
+  auto cmp = [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
+  size_t n = V;
+  if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < V) {
+    n = static_cast<size_t>(p_.top_k);
+    std::partial_sort(order_.begin(), order_.begin() + static_cast<ptrdiff_t>(n), order_.end(), cmp);
+  } else {
+    std::sort(order_.begin(), order_.end(), cmp);
+  }
+  // Softmax over the candidates.
+  const float mx = logits[order_[0]];
+  double sum = 0.0;
+  for (size_t i = 0; i < n; ++i) {
+    float& l = logits[order_[i]];
+    l = std::exp(l - mx);
+    sum += l;
+  }
+  for (size_t i = 0; i < n; ++i) logits[order_[i]] = static_cast<float>(logits[order_[i]] / sum);
+  if (p_.top_p < 1.0f) {  // smallest prefix with mass ≥ top_p (at least one token)
+    double cum = 0.0;
+    size_t keep = 0;
+    while (keep < n) {
+      cum += logits[order_[keep++]];
+      if (cum >= p_.top_p) break;
+    }
+    n = keep;
+  }
+  if (p_.min_p > 0.0f) {
+    const float floor = p_.min_p * logits[order_[0]];
+    size_t keep = 1;
+    while (keep < n && logits[order_[keep]] >= floor) ++keep;
+    n = keep;
+  }
+  double total = 0.0;
+  for (size_t i = 0; i < n; ++i) total += logits[order_[i]];
+  const double r = std::uniform_real_distribution<double>(0.0, total)(rng_);
+  double acc = 0.0;
+  for (size_t i = 0; i < n; ++i) {
+    acc += logits[order_[i]];
+    if (r < acc) return order_[i];
+  }
+  return order_[n - 1];
+}
+
+}  // namespace moe

@@ -1,0 +1,36 @@
+// SPDX-License-Identifier: Apache-2.0
+// Next-token choice from f32 logits, in HF generate's processor order: repetition penalty,
+// then temperature, top-k, top-p, min-p, then a draw from the seeded RNG. temperature 0 = greedy
+// (argmax, lowest id on ties). Buffers are allocated once (vocab-sized).
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <span>
+#include <vector>
+
+namespace moe {
+
+struct SamplingParams {
+  float temperature = 0.0f;  // 0 = greedy
+  int64_t top_k = 0;         // 0 = off
+  float top_p = 1.0f;        // 1 = off
+  float min_p = 0.0f;        // 0 = off
+  float repetition_penalty = 1.0f;  // 1 = off; HF semantics (divide positive, multiply negative)
+  uint64_t seed = 0;
+};
+
+class Sampler {
+ public:
+  Sampler(int64_t vocab_size, const SamplingParams& params);
+  // `logits` is modified in place. `history`: tokens the repetition penalty applies to.
+  int32_t Sample(float* logits, std::span<const int32_t> history);
+
+ private:
+  SamplingParams p_;
+  std::mt19937_64 rng_;
+  std::vector<int32_t> order_;
+  std::vector<uint8_t> seen_;
+};
+
+}  // namespace moe

@@ -1,0 +1,295 @@
+// SPDX-License-Identifier: Apache-2.0
+// The Qwen3-MoE forward pass (spec §2): composition only; arithmetic lives in kernels/.
+#include "runtime/session.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/kernels.h"
+#include "util/check.h"
+
+namespace moe {
+namespace {
+
+size_t Sz(int64_t v) { return static_cast<size_t>(v); }
+
+}  // namespace
+
+Session::Session(const Engine& engine, ThreadPool& pool, const SessionOptions& opts)
+    : engine_(engine),
+      cfg_(engine.config()),
+      w_(engine.weights()),
+      pool_(pool),
+      provider_(engine.NewExpertProvider()),
+      rope_(cfg_, std::min<int64_t>(opts.max_context, cfg_.max_position_embeddings > 0
+                                                          ? cfg_.max_position_embeddings
+                                                          : opts.max_context)) {
+  max_ctx_ = std::min<int64_t>(opts.max_context, cfg_.max_position_embeddings > 0
+                                                     ? cfg_.max_position_embeddings
+                                                     : opts.max_context);
+  max_batch_ = std::max<int64_t>(1, std::min(opts.max_batch, max_ctx_));
+  H_ = cfg_.hidden_size;
+  Hq_ = cfg_.num_attention_heads;
+  Hkv_ = cfg_.num_key_value_heads;
+  d_ = cfg_.head_dim;
+  E_ = cfg_.num_experts;
+  k_ = engine.top_k();
+  I_moe_ = cfg_.moe_intermediate_size;
+  I_dense_ = cfg_.intermediate_size;
+  V_ = cfg_.vocab_size;
+  q_dim_ = Sz(Hq_ * d_);
+  kv_dim_ = Sz(Hkv_ * d_);
+  router_opts_.top_k = k_;
+  router_opts_.norm_topk_prob = cfg_.norm_topk_prob;
+  if (!engine.options().expert_mask.empty()) {
+    router_opts_.allowed.assign(Sz(E_), 0);
+    for (int32_t e : engine.options().expert_mask) router_opts_.allowed[Sz(e)] = 1;
+  }
+
+  const size_t B = Sz(max_batch_);
+  const size_t L = Sz(cfg_.num_hidden_layers);
+  k_cache_.assign(L * Sz(max_ctx_) * kv_dim_, 0.f);
+  v_cache_.assign(k_cache_.size(), 0.f);
+  x_.assign(B * Sz(H_), 0.f);
+  xn_.assign(B * Sz(H_), 0.f);
+  q_.assign(B * q_dim_, 0.f);
+  kb_.assign(B * kv_dim_, 0.f);
+  vb_.assign(B * kv_dim_, 0.f);
+  att_.assign(B * q_dim_, 0.f);
+  proj_.assign(B * Sz(H_), 0.f);
+  mlp_gate_.assign(B * Sz(std::max(I_dense_, I_moe_)), 0.f);
+  mlp_up_.assign(mlp_gate_.size(), 0.f);
+  scores_.assign(pool.n_threads() * Sz(max_ctx_), 0.f);
+  router_logits_.assign(B * Sz(E_), 0.f);
+  topk_idx_.assign(B * Sz(k_), 0);
+  topk_w_.assign(B * Sz(k_), 0.f);
+  expert_out_.assign(B * Sz(k_) * Sz(H_), 0.f);
+  active_.assign(Sz(E_), 0);
+  offsets_.assign(Sz(E_) + 1, 0);
+  pairs_.assign(B * Sz(k_), 0);
+  xg_.assign(B * Sz(H_), 0.f);
+  eg_.assign(B * Sz(I_moe_), 0.f);
+  eu_.assign(B * Sz(I_moe_), 0.f);
+  ed_.assign(B * Sz(H_), 0.f);
+}
+
+Session::~Session() = default;
+
+void Session::MatMulPar(const kernels::WeightView& w, const float* x, int64_t n, size_t x_stride,
+                        float* y, size_t y_stride) {
+  // Row blocks of ≥ 16 rows, about 4 per thread for balance; results do not depend on the split.
+  const size_t rows = w.rows;
+  const size_t n_tasks = std::max<size_t>(1, std::min(rows / 16, pool_.n_threads() * 4));
+  const size_t per = (rows + n_tasks - 1) / n_tasks;
+  pool_.ParallelFor(n_tasks, [&](size_t task, size_t) {
+    const size_t begin = task * per, end = std::min(rows, begin + per);
+    if (begin < end) kernels::MatMul(w, x, Sz(n), x_stride, y, y_stride, begin, end);
+  });
+}
+
+Status Session::Forward(std::span<const int32_t> tokens, LogitsMode mode, float* logits_out) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (n == 0) return Status::Ok();
+  for (int64_t i = 0; i < n; ++i) {
+    if (tokens[Sz(i)] < 0 || tokens[Sz(i)] >= V_) {
+      return Error(StatusCode::kUsage, "token id {} at index {} out of range [0, {})",
+                   tokens[Sz(i)], i, V_);
+    }
+  }
+  if (n_past_ + n > max_ctx_) {
+    return Error(StatusCode::kUsage, "{} tokens after {} exceed the context of {} positions", n,
+                 n_past_, max_ctx_);
+  }
+  for (int64_t start = 0; start < n; start += max_batch_) {
+    const int64_t m = std::min(max_batch_, n - start);
+    const bool last_chunk = start + m == n;
+    LogitsMode chunk_mode = mode == LogitsMode::kAll ? LogitsMode::kAll
+                            : (mode == LogitsMode::kLast && last_chunk) ? LogitsMode::kLast
+                                                                        : LogitsMode::kNone;
+    float* out = mode == LogitsMode::kAll ? logits_out + Sz(start) * Sz(V_) : logits_out;
+    MOE_TRY(ForwardChunk(tokens.data() + start, m, chunk_mode, out));
+  }
+  return Status::Ok();
+}
+
+Status Session::ForwardChunk(const int32_t* tokens, int64_t n, LogitsMode mode, float* logits_out) {
+  const size_t H = Sz(H_);
+  const float eps = static_cast<float>(cfg_.rms_norm_eps);
+  // 1. Embedding rows (converted to f32).
+  const kernels::WeightView& emb = w_.embed().view;
+  for (int64_t t = 0; t < n; ++t) {
+    kernels::ToFloat(static_cast<const char*>(emb.data) +
+                         Sz(tokens[t]) * H * kernels::WeightTypeBytes(emb.type),
+                     emb.type, H, &x_[Sz(t) * H]);
+  }
+  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
+    const LayerWeights& lw = w_.layer(l);
+    // 2. x += o_proj(attention(input_layernorm(x)))
+    for (int64_t t = 0; t < n; ++t) {
+      kernels::RmsNorm(&x_[Sz(t) * H], lw.input_layernorm.view.data, lw.input_layernorm.view.type,
+                       H, eps, &xn_[Sz(t) * H]);
+    }
+    MatMulPar(lw.attn.q_proj.view, xn_.data(), n, H, q_.data(), q_dim_);
+    MatMulPar(lw.attn.k_proj.view, xn_.data(), n, H, kb_.data(), kv_dim_);
+    MatMulPar(lw.attn.v_proj.view, xn_.data(), n, H, vb_.data(), kv_dim_);
+    Attention(l, n);
+    MatMulPar(lw.attn.o_proj.view, att_.data(), n, q_dim_, proj_.data(), H);
+    for (size_t i = 0; i < Sz(n) * H; ++i) x_[i] += proj_[i];
+    // 3. x += ffn(post_attention_layernorm(x))
+    for (int64_t t = 0; t < n; ++t) {
+      kernels::RmsNorm(&x_[Sz(t) * H], lw.post_attention_layernorm.view.data,
+                       lw.post_attention_layernorm.view.type, H, eps, &xn_[Sz(t) * H]);
+    }
+    if (lw.is_moe) {
+      MOE_TRY(MoeBlock(l, n));
+    } else {
+      DenseMlp(l, n);
+    }
+    for (size_t i = 0; i < Sz(n) * H; ++i) x_[i] += proj_[i];
+  }
+  // 4. Final norm and lm_head for the positions asked for.
+  if (mode != LogitsMode::kNone) {
+    const int64_t first = mode == LogitsMode::kLast ? n - 1 : 0;
+    for (int64_t t = first; t < n; ++t) {
+      kernels::RmsNorm(&x_[Sz(t) * H], w_.final_norm().view.data, w_.final_norm().view.type, H,
+                       eps, &xn_[Sz(t) * H]);
+    }
+    MatMulPar(w_.lm_head().view, &xn_[Sz(first) * H], n - first, H, logits_out, Sz(V_));
+  }
+  n_past_ += n;
+  return Status::Ok();
+}
+
+void Session::Attention(int64_t layer, int64_t n) {
+  const LayerWeights& lw = w_.layer(layer);
+  const float eps = static_cast<float>(cfg_.rms_norm_eps);
+  const size_t d = Sz(d_);
+  float* kc = &k_cache_[Sz(layer) * Sz(max_ctx_) * kv_dim_];
+  float* vc = &v_cache_[Sz(layer) * Sz(max_ctx_) * kv_dim_];
+  // Per-head q_norm / k_norm, then RoPE; k and v go to the cache at their absolute positions.
+  for (int64_t t = 0; t < n; ++t) {
+    const int64_t pos = n_past_ + t;
+    for (int64_t h = 0; h < Hq_; ++h) {
+      float* qh = &q_[Sz(t) * q_dim_ + Sz(h) * d];
+      kernels::RmsNorm(qh, lw.attn.q_norm.view.data, lw.attn.q_norm.view.type, d, eps, qh);
+      rope_.Apply(qh, pos);
+    }
+    for (int64_t h = 0; h < Hkv_; ++h) {
+      float* kh = &kb_[Sz(t) * kv_dim_ + Sz(h) * d];
+      kernels::RmsNorm(kh, lw.attn.k_norm.view.data, lw.attn.k_norm.view.type, d, eps, kh);
+      rope_.Apply(kh, pos);
+    }
+    std::memcpy(kc + Sz(pos) * kv_dim_, &kb_[Sz(t) * kv_dim_], kv_dim_ * sizeof(float));
+    std::memcpy(vc + Sz(pos) * kv_dim_, &vb_[Sz(t) * kv_dim_], kv_dim_ * sizeof(float));
+  }
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d_));
+  const int64_t group = Hq_ / Hkv_;
+  pool_.ParallelFor(Sz(n * Hq_), [&](size_t task, size_t worker) {
+    const int64_t t = static_cast<int64_t>(task) / Hq_, h = static_cast<int64_t>(task) % Hq_;
+    const int64_t pos = n_past_ + t;
+    const size_t kvh = Sz(h / group);
+    const float* qh = &q_[Sz(t) * q_dim_ + Sz(h) * d];
+    float* sc = &scores_[worker * Sz(max_ctx_)];
+    for (int64_t j = 0; j <= pos; ++j) {  // causal: keys at positions ≤ pos
+      const float* kj = kc + Sz(j) * kv_dim_ + kvh * d;
+      float s = 0.f;
+      for (size_t i = 0; i < d; ++i) s += qh[i] * kj[i];
+      sc[j] = s * scale;
+    }
+    kernels::Softmax(sc, Sz(pos + 1));
+    float* out = &att_[Sz(t) * q_dim_ + Sz(h) * d];
+    std::fill(out, out + d, 0.f);
+    for (int64_t j = 0; j <= pos; ++j) {
+      const float* vj = vc + Sz(j) * kv_dim_ + kvh * d;
+      const float p = sc[j];
+      for (size_t i = 0; i < d; ++i) out[i] += p * vj[i];
+    }
+  });
+}
+
+void Session::DenseMlp(int64_t layer, int64_t n) {
+  const LayerWeights& lw = w_.layer(layer);
+  const size_t H = Sz(H_), I = Sz(I_dense_);
+  MatMulPar(lw.mlp_gate.view, xn_.data(), n, H, mlp_gate_.data(), I);
+  MatMulPar(lw.mlp_up.view, xn_.data(), n, H, mlp_up_.data(), I);
+  kernels::SiluMul(mlp_gate_.data(), mlp_up_.data(), Sz(n) * I);
+  MatMulPar(lw.mlp_down.view, mlp_gate_.data(), n, I, proj_.data(), H);
+}
+
+Status Session::MoeBlock(int64_t layer, int64_t n) {
+  const LayerWeights& lw = w_.layer(layer);
+  const size_t H = Sz(H_), I = Sz(I_moe_), K = Sz(k_), E = Sz(E_);
+  // Route every token: f32 softmax over all experts, top-k, renormalise.
+  MatMulPar(lw.router.view, xn_.data(), n, H, router_logits_.data(), E);
+  for (int64_t t = 0; t < n; ++t) {
+    Route(&router_logits_[Sz(t) * E], E_, router_opts_, &topk_idx_[Sz(t) * K], &topk_w_[Sz(t) * K]);
+    if (recorder_) {
+      recorder_->push_back({n_past_ + t, layer,
+                            {&topk_idx_[Sz(t) * K], &topk_idx_[Sz(t) * K] + K},
+                            {&topk_w_[Sz(t) * K], &topk_w_[Sz(t) * K] + K}});
+    }
+  }
+  // Group (token, slot) pairs by expert (counting sort): each expert runs once per batch.
+  std::fill(offsets_.begin(), offsets_.end(), 0);
+  for (size_t i = 0; i < Sz(n) * K; ++i) ++offsets_[Sz(topk_idx_[i]) + 1];
+  size_t n_active = 0;
+  for (size_t e = 0; e < E; ++e) {
+    if (offsets_[e + 1] > 0) active_[n_active++] = static_cast<int32_t>(e);
+    offsets_[e + 1] += offsets_[e];
+  }
+  for (size_t i = 0; i < Sz(n) * K; ++i) {
+    // Stable: pairs of an expert keep ascending token order.
+    const size_t e = Sz(topk_idx_[i]);
+    pairs_[Sz(offsets_[e]++)] = static_cast<int32_t>(i);
+  }
+  for (size_t e = E; e > 0; --e) offsets_[e] = offsets_[e - 1];
+  offsets_[0] = 0;
+
+  MOE_TRY(provider_->Begin(layer, std::span<const int32_t>(active_.data(), n_active)));
+  Status status;
+  for (size_t a = 0; a < n_active && status.ok(); ++a) {
+    Result<ExpertView> view = provider_->Wait(a);
+    if (!view.ok()) {
+      status = view.status();
+      break;
+    }
+    const size_t e = Sz(active_[a]);
+    const size_t begin = Sz(offsets_[e]), cnt = Sz(offsets_[e + 1]) - begin;
+    for (size_t j = 0; j < cnt; ++j) {
+      const size_t t = Sz(pairs_[begin + j]) / K;
+      std::memcpy(&xg_[j * H], &xn_[t * H], H * sizeof(float));
+    }
+    const auto m = static_cast<int64_t>(cnt);
+    MatMulPar(view->gate, xg_.data(), m, H, eg_.data(), I);
+    MatMulPar(view->up, xg_.data(), m, H, eu_.data(), I);
+    kernels::SiluMul(eg_.data(), eu_.data(), cnt * I);
+    MatMulPar(view->down, eg_.data(), m, I, ed_.data(), H);
+    for (size_t j = 0; j < cnt; ++j) {
+      std::memcpy(&expert_out_[Sz(pairs_[begin + j]) * H], &ed_[j * H], H * sizeof(float));
+    }
+  }
+  provider_->End();
+  MOE_TRY(status);
+  // Weighted sum per token in ascending expert id order (HF eager's accumulation order),
+  // independent of the order in which experts became available.
+  for (int64_t t = 0; t < n; ++t) {
+    float* out = &proj_[Sz(t) * H];
+    std::fill(out, out + H, 0.f);
+    const int32_t* idx = &topk_idx_[Sz(t) * K];
+    bool used[kMaxTopK] = {};
+    for (size_t step = 0; step < K; ++step) {
+      size_t best = K;
+      for (size_t s = 0; s < K; ++s) {
+        if (!used[s] && (best == K || idx[s] < idx[best])) best = s;
+      }
+      used[best] = true;
+      const float wgt = topk_w_[Sz(t) * K + best];
+      const float* y = &expert_out_[(Sz(t) * K + best) * H];
+      for (size_t i = 0; i < H; ++i) out[i] += wgt * y[i];
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace moe

@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: Apache-2.0
+// Session: one sequence's state — KV cache, activations, expert provider pins, routing record —
+// all allocated when the Session is created. Forward() appends tokens to the context: a prompt
+// is processed as batches of up to max_batch tokens (prefill), a decoded token is a batch of 1;
+// both run the same code and the decode step performs no heap allocation.
+// Thread-compatible: one Forward at a time; the Engine behind it may be shared.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "experts/expert_provider.h"
+#include "runtime/engine.h"
+#include "runtime/rope.h"
+#include "runtime/router.h"
+#include "util/status.h"
+#include "util/thread_pool.h"
+
+namespace moe {
+
+struct SessionOptions {
+  int64_t max_context = 4096;  // clamped to max_position_embeddings
+  int64_t max_batch = 32;      // prefill chunk
+};
+
+// One routing decision: the router's output for one (position, MoE layer).
+struct RouteRecord {
+  int64_t pos = 0;
+  int64_t layer = 0;
+  std::vector<int32_t> experts;  // top-k order
+  std::vector<float> weights;
+};
+
+enum class LogitsMode { kNone, kLast, kAll };
+
+class Session {
+ public:
+  Session(const Engine& engine, ThreadPool& pool, const SessionOptions& opts);
+  ~Session();
+
+  // Runs `tokens` at positions n_past()..n_past()+n-1. logits_out receives [n, V] (kAll),
+  // [V] for the last token (kLast), or nothing. Errors: token id out of range or context full
+  // (kUsage, nothing changed); expert read failures (the session must then be Reset).
+  Status Forward(std::span<const int32_t> tokens, LogitsMode mode, float* logits_out);
+
+  int64_t n_past() const { return n_past_; }
+  int64_t max_context() const { return max_ctx_; }
+  int64_t vocab_size() const { return V_; }
+  void Reset() { n_past_ = 0; }
+  // When set, every routing decision is appended here (allocates; analysis only).
+  void set_route_recorder(std::vector<RouteRecord>* r) { recorder_ = r; }
+
+ private:
+  Status ForwardChunk(const int32_t* tokens, int64_t n, LogitsMode mode, float* logits_out);
+  void Attention(int64_t layer, int64_t n);
+  Status MoeBlock(int64_t layer, int64_t n);
+  void DenseMlp(int64_t layer, int64_t n);
+  void MatMulPar(const kernels::WeightView& w, const float* x, int64_t n, size_t x_stride,
+                 float* y, size_t y_stride);
+
+  const Engine& engine_;
+  const Qwen3MoeConfig& cfg_;
+  const ModelWeights& w_;
+  ThreadPool& pool_;
+  std::unique_ptr<ExpertProvider> provider_;
+  RopeTable rope_;
+  RouterOptions router_opts_;
+  std::vector<RouteRecord>* recorder_ = nullptr;
+
+  int64_t max_ctx_, max_batch_, n_past_ = 0;
+  int64_t H_, Hq_, Hkv_, d_, E_, k_, I_moe_, I_dense_, V_;
+  size_t q_dim_, kv_dim_;
+
+  // KV cache: [layer][position][Hkv*d] f32; k after k_norm and RoPE.
+  std::vector<float> k_cache_, v_cache_;
+  // Activations, [max_batch, ...] row-major.
+  std::vector<float> x_, xn_, q_, kb_, vb_, att_, proj_, mlp_gate_, mlp_up_;
+  std::vector<float> scores_;  // [n_threads, max_ctx]
+  // MoE scratch.
+  std::vector<float> router_logits_;  // [B, E]
+  std::vector<int32_t> topk_idx_;     // [B, k]
+  std::vector<float> topk_w_;         // [B, k]
+  std::vector<float> expert_out_;     // [B, k, H]
+  std::vector<int32_t> active_;       // experts used by the batch, ascending
+  std::vector<int32_t> offsets_;      // [E + 1] counting-sort offsets
+  std::vector<int32_t> pairs_;        // [B*k] (token*k + slot) grouped by expert
+  std::vector<float> xg_, eg_, eu_, ed_;  // gathered rows of one expert's tokens
+};
+
+}  // namespace moe

@@ -24,7 +24,6 @@ Usage: python3 scripts/refmodel/assemble_corpus.py [--out .refcorpus] [--work .r
 """
 
 import argparse
-import base64
 import concurrent.futures
 import gzip
 import hashlib

@@ -17,7 +17,7 @@ windows drawn from all domains; (4) evaluate held-out perplexity per domain; (5)
 logits, router top-k and greedy continuations of held-out passages (test fixtures).
 
 Outputs in --out (at most 6 files, each <= 15 MiB):
-  refmodel.tar.NN   parts of one tar; `cat refmodel.tar.* | tar -x -C <repo root>` creates
+  refmodel.tar.NN   parts of one tar; `cat refmodel.tar.* | tar -xm -C <repo root>` creates
                     models/qwen3-moe-ref/ (the model) and tests/data/refmodel/ (fixtures)
   metrics.json, samples.txt, train.log   copies for a quick look
 """
@@ -1152,7 +1152,7 @@ def main():
             shutil.copy(os.path.join(model_dir, f), os.path.join(args.out, f))
     parts, size = pack(args.out, stage)
     log(f"packed {size / 1e6:.2f} MB into {parts} in {args.out}; "
-        f"unpack with: cat refmodel.tar.* | tar -x -C <repo root>")
+        f"unpack with: cat refmodel.tar.* | tar -xm -C <repo root>")
     log(f"done in {time.time() - T0:.1f} s")
 
 

@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: Apache-2.0
+// The external CLI contract of `moestream eval` and `moestream generate`, checked against the
+// transformers-made fixtures: the logits file is raw little-endian f32 [tokens, vocab], the trace
+// is JSON lines {"pos","layer","experts","weights"} per (position, MoE layer) in top-k order.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "cli_runner.h"
+
+namespace moe {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Slurp(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+struct Scratch {
+  Scratch() {
+    char tmpl[] = "/tmp/moe_eval_XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~Scratch() { fs::remove_all(path); }
+  std::string path;
+};
+
+std::string Join(const std::vector<int32_t>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+  return s;
+}
+
+TEST(EvalCliTest, LogitsAndTraceFilesMatchTransformers) {
+  const std::string dir = std::string(MOE_SOURCE_DIR) + "/tests/data/models/base";
+  const auto meta = nlohmann::json::parse(Slurp(dir + "/reference/meta.json"));
+  const auto prompt = meta["prompt"].get<std::vector<int32_t>>();
+  Scratch s;
+  const auto r = testing::RunCli({"eval", "--model", dir, "--tokens", Join(prompt), "--logits-out",
+                                  s.path + "/logits.f32", "--trace-out", s.path + "/trace.jsonl"},
+                                 s.path);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string got = Slurp(s.path + "/logits.f32"), ref = Slurp(dir + "/reference/logits.f32");
+  ASSERT_EQ(got.size(), ref.size());
+  const size_t V = meta["vocab_size"], n = prompt.size();
+  std::vector<float> g(n * V), h(n * V);
+  std::memcpy(g.data(), got.data(), got.size());
+  std::memcpy(h.data(), ref.data(), ref.size());
+  for (size_t p = 0; p < n; ++p) {
+    float mx = 0, diff = 0;
+    for (size_t i = 0; i < V; ++i) {
+      mx = std::max(mx, std::fabs(h[p * V + i]));
+      diff = std::max(diff, std::fabs(h[p * V + i] - g[p * V + i]));
+    }
+    EXPECT_LE(diff, 1e-3f * mx) << "position " << p;
+  }
+  // Trace: same (pos, layer) rows as HF's, no line for the dense layer 1, experts as sets.
+  std::istringstream ours(Slurp(s.path + "/trace.jsonl")), theirs(Slurp(dir + "/reference/trace.jsonl"));
+  std::string a, b;
+  size_t rows = 0;
+  while (std::getline(theirs, b)) {
+    ASSERT_TRUE(std::getline(ours, a));
+    const auto ja = nlohmann::json::parse(a), jb = nlohmann::json::parse(b);
+    EXPECT_EQ(ja["pos"], jb["pos"]);
+    EXPECT_EQ(ja["layer"], jb["layer"]);
+    EXPECT_NE(ja["layer"], 1);
+    const auto ea = ja["experts"].get<std::vector<int>>(), eb = jb["experts"].get<std::vector<int>>();
+    EXPECT_EQ(std::set<int>(ea.begin(), ea.end()), std::set<int>(eb.begin(), eb.end()));
+    const auto wa = ja["weights"].get<std::vector<double>>();
+    ASSERT_EQ(wa.size(), ea.size());
+    for (size_t i = 1; i < wa.size(); ++i) EXPECT_GE(wa[i - 1], wa[i]);  // top-k order
+    ++rows;
+  }
+  EXPECT_FALSE(std::getline(ours, a));
+  EXPECT_GT(rows, 0u);
+}
+
+TEST(EvalCliTest, GenerateGreedyMatchesTransformers) {
+  const std::string dir = std::string(MOE_SOURCE_DIR) + "/tests/data/models/tied";
+  const auto meta = nlohmann::json::parse(Slurp(dir + "/reference/meta.json"));
+  Scratch s;
+  const auto r = testing::RunCli({"generate", "--model", dir, "--tokens",
+                                  Join(meta["prompt"].get<std::vector<int32_t>>()), "-n",
+                                  std::to_string(meta["greedy"].size()), "--ignore-eos"},
+                                 s.path);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, Join(meta["greedy"].get<std::vector<int32_t>>()) + "\n");
+}
+
+TEST(EvalCliTest, BadRequestsGetUsageErrors) {
+  const std::string dir = std::string(MOE_SOURCE_DIR) + "/tests/data/models/base";
+  Scratch s;
+  auto r = testing::RunCli({"eval", "--model", dir, "--tokens", "1,99999", "--logits-out",
+                            s.path + "/x"}, s.path);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("token id 99999"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(s.path + "/x"));  // no half-written output
+  r = testing::RunCli({"eval", "--model", dir, "--tokens", "1,x"}, s.path);
+  EXPECT_EQ(r.exit_code, 2);
+  r = testing::RunCli({"generate", "--model", dir, "--tokens", "1", "--top-p", "2"}, s.path);
+  EXPECT_EQ(r.exit_code, 2);
+  r = testing::RunCli({"eval", "--model", dir, "--tokens", "1", "--logits-out", s.path + "/y",
+                       "--expert-mask", "0-99"}, s.path);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  r = testing::RunCli({"frobnicate"}, s.path);
+  EXPECT_EQ(r.exit_code, 2);
+}
+
+}  // namespace
+}  // namespace moe

@@ -5,7 +5,7 @@
 #include "kernels/kernels.h"
 
 #include <cmath>
-#include <vector>
+#include <algorithm>
 
 #include "kernels/reference.h"
 
@@ -14,21 +14,30 @@ namespace {
 
 constexpr size_t kLanes = 8;
 
-// Converts one row of weights to f32 in `buf` (cols floats), then returns a pointer to f32 data.
-const float* RowAsFloat(const WeightView& w, size_t r, float* buf) {
-  if (w.type == WeightType::kF32) return static_cast<const float*>(w.data) + r * w.cols;
-  ToFloat(static_cast<const char*>(w.data) + r * w.cols * WeightTypeBytes(w.type), w.type, w.cols,
-          buf);
-  return buf;
-}
+constexpr size_t kChunk = 256;  // weights converted to f32 per step, on the stack
 
-float DotBlocked(const float* a, const float* b, size_t n) {
+// Σ w[c]·x[c] over one row, in kLanes interleaved partial sums, then a fixed reduction.
+float DotRow(const WeightView& w, size_t r, const float* x) {
   float acc[kLanes] = {};
-  size_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (size_t l = 0; l < kLanes; ++l) acc[l] += a[i + l] * b[i + l];
+  float buf[kChunk];
+  const size_t bytes = WeightTypeBytes(w.type);
+  const char* row = static_cast<const char*>(w.data) + r * w.cols * bytes;
+  for (size_t c0 = 0; c0 < w.cols; c0 += kChunk) {
+    const size_t n = std::min(kChunk, w.cols - c0);
+    const float* wr;
+    if (w.type == WeightType::kF32) {
+      wr = reinterpret_cast<const float*>(row) + c0;
+    } else {
+      ToFloat(row + c0 * bytes, w.type, n, buf);
+      wr = buf;
+    }
+    const float* xc = x + c0;
+    size_t i = 0;
+    for (; i + kLanes <= n; i += kLanes) {
+      for (size_t l = 0; l < kLanes; ++l) acc[l] += wr[i + l] * xc[i + l];
+    }
+    for (; i < n; ++i) acc[(c0 + i) % kLanes] += wr[i] * xc[i];
   }
-  for (size_t l = 0; i < n; ++i, ++l) acc[l] += a[i] * b[i];
   float s = 0.f;
   for (size_t l = 0; l < kLanes; ++l) s += acc[l];
   return s;
@@ -50,14 +59,8 @@ void ToFloat(const void* src, WeightType type, size_t n, float* dst) {
 
 void MatMul(const WeightView& w, const float* x, size_t n_tokens, size_t x_stride, float* y,
             size_t y_stride, size_t row_begin, size_t row_end) {
-  // Row-major outer loop so each weight row is converted once and reused for every token.
-  thread_local std::vector<float> buf;
-  if (buf.size() < w.cols) buf.resize(w.cols);
   for (size_t r = row_begin; r < row_end; ++r) {
-    const float* wr = RowAsFloat(w, r, buf.data());
-    for (size_t t = 0; t < n_tokens; ++t) {
-      y[t * y_stride + r] = DotBlocked(wr, x + t * x_stride, w.cols);
-    }
+    for (size_t t = 0; t < n_tokens; ++t) y[t * y_stride + r] = DotRow(w, r, x + t * x_stride);
   }
 }
 

@@ -21,14 +21,21 @@ namespace moe::kernels {
 namespace HWY_NAMESPACE {
 namespace {
 
-// Rows converted per tile: enough independent streams to hide DRAM latency at decode.
-constexpr size_t kRowTile = 4;
-// Tokens sharing each converted weight vector (prefill). AVX-512 has 32 registers: 4×4
-// accumulators + 4 x + 1 w. 16-register targets use 4×2.
+// Decode (one token): rows per tile, i.e. independent weight streams and FMA chains.
+#ifndef MOE_MATMUL_DECODE_ROWS
+#define MOE_MATMUL_DECODE_ROWS 4
+#endif
+constexpr size_t kDecodeRows = MOE_MATMUL_DECODE_ROWS;
+// Prefill: rows × tokens per tile; each converted weight vector feeds kTokenTile FMAs. Register
+// budget: kPrefillRows·kTokenTile accumulators + kTokenTile x vectors + 1 weight vector, within
+// 32 registers on AVX-512 and 16 on AVX2/SSE4. Fewer rows than tokens halves the bf16
+// widening work per FMA (measured on AVX2: see docs/kernels.md).
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+constexpr size_t kPrefillRows = 4;
 constexpr size_t kTokenTile = 4;
 #else
-constexpr size_t kTokenTile = 2;
+constexpr size_t kPrefillRows = 2;
+constexpr size_t kTokenTile = 4;
 #endif
 
 struct Args {
@@ -78,27 +85,29 @@ HWY_INLINE void Tile(const Args& a, size_t r, size_t t) {
 }
 
 // All rows of [row_begin, row_end) for tokens [t, t + kT).
-template <size_t kT, typename TW>
+template <size_t kR, size_t kT, typename TW>
 HWY_INLINE void RowsForTokens(const Args& a, size_t row_begin, size_t row_end, size_t t) {
   size_t r = row_begin;
-  for (; r + kRowTile <= row_end; r += kRowTile) Tile<kRowTile, kT, TW>(a, r, t);
+  for (; r + kR <= row_end; r += kR) Tile<kR, kT, TW>(a, r, t);
   for (; r < row_end; ++r) Tile<1, kT, TW>(a, r, t);
 }
 
 template <typename TW>
 void MatMulT(const Args& a, size_t n_tokens, size_t row_begin, size_t row_end) {
   if (n_tokens == 1) {
-    RowsForTokens<1, TW>(a, row_begin, row_end, 0);
+    RowsForTokens<kDecodeRows, 1, TW>(a, row_begin, row_end, 0);
     return;
   }
   // Row blocks outermost so a block's weights (kBlockRows rows) stay in L1/L2 while every token
   // tile reuses them; activations (n_tokens × cols f32) are re-read from cache per block.
-  constexpr size_t kBlockRows = 4 * kRowTile;
+  constexpr size_t kBlockRows = 16;
   for (size_t rb = row_begin; rb < row_end; rb += kBlockRows) {
     const size_t re = HWY_MIN(row_end, rb + kBlockRows);
     size_t t = 0;
-    for (; t + kTokenTile <= n_tokens; t += kTokenTile) RowsForTokens<kTokenTile, TW>(a, rb, re, t);
-    for (; t < n_tokens; ++t) RowsForTokens<1, TW>(a, rb, re, t);
+    for (; t + kTokenTile <= n_tokens; t += kTokenTile) {
+      RowsForTokens<kPrefillRows, kTokenTile, TW>(a, rb, re, t);
+    }
+    for (; t < n_tokens; ++t) RowsForTokens<kDecodeRows, 1, TW>(a, rb, re, t);
   }
 }
 

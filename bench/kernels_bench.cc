@@ -71,22 +71,24 @@ void BM_MatMul(benchmark::State& state) {
   state.SetLabel(TargetName());
 }
 
-// Streaming read of `bytes` (64-bit adds, four independent chains): the bandwidth roofline.
+// Streaming read of `bytes` split into `streams` equal parts read side by side (64-bit adds, one
+// chain per stream): the single-thread bandwidth roofline. Several streams, like MatMul's
+// several rows, give the prefetchers more parallelism than one.
 void BM_StreamRead(benchmark::State& state) {
   const size_t bytes = static_cast<size_t>(state.range(0));
+  const size_t streams = static_cast<size_t>(state.range(1));
   const auto* p = reinterpret_cast<const uint64_t*>(GetBuffer(bytes, 0x5eed));
-  const size_t n = bytes / 8;
+  const size_t per_stream = bytes / 8 / streams;
   for (auto _ : state) {
-    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (size_t i = 0; i + 4 <= n; i += 4) {
-      s0 += p[i];
-      s1 += p[i + 1];
-      s2 += p[i + 2];
-      s3 += p[i + 3];
+    uint64_t sum[16] = {};
+    for (size_t i = 0; i < per_stream; i += 2) {
+      for (size_t s = 0; s < streams; ++s) sum[s] += p[s * per_stream + i] ^ p[s * per_stream + i + 1];
     }
-    benchmark::DoNotOptimize(s0 + s1 + s2 + s3);
+    uint64_t total = 0;
+    for (size_t s = 0; s < streams; ++s) total += sum[s];
+    benchmark::DoNotOptimize(total);
   }
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bytes));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * per_stream * streams * 8));
 }
 
 // Streaming read through the f32 Dot kernel (SIMD loads), a second bandwidth measurement.
@@ -114,7 +116,10 @@ void MatMulShapes(benchmark::internal::Benchmark* b) {
   b->Args({kBF16, 151936, 2048, 1});  // Qwen3 lm_head, 594 MiB
 }
 
-BENCHMARK(BM_StreamRead)->Arg(int64_t{512} << 20)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_StreamRead)
+    ->ArgsProduct({{int64_t{512} << 20}, {1, 4, 8}})
+    ->ArgNames({"bytes", "streams"})
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_StreamDot)->Arg(int64_t{512} << 20)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_MatMul)->Apply(MatMulShapes)->Unit(benchmark::kMicrosecond);
 

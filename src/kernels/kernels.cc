@@ -1,80 +1,98 @@
 // SPDX-License-Identifier: Apache-2.0
-// Dispatch of the public kernels. Until the Highway targets land, the portable implementation
-// below is a float-accumulating, 8-lane-blocked loop that compilers vectorise; its per-element
-// operation order is fixed, so results do not depend on n_tokens, row ranges or threads.
+// Target selection: lists the compiled targets the CPU supports and forces one of them (tests,
+// MOE_FORCE_TARGET) through Highway's supported-target mask.
+#include "kernels/targets.h"
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "hwy/highway.h"
+#include "hwy/targets.h"
 #include "kernels/kernels.h"
-
-#include <cmath>
-#include <algorithm>
-
-#include "kernels/reference.h"
+#include "kernels/target_select.h"
 
 namespace moe::kernels {
 namespace {
 
-constexpr size_t kLanes = 8;
+// Targets the CPU supports, ignoring any forcing; cached on first use, before we force anything.
+int64_t CpuTargets() {
+  static const int64_t targets = hwy::SupportedTargets();
+  return targets;
+}
 
-constexpr size_t kChunk = 256;  // weights converted to f32 per step, on the stack
+// The mask ForceTarget("") returns to: MOE_FORCE_TARGET's target, or 0 (no forcing).
+int64_t startup_mask = 0;
 
-// Σ w[c]·x[c] over one row, in kLanes interleaved partial sums, then a fixed reduction.
-float DotRow(const WeightView& w, size_t r, const float* x) {
-  float acc[kLanes] = {};
-  float buf[kChunk];
-  const size_t bytes = WeightTypeBytes(w.type);
-  const char* row = static_cast<const char*>(w.data) + r * w.cols * bytes;
-  for (size_t c0 = 0; c0 < w.cols; c0 += kChunk) {
-    const size_t n = std::min(kChunk, w.cols - c0);
-    const float* wr;
-    if (w.type == WeightType::kF32) {
-      wr = reinterpret_cast<const float*>(row) + c0;
-    } else {
-      ToFloat(row + c0 * bytes, w.type, n, buf);
-      wr = buf;
-    }
-    const float* xc = x + c0;
-    size_t i = 0;
-    for (; i + kLanes <= n; i += kLanes) {
-      for (size_t l = 0; l < kLanes; ++l) acc[l] += wr[i + l] * xc[i + l];
-    }
-    for (; i < n; ++i) acc[(c0 + i) % kLanes] += wr[i] * xc[i];
+void ApplyMask(int64_t mask) {
+  hwy::SetSupportedTargetsForTest(mask);
+  hwy::GetChosenTarget().Update(hwy::SupportedTargets());
+}
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char ca = a[i], cb = b[i];
+    if (ca >= 'A' && ca <= 'Z') ca = static_cast<char>(ca - 'A' + 'a');
+    if (cb >= 'A' && cb <= 'Z') cb = static_cast<char>(cb - 'A' + 'a');
+    if (ca != cb) return false;
   }
-  float s = 0.f;
-  for (size_t l = 0; l < kLanes; ++l) s += acc[l];
-  return s;
+  return true;
+}
+
+// The target bit for `name` among the compiled targets, or 0.
+int64_t TargetBit(std::string_view name) {
+  if (EqualsIgnoreCase(name, "scalar") || EqualsIgnoreCase(name, "baseline")) {
+    return HWY_TARGETS & (HWY_EMU128 | HWY_SCALAR);
+  }
+  if (EqualsIgnoreCase(name, "avx512")) return HWY_TARGETS & HWY_AVX3;
+  for (int64_t bits = HWY_TARGETS; bits != 0; bits &= bits - 1) {
+    const int64_t bit = bits & -bits;
+    if (EqualsIgnoreCase(name, hwy::TargetName(bit))) return bit;
+  }
+  return 0;
 }
 
 }  // namespace
 
-void ToFloat(const void* src, WeightType type, size_t n, float* dst) {
-  if (type == WeightType::kBF16) {
-    const auto* s = static_cast<const uint16_t*>(src);
-    for (size_t i = 0; i < n; ++i) {
-      uint32_t bits = static_cast<uint32_t>(s[i]) << 16;
-      __builtin_memcpy(&dst[i], &bits, 4);
+std::vector<std::string> AvailableTargets() {
+  std::vector<std::string> names;
+  for (int64_t bits = CpuTargets() & HWY_TARGETS; bits != 0; bits &= bits - 1) {
+    names.emplace_back(hwy::TargetName(bits & -bits));
+  }
+  return names;
+}
+
+bool ForceTarget(std::string_view name) {
+  const int64_t cpu = CpuTargets();
+  int64_t mask = startup_mask;
+  if (!name.empty()) {
+    mask = TargetBit(name) & cpu;
+    if (mask == 0) return false;
+  }
+  ApplyMask(mask);
+  return true;
+}
+
+bool ApplyTargetFromEnv() {
+  static const bool applied = [] {
+    CpuTargets();
+    const char* env = std::getenv("MOE_FORCE_TARGET");
+    if (env == nullptr || *env == '\0') return true;
+    if (ForceTarget(env)) {
+      startup_mask = TargetBit(env) & CpuTargets();
+    } else {
+      std::string names;
+      for (const std::string& n : AvailableTargets()) names += " " + n;
+      std::fprintf(stderr, "MOE_FORCE_TARGET=%s: unknown or unsupported target (available:%s, "
+                   "scalar); using the best one\n", env, names.c_str());
     }
-    return;
-  }
-  for (size_t i = 0; i < n; ++i) dst[i] = reference::LoadWeight(src, type, i);
+    return true;
+  }();
+  return applied;
 }
-
-void MatMul(const WeightView& w, const float* x, size_t n_tokens, size_t x_stride, float* y,
-            size_t y_stride, size_t row_begin, size_t row_end) {
-  for (size_t r = row_begin; r < row_end; ++r) {
-    for (size_t t = 0; t < n_tokens; ++t) y[t * y_stride + r] = DotRow(w, r, x + t * x_stride);
-  }
-}
-
-void RmsNorm(const float* x, const void* w, WeightType w_type, size_t n, float eps, float* out) {
-  float ss = 0.f;
-  for (size_t i = 0; i < n; ++i) ss += x[i] * x[i];
-  const float inv = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
-  for (size_t i = 0; i < n; ++i) out[i] = x[i] * inv * reference::LoadWeight(w, w_type, i);
-}
-
-void SiluMul(float* gate, const float* up, size_t n) { reference::SiluMul(gate, up, n); }
-
-void Softmax(float* x, size_t n) { reference::Softmax(x, n); }
-
-const char* TargetName() { return "portable"; }
 
 }  // namespace moe::kernels

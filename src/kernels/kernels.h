@@ -1,13 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 // Public, target-agnostic CPU kernels. Activations are f32; weights stay in their stored type.
 // Kernels are single-threaded and never allocate; callers parallelise over row ranges
-// (util/thread_pool.h). Every result element is computed by the same instruction sequence
+// (util/thread_pool.h). Each kernel is compiled for several SIMD targets (Highway) and the best
+// one the CPU supports is chosen at run time (docs/kernels.md); results differ between targets
+// only by f32 rounding. Every result element is computed by the same instruction sequence
 // whatever n_tokens, the row range or the thread count: prefill, decode and any threading give
 // bit-identical outputs.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
 
 namespace moe::kernels {
 
@@ -28,6 +33,9 @@ struct WeightView {
 void MatMul(const WeightView& w, const float* x, size_t n_tokens, size_t x_stride, float* y,
             size_t y_stride, size_t row_begin, size_t row_end);
 
+// Contract: each y element depends only on (weight row r, token row x[t]) — never on n_tokens,
+// the row range or the calling thread.
+
 // out[i] = x[i] / sqrt(mean(x²) + eps) · w[i], i < n (HF Qwen3 RMSNorm, weight applied directly).
 // `out` may alias `x`.
 void RmsNorm(const float* x, const void* w, WeightType w_type, size_t n, float eps, float* out);
@@ -38,10 +46,53 @@ void ToFloat(const void* src, WeightType type, size_t n, float* dst);
 // gate[i] = silu(gate[i]) · up[i], i < n.
 void SiluMul(float* gate, const float* up, size_t n);
 
-// In-place softmax over x[0..n).
+// In-place softmax over x[0..n). -inf entries get 0; any NaN or +inf input makes every output
+// NaN (as exp(x - max) does in the reference).
 void Softmax(float* x, size_t n);
 
-// Name of the SIMD target chosen at run time (e.g. "AVX3_ZEN4", "scalar").
+// Σ a[i]·b[i], i < n, accumulated in f32 in a fixed order for a given n.
+float Dot(const float* a, const float* b, size_t n);
+
+// y[i] += a · x[i], i < n.
+void Axpy(float a, const float* x, float* y, size_t n);
+
+// x[i] *= a, i < n.
+void Scale(float a, float* x, size_t n);
+
+// Attention scores of one query head against a range of cached keys.
+struct AttentionScoresArgs {
+  const float* q = nullptr;  // [head_dim] f32
+  const float* k = nullptr;  // key j at k + j * k_stride, [head_dim] f32 each
+  size_t k_stride = 0;       // floats between consecutive keys
+  size_t n_keys = 0;
+  size_t head_dim = 0;
+  float scale = 1.0f;  // usually 1/sqrt(head_dim)
+};
+// scores[j] = scale · Dot(q, key j, head_dim), j < n_keys.
+void AttentionScores(const AttentionScoresArgs& args, float* scores);
+
+// out[d] += Σ_j p[j] · v[j * v_stride + d] for d < head_dim, summed over j = 0, 1, ... in order.
+void AttentionWeightedSum(const float* p, const float* v, size_t v_stride, size_t n_keys,
+                          size_t head_dim, float* out);
+
+// HF rotate-half RoPE in place on one head (head_dim even, h = head_dim / 2): for i < h,
+//   x[i]     ← x[i]·cos[i] − x[i+h]·sin[i]
+//   x[i + h] ← x[i+h]·cos[i] + x[i]·sin[i]
+// cos/sin hold h values (HF's cos/sin tensors repeat them for both halves).
+void RopeRotateHalf(float* x, const float* cos, const float* sin, size_t head_dim);
+
+// Name of the SIMD target the kernels run on (Highway's name: "AVX3", "AVX2", "SSE4", "EMU128").
 const char* TargetName();
+
+// Compiled targets this CPU supports, best first (e.g. {"AVX3", "AVX2", "SSE4", "EMU128"}).
+std::vector<std::string> AvailableTargets();
+
+// Makes every kernel run on the named target (case-insensitive name from AvailableTargets(),
+// or "scalar"/"baseline" for the portable fallback, "avx512" for AVX3); "" restores the
+// startup choice. Returns false, changing nothing, if the target is not compiled or not
+// supported. The environment variable MOE_FORCE_TARGET=<name> forces a target at startup (and
+// makes it the startup choice); an unknown name prints one line to stderr and is ignored.
+// Not thread-safe: call while no kernel runs (startup, tests).
+bool ForceTarget(std::string_view name);
 
 }  // namespace moe::kernels

@@ -103,5 +103,48 @@ void Softmax(float* x, size_t n) {
   for (size_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
+void ToFloat(const void* src, WeightType type, size_t n, float* dst) {
+  for (size_t i = 0; i < n; ++i) dst[i] = LoadWeight(src, type, i);
+}
+
+float Dot(const float* a, const float* b, size_t n) {
+  double acc = 0.0;
+  for (size_t i = 0; i < n; ++i) acc += static_cast<double>(a[i]) * b[i];
+  return static_cast<float>(acc);
+}
+
+void Axpy(float a, const float* x, float* y, size_t n) {
+  for (size_t i = 0; i < n; ++i) y[i] = static_cast<float>(static_cast<double>(a) * x[i] + y[i]);
+}
+
+void Scale(float a, float* x, size_t n) {
+  for (size_t i = 0; i < n; ++i) x[i] *= a;
+}
+
+void AttentionScores(const AttentionScoresArgs& args, float* scores) {
+  for (size_t j = 0; j < args.n_keys; ++j) {
+    const double dot = Dot(args.q, args.k + j * args.k_stride, args.head_dim);
+    scores[j] = static_cast<float>(dot * args.scale);
+  }
+}
+
+void AttentionWeightedSum(const float* p, const float* v, size_t v_stride, size_t n_keys,
+                          size_t head_dim, float* out) {
+  for (size_t d = 0; d < head_dim; ++d) {
+    double acc = out[d];
+    for (size_t j = 0; j < n_keys; ++j) acc += static_cast<double>(p[j]) * v[j * v_stride + d];
+    out[d] = static_cast<float>(acc);
+  }
+}
+
+void RopeRotateHalf(float* x, const float* cos, const float* sin, size_t head_dim) {
+  const size_t h = head_dim / 2;
+  for (size_t i = 0; i < h; ++i) {
+    const double a = x[i], b = x[i + h];
+    x[i] = static_cast<float>(a * cos[i] - b * sin[i]);
+    x[i + h] = static_cast<float>(b * cos[i] + a * sin[i]);
+  }
+}
+
 }  // namespace reference
 }  // namespace moe::kernels

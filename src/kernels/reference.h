@@ -12,5 +12,13 @@ void MatMul(const WeightView& w, const float* x, size_t n_tokens, size_t x_strid
 void RmsNorm(const float* x, const void* w, WeightType w_type, size_t n, float eps, float* out);
 void SiluMul(float* gate, const float* up, size_t n);
 void Softmax(float* x, size_t n);
+void ToFloat(const void* src, WeightType type, size_t n, float* dst);
+float Dot(const float* a, const float* b, size_t n);  // accumulates in double
+void Axpy(float a, const float* x, float* y, size_t n);
+void Scale(float a, float* x, size_t n);
+void AttentionScores(const AttentionScoresArgs& args, float* scores);
+void AttentionWeightedSum(const float* p, const float* v, size_t v_stride, size_t n_keys,
+                          size_t head_dim, float* out);
+void RopeRotateHalf(float* x, const float* cos, const float* sin, size_t head_dim);
 
 }  // namespace moe::kernels::reference

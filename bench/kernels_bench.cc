@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: Apache-2.0
+// Kernel micro-benchmarks: MatMul GB/s of weight bytes at decode/prefill shapes next to the
+// machine's single-thread streaming-read bandwidth, measured in the same binary.
+//
+//   cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOE_BUILD_BENCH=ON
+//   cmake --build build-bench --target kernels_bench
+//   build-bench/bench/kernels_bench --benchmark_min_time=1   # MOE_FORCE_TARGET=avx2 to compare
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "kernels/kernels.h"
+
+namespace moe::kernels {
+namespace {
+
+// One large, prefaulted, 2 MiB-aligned buffer at a time (the machine is shared; first touch of
+// fresh memory is slow, so it happens outside the timed loop and the buffer is reused).
+struct Buffer {
+  size_t bytes = 0;
+  uint64_t key = 0;
+  std::unique_ptr<uint8_t, decltype(&std::free)> data{nullptr, &std::free};
+};
+
+uint8_t* GetBuffer(size_t bytes, uint64_t key) {
+  static Buffer buf;
+  if (buf.bytes == bytes && buf.key == key) return buf.data.get();
+  buf.data.reset();
+  constexpr size_t kAlign = size_t{2} << 20;
+  const size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
+  buf.data.reset(static_cast<uint8_t*>(std::aligned_alloc(kAlign, rounded)));
+  buf.bytes = bytes;
+  buf.key = key;
+  // Deterministic pseudo-random 16-bit words masked with 0xb3ff: finite, small values whether
+  // read as bf16, f16 or (pairs) f32.
+  uint32_t state = static_cast<uint32_t>(key) | 1;
+  auto* words = reinterpret_cast<uint16_t*>(buf.data.get());
+  for (size_t i = 0; i < rounded / 2; ++i) {
+    state = state * 1664525u + 1013904223u;
+    words[i] = static_cast<uint16_t>((state >> 16) & 0xb3ff);
+  }
+  return buf.data.get();
+}
+
+WeightType TypeOf(int64_t t) { return static_cast<WeightType>(t); }
+
+// Args: weight type, rows, cols, n_tokens.
+void BM_MatMul(benchmark::State& state) {
+  const WeightType type = TypeOf(state.range(0));
+  const size_t rows = static_cast<size_t>(state.range(1));
+  const size_t cols = static_cast<size_t>(state.range(2));
+  const size_t n_tokens = static_cast<size_t>(state.range(3));
+  const size_t w_bytes = rows * cols * WeightTypeBytes(type);
+  uint8_t* w = GetBuffer(w_bytes, (rows << 20) ^ (cols << 4) ^ static_cast<uint64_t>(type));
+  std::vector<float> x(n_tokens * cols), y(n_tokens * rows);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 17) * 0.0625f - 0.5f;
+  const WeightView view{w, type, rows, cols};
+  for (auto _ : state) {
+    MatMul(view, x.data(), n_tokens, cols, y.data(), rows, 0, rows);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * w_bytes));
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      2.0 * static_cast<double>(rows * cols * n_tokens) * static_cast<double>(state.iterations()),
+      benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  state.SetLabel(TargetName());
+}
+
+// Streaming read of `bytes` split into `streams` equal parts read side by side (64-bit adds, one
+// chain per stream): the single-thread bandwidth roofline. Several streams, like MatMul's
+// several rows, give the prefetchers more parallelism than one.
+void BM_StreamRead(benchmark::State& state) {
+  const size_t bytes = static_cast<size_t>(state.range(0));
+  const size_t streams = static_cast<size_t>(state.range(1));
+  const auto* p = reinterpret_cast<const uint64_t*>(GetBuffer(bytes, 0x5eed));
+  const size_t per_stream = bytes / 8 / streams;
+  for (auto _ : state) {
+    uint64_t sum[16] = {};
+    for (size_t i = 0; i < per_stream; i += 2) {
+      for (size_t s = 0; s < streams; ++s) sum[s] += p[s * per_stream + i] ^ p[s * per_stream + i + 1];
+    }
+    uint64_t total = 0;
+    for (size_t s = 0; s < streams; ++s) total += sum[s];
+    benchmark::DoNotOptimize(total);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * per_stream * streams * 8));
+}
+
+// Streaming read through the f32 Dot kernel (SIMD loads), a second bandwidth measurement.
+void BM_StreamDot(benchmark::State& state) {
+  const size_t bytes = static_cast<size_t>(state.range(0));
+  auto* p = reinterpret_cast<float*>(GetBuffer(bytes, 0xd07));
+  const size_t n = bytes / 4;
+  for (auto _ : state) benchmark::DoNotOptimize(Dot(p, p, n));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bytes));
+  state.SetLabel(TargetName());
+}
+
+constexpr int64_t kF32 = static_cast<int64_t>(WeightType::kF32);
+constexpr int64_t kBF16 = static_cast<int64_t>(WeightType::kBF16);
+constexpr int64_t kF16 = static_cast<int64_t>(WeightType::kF16);
+
+void MatMulShapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"type", "rows", "cols", "tokens"});
+  const int64_t shapes[][2] = {{2048, 768}, {768, 2048}, {4096, 2048}, {32768, 2048}};
+  for (int64_t type : {kBF16, kF32, kF16}) {
+    for (const auto& s : shapes) {
+      for (int64_t tokens : {1, 16}) b->Args({type, s[0], s[1], tokens});
+    }
+  }
+  b->Args({kBF16, 151936, 2048, 1});  // Qwen3 lm_head, 594 MiB
+}
+
+BENCHMARK(BM_StreamRead)
+    ->ArgsProduct({{int64_t{512} << 20}, {1, 4, 8}})
+    ->ArgNames({"bytes", "streams"})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_StreamDot)->Arg(int64_t{512} << 20)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MatMul)->Apply(MatMulShapes)->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace moe::kernels
+
+BENCHMARK_MAIN();

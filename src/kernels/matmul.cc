@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: Apache-2.0
+// MatMul: f32 activations × f32/bf16/f16 weight rows, one Highway implementation per target.
+//
+// Per output element (row r, token t) the instruction sequence is fixed: one f32 vector
+// accumulator, acc = MulAdd(w[r, c:c+N], x[t, c:c+N], acc) for c = 0, N, 2N, ... in order, the
+// last partial chunk zero-padded, then a fixed lane reduction. Tiling only decides how many such
+// independent chains run side by side (rows × tokens per tile); it never changes any chain, so
+// results are bit-identical for any n_tokens, row range or thread split.
+#include "kernels/targets.h"
+
+#include "kernels/kernels.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/matmul.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+#include "kernels/simd-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace moe::kernels {
+namespace HWY_NAMESPACE {
+namespace {
+
+// Decode (one token): rows per tile, i.e. independent weight streams and FMA chains. 8 rows
+// read bf16 from DRAM ~5-20% faster than 4 on the dev machine (noisy; docs/kernels.md). A bf16
+// variant widening even/odd halves of u32 lanes (3 ops per 2N weights, x split with
+// ConcatEven/ConcatOdd) measured 15-25% slower on AVX2 and was dropped.
+#ifndef MOE_MATMUL_DECODE_ROWS
+#define MOE_MATMUL_DECODE_ROWS 8
+#endif
+constexpr size_t kDecodeRows = MOE_MATMUL_DECODE_ROWS;
+// Prefill: rows × tokens per tile; each converted weight vector feeds kTokenTile FMAs. Register
+// budget: kPrefillRows·kTokenTile accumulators + kTokenTile x vectors + 1 weight vector, within
+// 32 registers on AVX-512 and 16 on AVX2/SSE4. Fewer rows than tokens halves the bf16
+// widening work per FMA (measured on AVX2: see docs/kernels.md).
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+constexpr size_t kPrefillRows = 4;
+constexpr size_t kTokenTile = 4;
+#else
+constexpr size_t kPrefillRows = 2;
+constexpr size_t kTokenTile = 4;
+#endif
+
+struct Args {
+  const void* w;
+  size_t cols;
+  const float* x;
+  size_t x_stride;
+  float* y;
+  size_t y_stride;
+};
+
+// Computes y for rows [r, r + kR) and tokens [t, t + kT).
+template <size_t kR, size_t kT, typename TW>
+HWY_INLINE void Tile(const Args& a, size_t r, size_t t) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  const size_t cols = a.cols;
+  const TW* HWY_RESTRICT w[kR];
+  for (size_t i = 0; i < kR; ++i) w[i] = static_cast<const TW*>(a.w) + (r + i) * cols;
+  const float* HWY_RESTRICT x[kT];
+  for (size_t j = 0; j < kT; ++j) x[j] = a.x + (t + j) * a.x_stride;
+
+  VF acc[kR][kT];
+  for (size_t i = 0; i < kR; ++i) {
+    for (size_t j = 0; j < kT; ++j) acc[i][j] = hn::Zero(df);
+  }
+  size_t c = 0;
+  for (; c + N <= cols; c += N) {
+    VF xv[kT];
+    for (size_t j = 0; j < kT; ++j) xv[j] = hn::LoadU(df, x[j] + c);
+    for (size_t i = 0; i < kR; ++i) {
+      const VF wv = LoadWeights(df, w[i] + c);
+      for (size_t j = 0; j < kT; ++j) acc[i][j] = hn::MulAdd(wv, xv[j], acc[i][j]);
+    }
+  }
+  if (c != cols) {
+    VF xv[kT];
+    for (size_t j = 0; j < kT; ++j) xv[j] = LoadTail(df, x[j] + c, cols - c);
+    for (size_t i = 0; i < kR; ++i) {
+      const VF wv = LoadTail(df, w[i] + c, cols - c);
+      for (size_t j = 0; j < kT; ++j) acc[i][j] = hn::MulAdd(wv, xv[j], acc[i][j]);
+    }
+  }
+  for (size_t j = 0; j < kT; ++j) {
+    for (size_t i = 0; i < kR; ++i) a.y[(t + j) * a.y_stride + r + i] = ReduceSum(df, acc[i][j]);
+  }
+}
+
+// All rows of [row_begin, row_end) for tokens [t, t + kT).
+template <size_t kR, size_t kT, typename TW>
+HWY_INLINE void RowsForTokens(const Args& a, size_t row_begin, size_t row_end, size_t t) {
+  size_t r = row_begin;
+  for (; r + kR <= row_end; r += kR) Tile<kR, kT, TW>(a, r, t);
+  for (; r < row_end; ++r) Tile<1, kT, TW>(a, r, t);
+}
+
+template <typename TW>
+void MatMulT(const Args& a, size_t n_tokens, size_t row_begin, size_t row_end) {
+  if (n_tokens == 1) {
+    RowsForTokens<kDecodeRows, 1, TW>(a, row_begin, row_end, 0);
+    return;
+  }
+  // Row blocks outermost so a block's weights (kBlockRows rows) stay in L1/L2 while every token
+  // tile reuses them; activations (n_tokens × cols f32) are re-read from cache per block.
+  constexpr size_t kBlockRows = 16;
+  for (size_t rb = row_begin; rb < row_end; rb += kBlockRows) {
+    const size_t re = HWY_MIN(row_end, rb + kBlockRows);
+    size_t t = 0;
+    for (; t + kTokenTile <= n_tokens; t += kTokenTile) {
+      RowsForTokens<kPrefillRows, kTokenTile, TW>(a, rb, re, t);
+    }
+    for (; t < n_tokens; ++t) RowsForTokens<kDecodeRows, 1, TW>(a, rb, re, t);
+  }
+}
+
+}  // namespace
+
+void MatMulImpl(const WeightView& w, const float* x, size_t n_tokens, size_t x_stride, float* y,
+                size_t y_stride, size_t row_begin, size_t row_end) {
+  const Args a{w.data, w.cols, x, x_stride, y, y_stride};
+  switch (w.type) {
+    case WeightType::kF32: return MatMulT<float>(a, n_tokens, row_begin, row_end);
+    case WeightType::kBF16: return MatMulT<hwy::bfloat16_t>(a, n_tokens, row_begin, row_end);
+    case WeightType::kF16: return MatMulT<hwy::float16_t>(a, n_tokens, row_begin, row_end);
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace moe::kernels
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include "kernels/target_select.h"
+
+namespace moe::kernels {
+
+HWY_EXPORT(MatMulImpl);
+
+[[maybe_unused]] static const bool kTargetFromEnv = ApplyTargetFromEnv();
+
+void MatMul(const WeightView& w, const float* x, size_t n_tokens, size_t x_stride, float* y,
+            size_t y_stride, size_t row_begin, size_t row_end) {
+  HWY_DYNAMIC_DISPATCH(MatMulImpl)(w, x, n_tokens, x_stride, y, y_stride, row_begin, row_end);
+}
+
+}  // namespace moe::kernels
+#endif  // HWY_ONCE

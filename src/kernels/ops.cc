@@ -1,0 +1,248 @@
+// SPDX-License-Identifier: Apache-2.0
+// Vector kernels (conversion, RMSNorm, SiLU·up, softmax, dot/axpy/scale, attention helpers,
+// RoPE), one Highway implementation per target. Each keeps a fixed per-element operation order
+// for a given n, so repeated calls on the same data give the same bits.
+#include "kernels/targets.h"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "kernels/kernels.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/ops.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+#include "hwy/contrib/math/math-inl.h"
+#include "kernels/simd-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace moe::kernels {
+namespace HWY_NAMESPACE {
+namespace {
+
+// Stores the first n < Lanes(df) lanes of v to p without touching p[n..].
+HWY_INLINE void StoreTail(DF df, VF v, float* HWY_RESTRICT p, size_t n) {
+  HWY_ALIGN float buf[kMaxLanes];
+  hn::StoreU(v, df, buf);
+  std::memcpy(p, buf, n * sizeof(float));
+}
+
+// Applies f(v, i) -> VF to x[0..n) in vector chunks, storing to out (may alias inputs).
+template <class Fn>
+HWY_INLINE void ForEachChunk(size_t n, float* HWY_RESTRICT out, const Fn& fn) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  size_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(fn(i, N), df, out + i);
+  if (i != n) StoreTail(df, fn(i, n - i), out + i, n - i);
+}
+
+// Loads x[i..i+len) (len ≤ N; len < N zero-pads).
+template <typename T>
+HWY_INLINE VF LoadChunk(DF df, const T* HWY_RESTRICT p, size_t i, size_t len) {
+  return len == hn::Lanes(df) ? LoadWeights(df, p + i) : LoadTail(df, p + i, len);
+}
+
+// Σ a[i]·b[i]: two accumulators over alternating chunks, zero-padded tail into the first.
+HWY_INLINE float DotF32(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, size_t n) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  VF acc0 = hn::Zero(df), acc1 = hn::Zero(df);
+  size_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N) {
+    acc0 = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), acc0);
+    acc1 = hn::MulAdd(hn::LoadU(df, a + i + N), hn::LoadU(df, b + i + N), acc1);
+  }
+  if (i + N <= n) {
+    acc0 = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), acc0);
+    i += N;
+  }
+  if (i != n) acc1 = hn::MulAdd(LoadTail(df, a + i, n - i), LoadTail(df, b + i, n - i), acc1);
+  return ReduceSum(df, hn::Add(acc0, acc1));
+}
+
+template <typename TW>
+void ToFloatT(const TW* HWY_RESTRICT src, size_t n, float* HWY_RESTRICT dst) {
+  const DF df;
+  ForEachChunk(n, dst, [&](size_t i, size_t len) { return LoadChunk(df, src, i, len); });
+}
+
+template <typename TW>
+void RmsNormT(const float* x, const TW* HWY_RESTRICT w, size_t n, float eps, float* out) {
+  const DF df;
+  const float ss = DotF32(x, x, n);
+  const VF inv = hn::Set(df, 1.0f / std::sqrt(ss / static_cast<float>(n) + eps));
+  ForEachChunk(n, out, [&](size_t i, size_t len) {
+    return hn::Mul(hn::Mul(LoadChunk(df, x, i, len), inv), LoadChunk(df, w, i, len));
+  });
+}
+
+}  // namespace
+
+void ToFloatImpl(const void* src, WeightType type, size_t n, float* dst) {
+  switch (type) {
+    case WeightType::kF32: return ToFloatT(static_cast<const float*>(src), n, dst);
+    case WeightType::kBF16: return ToFloatT(static_cast<const hwy::bfloat16_t*>(src), n, dst);
+    case WeightType::kF16: return ToFloatT(static_cast<const hwy::float16_t*>(src), n, dst);
+  }
+}
+
+void RmsNormImpl(const float* x, const void* w, WeightType w_type, size_t n, float eps,
+                 float* out) {
+  if (n == 0) return;
+  switch (w_type) {
+    case WeightType::kF32: return RmsNormT(x, static_cast<const float*>(w), n, eps, out);
+    case WeightType::kBF16:
+      return RmsNormT(x, static_cast<const hwy::bfloat16_t*>(w), n, eps, out);
+    case WeightType::kF16: return RmsNormT(x, static_cast<const hwy::float16_t*>(w), n, eps, out);
+  }
+}
+
+void SiluMulImpl(float* gate, const float* up, size_t n) {
+  const DF df;
+  const VF one = hn::Set(df, 1.0f);
+  const VF limit = hn::Set(df, 88.0f);  // exp(88) < FLT_MAX; hn::Exp is defined up to 104
+  ForEachChunk(n, gate, [&](size_t i, size_t len) {
+    const VF g = LoadChunk(df, gate, i, len);
+    const VF neg = hn::Neg(g);
+    const VF e = hn::Exp(df, hn::Min(neg, limit));
+    VF s = hn::Div(g, hn::Add(one, e));
+    // Where exp(-g) overflows, g / (1 + inf) is g · 0 (−0, or NaN for g = −inf).
+    s = hn::IfThenElse(hn::Gt(neg, limit), hn::Mul(g, hn::Zero(df)), s);
+    return hn::Mul(s, LoadChunk(df, up, i, len));
+  });
+}
+
+void SoftmaxImpl(float* x, size_t n) {
+  if (n == 0) return;
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  VF vmax = hn::Set(df, -std::numeric_limits<float>::infinity());
+  size_t i = 0;
+  for (; i + N <= n; i += N) vmax = hn::Max(vmax, hn::LoadU(df, x + i));
+  if (i != n) {
+    const VF t = hn::IfThenElse(hn::FirstN(df, n - i), LoadTail(df, x + i, n - i), vmax);
+    vmax = hn::Max(vmax, t);
+  }
+  const VF mx = hn::MaxOfLanes(df, vmax);
+  VF sum = hn::Zero(df);
+  ForEachChunk(n, x, [&](size_t j, size_t len) {
+    const VF d = hn::Sub(LoadChunk(df, x, j, len), mx);
+    // NaN (from NaN inputs or ±inf − ±inf) propagates into the sum, making every output NaN.
+    VF e = hn::IfThenElse(hn::IsNaN(d), d, hn::Exp(df, d));
+    e = hn::IfThenElseZero(hn::FirstN(df, len), e);
+    sum = hn::Add(sum, e);
+    return e;
+  });
+  const VF inv = hn::Set(df, 1.0f / ReduceSum(df, sum));
+  ForEachChunk(n, x, [&](size_t j, size_t len) { return hn::Mul(LoadChunk(df, x, j, len), inv); });
+}
+
+float DotImpl(const float* a, const float* b, size_t n) { return DotF32(a, b, n); }
+
+void AxpyImpl(float a, const float* x, float* y, size_t n) {
+  const DF df;
+  const VF va = hn::Set(df, a);
+  ForEachChunk(n, y, [&](size_t i, size_t len) {
+    return hn::MulAdd(va, LoadChunk(df, x, i, len), LoadChunk(df, y, i, len));
+  });
+}
+
+void ScaleImpl(float a, float* x, size_t n) {
+  const DF df;
+  const VF va = hn::Set(df, a);
+  ForEachChunk(n, x, [&](size_t i, size_t len) { return hn::Mul(va, LoadChunk(df, x, i, len)); });
+}
+
+void AttentionScoresImpl(const AttentionScoresArgs& args, float* scores) {
+  for (size_t j = 0; j < args.n_keys; ++j) {
+    scores[j] = args.scale * DotF32(args.q, args.k + j * args.k_stride, args.head_dim);
+  }
+}
+
+void AttentionWeightedSumImpl(const float* p, const float* v, size_t v_stride, size_t n_keys,
+                              size_t head_dim, float* out) {
+  const DF df;
+  ForEachChunk(head_dim, out, [&](size_t d, size_t len) {
+    VF acc = LoadChunk(df, out, d, len);
+    for (size_t j = 0; j < n_keys; ++j) {
+      acc = hn::MulAdd(hn::Set(df, p[j]), LoadChunk(df, v + j * v_stride, d, len), acc);
+    }
+    return acc;
+  });
+}
+
+void RopeRotateHalfImpl(float* x, const float* cos, const float* sin, size_t head_dim) {
+  const DF df;
+  const size_t half = head_dim / 2;
+  float* x2 = x + half;
+  // Both halves are read before either is written: chunks of x and x2 are disjoint.
+  ForEachChunk(half, x, [&](size_t i, size_t len) {
+    const VF a = LoadChunk(df, x, i, len), b = LoadChunk(df, x2, i, len);
+    const VF c = LoadChunk(df, cos, i, len), s = LoadChunk(df, sin, i, len);
+    const VF new_b = hn::Add(hn::Mul(b, c), hn::Mul(a, s));
+    if (len == hn::Lanes(df)) {
+      hn::StoreU(new_b, df, x2 + i);
+    } else {
+      StoreTail(df, new_b, x2 + i, len);
+    }
+    return hn::Sub(hn::Mul(a, c), hn::Mul(b, s));
+  });
+}
+
+const char* TargetNameImpl() { return hwy::TargetName(HWY_TARGET); }
+
+}  // namespace HWY_NAMESPACE
+}  // namespace moe::kernels
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include "kernels/target_select.h"
+
+namespace moe::kernels {
+
+HWY_EXPORT(ToFloatImpl);
+HWY_EXPORT(RmsNormImpl);
+HWY_EXPORT(SiluMulImpl);
+HWY_EXPORT(SoftmaxImpl);
+HWY_EXPORT(DotImpl);
+HWY_EXPORT(AxpyImpl);
+HWY_EXPORT(ScaleImpl);
+HWY_EXPORT(AttentionScoresImpl);
+HWY_EXPORT(AttentionWeightedSumImpl);
+HWY_EXPORT(RopeRotateHalfImpl);
+HWY_EXPORT(TargetNameImpl);
+
+[[maybe_unused]] static const bool kTargetFromEnv = ApplyTargetFromEnv();
+
+void ToFloat(const void* src, WeightType type, size_t n, float* dst) {
+  HWY_DYNAMIC_DISPATCH(ToFloatImpl)(src, type, n, dst);
+}
+void RmsNorm(const float* x, const void* w, WeightType w_type, size_t n, float eps, float* out) {
+  HWY_DYNAMIC_DISPATCH(RmsNormImpl)(x, w, w_type, n, eps, out);
+}
+void SiluMul(float* gate, const float* up, size_t n) {
+  HWY_DYNAMIC_DISPATCH(SiluMulImpl)(gate, up, n);
+}
+void Softmax(float* x, size_t n) { HWY_DYNAMIC_DISPATCH(SoftmaxImpl)(x, n); }
+float Dot(const float* a, const float* b, size_t n) { return HWY_DYNAMIC_DISPATCH(DotImpl)(a, b, n); }
+void Axpy(float a, const float* x, float* y, size_t n) {
+  HWY_DYNAMIC_DISPATCH(AxpyImpl)(a, x, y, n);
+}
+void Scale(float a, float* x, size_t n) { HWY_DYNAMIC_DISPATCH(ScaleImpl)(a, x, n); }
+void AttentionScores(const AttentionScoresArgs& args, float* scores) {
+  HWY_DYNAMIC_DISPATCH(AttentionScoresImpl)(args, scores);
+}
+void AttentionWeightedSum(const float* p, const float* v, size_t v_stride, size_t n_keys,
+                          size_t head_dim, float* out) {
+  HWY_DYNAMIC_DISPATCH(AttentionWeightedSumImpl)(p, v, v_stride, n_keys, head_dim, out);
+}
+void RopeRotateHalf(float* x, const float* cos, const float* sin, size_t head_dim) {
+  HWY_DYNAMIC_DISPATCH(RopeRotateHalfImpl)(x, cos, sin, head_dim);
+}
+const char* TargetName() { return HWY_DYNAMIC_DISPATCH(TargetNameImpl)(); }
+
+}  // namespace moe::kernels
+#endif  // HWY_ONCE

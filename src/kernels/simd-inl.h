@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: Apache-2.0
+// Per-target helpers shared by the kernels TUs: weight loads that widen bf16/f16 to f32 in
+// registers, and zero-padded tail loads. Included once per target (foreach_target.h).
+
+// Per-target include guard, the Highway idiom: toggled by foreach_target.h for each target.
+#if defined(MOE_KERNELS_SIMD_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef MOE_KERNELS_SIMD_INL_H_
+#undef MOE_KERNELS_SIMD_INL_H_
+#else
+#define MOE_KERNELS_SIMD_INL_H_
+#endif
+
+#include <cstring>
+
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace moe::kernels {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+// Upper bound on Lanes(DF()) usable as an array size (Lanes is not constexpr on SVE).
+inline constexpr size_t kMaxLanes = HWY_MAX_BYTES / sizeof(float);
+
+// Widens f16 bits to f32 exactly, including subnormals, Inf and NaN (Highway 1.0.3's emulated
+// PromoteTo for targets without F16C maps exponent 31 to finite values).
+template <class D32, class V16>
+HWY_INLINE hn::Vec<D32> F16BitsToF32(D32 df, V16 bits16) {
+  const hn::RebindToUnsigned<D32> du;
+  const hn::RebindToSigned<D32> di;
+  const auto bits = hn::PromoteTo(du, bits16);
+  const auto sign = hn::ShiftLeft<31>(hn::ShiftRight<15>(bits));
+  const auto exp = hn::And(hn::ShiftRight<10>(bits), hn::Set(du, 0x1F));
+  const auto mant = hn::And(bits, hn::Set(du, 0x3FF));
+  const auto normal = hn::Or(hn::ShiftLeft<23>(hn::Add(exp, hn::Set(du, 127 - 15))),
+                             hn::ShiftLeft<13>(mant));
+  const auto inf_nan = hn::Or(hn::Set(du, 0x7F800000u), hn::ShiftLeft<13>(mant));
+  // mant · 2^-24 is exact in f32.
+  const auto sub = hn::BitCast(
+      du, hn::Mul(hn::ConvertTo(df, hn::BitCast(di, mant)), hn::Set(df, 1.0f / 16777216.0f)));
+  auto mag = hn::IfThenElse(hn::Eq(exp, hn::Zero(du)), sub, normal);
+  mag = hn::IfThenElse(hn::Eq(exp, hn::Set(du, 0x1F)), inf_nan, mag);
+  return hn::BitCast(df, hn::Or(sign, mag));
+}
+
+// Loads Lanes(df) weights starting at p, widened to f32.
+HWY_INLINE VF LoadWeights(DF df, const float* HWY_RESTRICT p) { return hn::LoadU(df, p); }
+
+HWY_INLINE VF LoadWeights(DF df, const hwy::bfloat16_t* HWY_RESTRICT p) {
+  const hn::Rebind<hwy::bfloat16_t, DF> dbf;
+  return hn::PromoteTo(df, hn::LoadU(dbf, p));
+}
+
+HWY_INLINE VF LoadWeights(DF df, const hwy::float16_t* HWY_RESTRICT p) {
+#if HWY_ARCH_X86 && (HWY_TARGET <= HWY_AVX2) && !defined(HWY_DISABLE_F16C)
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  return hn::PromoteTo(df, hn::LoadU(dh, p));  // vcvtph2ps
+#else
+  const hn::Rebind<uint16_t, DF> du16;
+  return F16BitsToF32(df, hn::LoadU(du16, reinterpret_cast<const uint16_t*>(p)));
+#endif
+}
+
+// Loads the last n < Lanes(df) elements at p, zero-padded to a full vector, widened to f32.
+// Goes through the same conversion as full vectors and never reads past p + n.
+template <typename T>
+HWY_INLINE VF LoadTail(DF df, const T* HWY_RESTRICT p, size_t n) {
+  HWY_ALIGN T buf[kMaxLanes] = {};
+  std::memcpy(buf, p, n * sizeof(T));
+  return LoadWeights(df, buf);
+}
+
+// Sum of lanes in a fixed order (Highway's SumOfLanes is a fixed shuffle tree per target).
+HWY_INLINE float ReduceSum(DF df, VF v) { return hn::GetLane(hn::SumOfLanes(df, v)); }
+
+}  // namespace HWY_NAMESPACE
+}  // namespace moe::kernels
+HWY_AFTER_NAMESPACE();
+
+#endif  // MOE_KERNELS_SIMD_INL_H_

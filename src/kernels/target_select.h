@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: Apache-2.0
+// Internal: applies MOE_FORCE_TARGET once per process (see kernels.h ForceTarget).
+#pragma once
+
+namespace moe::kernels {
+
+// Reads MOE_FORCE_TARGET on the first call and forces that target; prints one line to stderr and
+// keeps the best target if the name is unknown or the CPU lacks it. Returns true. Called from
+// static initialisers of the kernels TUs.
+bool ApplyTargetFromEnv();
+
+}  // namespace moe::kernels

@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: Apache-2.0
+// Vector kernels on every compiled target against the scalar reference: tails 1..67, guard
+// sentinels after every output, special values where they are meaningful.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kernel_test_util.h"
+#include "kernels/kernels.h"
+#include "kernels/reference.h"
+
+namespace moe::kernels::testing {
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+// got ≈ want: NaN ⇔ NaN, equal infinities, else |got − want| ≤ rel·|want| + abs.
+::testing::AssertionResult Near(float got, float want, double rel, double abs) {
+  if (std::isnan(want) ? std::isnan(got)
+      : std::isinf(want) ? got == want
+                         : std::fabs(static_cast<double>(got) - want) <= rel * std::fabs(want) + abs) {
+    return ::testing::AssertionSuccess();
+  }
+  return ::testing::AssertionFailure() << "got " << got << " want " << want;
+}
+
+using OpsTest = PerTargetTest;
+
+TEST_P(OpsTest, ToFloatIsExactForEveryBf16AndF16BitPattern) {
+  for (WeightType type : {WeightType::kBF16, WeightType::kF16}) {
+    const size_t n = 65536 + 13;  // every pattern, then a tail
+    RandomWeights w(type, n, 1);
+    for (size_t i = 0; i < n; ++i) w.SetBits16(i, static_cast<uint16_t>(i * 40503u));
+    for (size_t i = 0; i < 65536; ++i) w.SetBits16(i, static_cast<uint16_t>(i));
+    Guarded got(n);
+    ToFloat(w.data(), type, n, got.data());
+    std::vector<float> want(n);
+    reference::ToFloat(w.data(), type, n, want.data());
+    ASSERT_TRUE(got.GuardIntact());
+    for (size_t i = 0; i < n; ++i) {
+      if (std::isnan(want[i])) {
+        ASSERT_TRUE(std::isnan(got.buf[i])) << i;
+      } else {
+        ASSERT_EQ(0, std::memcmp(&got.buf[i], &want[i], 4)) << "pattern " << i;
+      }
+    }
+  }
+}
+
+TEST_P(OpsTest, ToFloatTails) {
+  for (WeightType type : {WeightType::kF32, WeightType::kBF16, WeightType::kF16}) {
+    for (size_t n = 0; n <= 67; ++n) {
+      const RandomWeights w(type, n, static_cast<uint32_t>(n));
+      Guarded got(n);
+      ToFloat(w.data(), type, n, got.data());
+      ASSERT_TRUE(got.GuardIntact()) << n;
+      for (size_t i = 0; i < n; ++i) ASSERT_EQ(got.buf[i], reference::LoadWeight(w.data(), type, i));
+    }
+  }
+}
+
+TEST_P(OpsTest, RmsNormMatchesReference) {
+  for (WeightType type : {WeightType::kF32, WeightType::kBF16, WeightType::kF16}) {
+    for (size_t n : {1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 67, 128, 2048, 2053}) {
+      const RandomWeights w(type, n, 3);
+      const auto x = RandomFloats(n, static_cast<uint32_t>(n), -3.0f, 3.0f);
+      Guarded got(n);
+      RmsNorm(x.data(), w.data(), type, n, 1e-6f, got.data());
+      std::vector<float> want(n);
+      reference::RmsNorm(x.data(), w.data(), type, n, 1e-6f, want.data());
+      ASSERT_TRUE(got.GuardIntact());
+      for (size_t i = 0; i < n; ++i) ASSERT_TRUE(Near(got.buf[i], want[i], 1e-5, 1e-30)) << n;
+      // In place (out aliases x) gives the same bits.
+      std::vector<float> in_place = x;
+      RmsNorm(in_place.data(), w.data(), type, n, 1e-6f, in_place.data());
+      ASSERT_EQ(0, std::memcmp(in_place.data(), got.data(), n * 4));
+    }
+  }
+}
+
+TEST_P(OpsTest, SiluMulMatchesReferenceIncludingSpecialValues) {
+  for (size_t n = 1; n <= 67; ++n) {
+    auto gate = RandomFloats(n, static_cast<uint32_t>(n), -20.0f, 20.0f);
+    const auto up = RandomFloats(n, 100 + static_cast<uint32_t>(n), -2.0f, 2.0f);
+    const float specials[] = {-kInf, kInf, kNaN, -100.0f, 100.0f, -88.5f, -87.9f, 0.0f, -0.0f,
+                              1e-40f, -1e-40f, 3e38f, -3e38f};
+    for (size_t i = 0; i < n && i < std::size(specials); ++i) gate[(i * 7) % n] = specials[i];
+    Guarded got(n);
+    std::copy_n(gate.data(), n, got.data());
+    SiluMul(got.data(), up.data(), n);
+    std::vector<float> want = gate;
+    reference::SiluMul(want.data(), up.data(), n);
+    ASSERT_TRUE(got.GuardIntact());
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_TRUE(Near(got.buf[i], want[i], 4e-6, 1e-36)) << "gate " << gate[i] << " n=" << n;
+    }
+  }
+}
+
+TEST_P(OpsTest, SoftmaxMatchesReference) {
+  for (size_t n = 1; n <= 67; ++n) {
+    const auto x = RandomFloats(n, static_cast<uint32_t>(n), -10.0f, 10.0f);
+    Guarded got(n);
+    std::copy_n(x.data(), n, got.data());
+    Softmax(got.data(), n);
+    std::vector<float> want = x;
+    reference::Softmax(want.data(), n);
+    ASSERT_TRUE(got.GuardIntact());
+    for (size_t i = 0; i < n; ++i) ASSERT_TRUE(Near(got.buf[i], want[i], 4e-6, 1e-12)) << n;
+  }
+}
+
+TEST_P(OpsTest, SoftmaxMasksMinusInfAndPropagatesNan) {
+  for (size_t n : {3, 17, 67}) {
+    auto x = RandomFloats(n, 5);
+    x[0] = -kInf;
+    x[n - 1] = -kInf;  // in the tail for most widths
+    std::vector<float> got = x, want = x;
+    Softmax(got.data(), n);
+    reference::Softmax(want.data(), n);
+    EXPECT_EQ(got[0], 0.0f);
+    EXPECT_EQ(got[n - 1], 0.0f);
+    for (size_t i = 0; i < n; ++i) ASSERT_TRUE(Near(got[i], want[i], 4e-6, 1e-12));
+    for (float special : {kNaN, kInf}) {
+      got = x;
+      got[n / 2] = special;
+      Softmax(got.data(), n);
+      for (size_t i = 0; i < n; ++i) EXPECT_TRUE(std::isnan(got[i])) << special << " " << i;
+    }
+  }
+}
+
+TEST_P(OpsTest, DotAxpyScaleMatchReference) {
+  for (size_t n = 0; n <= 67; ++n) {
+    const auto a = RandomFloats(n, 1 + static_cast<uint32_t>(n));
+    const auto b = RandomFloats(n, 2 + static_cast<uint32_t>(n));
+    double sum_abs = 0.0;
+    for (size_t i = 0; i < n; ++i) sum_abs += std::fabs(static_cast<double>(a[i]) * b[i]);
+    ASSERT_TRUE(WithinSumBound(Dot(a.data(), b.data(), n), reference::Dot(a.data(), b.data(), n),
+                               n, sum_abs));
+
+    Guarded y(n);
+    std::copy_n(b.data(), n, y.data());
+    Axpy(-1.75f, a.data(), y.data(), n);
+    std::vector<float> want = b;
+    reference::Axpy(-1.75f, a.data(), want.data(), n);
+    ASSERT_TRUE(y.GuardIntact());
+    for (size_t i = 0; i < n; ++i) {
+      const double bound = 2 * kUnitRoundoff * (std::fabs(1.75 * a[i]) + std::fabs(b[i]));
+      ASSERT_LE(std::fabs(static_cast<double>(y.buf[i]) - want[i]), bound) << n;
+    }
+
+    Guarded s(n);
+    std::copy_n(a.data(), n, s.data());
+    Scale(0.3f, s.data(), n);
+    want = a;
+    reference::Scale(0.3f, want.data(), n);
+    ASSERT_TRUE(s.GuardIntact());
+    ASSERT_TRUE(n == 0 || std::memcmp(s.data(), want.data(), n * 4) == 0) << n;  // exact
+  }
+}
+
+TEST_P(OpsTest, AttentionHelpersMatchReference) {
+  for (size_t head_dim : {1, 5, 16, 64, 67, 128}) {
+    const size_t n_keys = 23, stride = head_dim + 9;  // stride as for interleaved KV heads
+    const auto q = RandomFloats(head_dim, 1);
+    const auto k = RandomFloats(n_keys * stride, 2);
+    const AttentionScoresArgs args{q.data(), k.data(), stride, n_keys, head_dim, 0.125f};
+    Guarded scores(n_keys);
+    AttentionScores(args, scores.data());
+    std::vector<float> want(n_keys);
+    reference::AttentionScores(args, want.data());
+    ASSERT_TRUE(scores.GuardIntact());
+    for (size_t j = 0; j < n_keys; ++j) {
+      double sum_abs = 0.0;
+      for (size_t d = 0; d < head_dim; ++d) sum_abs += std::fabs(q[d] * k[j * stride + d]);
+      ASSERT_TRUE(WithinSumBound(scores.buf[j], want[j], head_dim + 1, 0.125 * sum_abs));
+    }
+
+    const auto p = RandomFloats(n_keys, 3, 0.0f, 1.0f);
+    const auto init = RandomFloats(head_dim, 4);
+    Guarded out(head_dim);
+    std::copy_n(init.data(), head_dim, out.data());
+    AttentionWeightedSum(p.data(), k.data(), stride, n_keys, head_dim, out.data());
+    std::vector<float> want_out = init;
+    reference::AttentionWeightedSum(p.data(), k.data(), stride, n_keys, head_dim,
+                                    want_out.data());
+    ASSERT_TRUE(out.GuardIntact());
+    for (size_t d = 0; d < head_dim; ++d) {
+      double sum_abs = std::fabs(init[d]);
+      for (size_t j = 0; j < n_keys; ++j) sum_abs += std::fabs(p[j] * k[j * stride + d]);
+      ASSERT_TRUE(WithinSumBound(out.buf[d], want_out[d], n_keys + 1, sum_abs)) << head_dim;
+    }
+  }
+}
+
+TEST_P(OpsTest, RopeRotateHalfMatchesReference) {
+  for (size_t head_dim = 2; head_dim <= 134; head_dim += 2) {
+    const size_t h = head_dim / 2;
+    const auto x = RandomFloats(head_dim, static_cast<uint32_t>(head_dim), -4.0f, 4.0f);
+    std::vector<float> cos(h), sin(h);
+    for (size_t i = 0; i < h; ++i) {
+      const double angle = 37.0 * std::pow(1e6, -2.0 * i / head_dim);
+      cos[i] = static_cast<float>(std::cos(angle));
+      sin[i] = static_cast<float>(std::sin(angle));
+    }
+    Guarded got(head_dim);
+    std::copy_n(x.data(), head_dim, got.data());
+    RopeRotateHalf(got.data(), cos.data(), sin.data(), head_dim);
+    std::vector<float> want = x;
+    reference::RopeRotateHalf(want.data(), cos.data(), sin.data(), head_dim);
+    ASSERT_TRUE(got.GuardIntact());
+    for (size_t i = 0; i < h; ++i) {
+      const double mag = std::fabs(x[i] * cos[i]) + std::fabs(x[i + h] * sin[i]) +
+                         std::fabs(x[i + h] * cos[i]) + std::fabs(x[i] * sin[i]);
+      ASSERT_NEAR(got.buf[i], want[i], 3 * kUnitRoundoff * mag) << head_dim;
+      ASSERT_NEAR(got.buf[i + h], want[i + h], 3 * kUnitRoundoff * mag) << head_dim;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTargets, OpsTest, ::testing::ValuesIn(AvailableTargets()),
+                         TargetParamName);
+
+}  // namespace
+}  // namespace moe::kernels::testing

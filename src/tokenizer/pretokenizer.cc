@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "tokenizer/pretokenizer.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <utf8proc.h>
+
+#include <cstdlib>
+
+namespace moe {
+
+Result<std::string> NormalizeNfc(std::string_view text) {
+  // Fast path: ASCII is NFC already.
+  bool ascii = true;
+  for (char c : text) ascii = ascii && static_cast<unsigned char>(c) < 0x80;
+  if (ascii) return std::string(text);
+  utf8proc_uint8_t* out = nullptr;
+  const utf8proc_ssize_t n = utf8proc_map(
+      reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
+      static_cast<utf8proc_ssize_t>(text.size()), &out,
+      static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+  if (n < 0) {
+    return Error(StatusCode::kInvalidFormat, "NFC normalisation failed: {}",
+                 utf8proc_errmsg(n));
+  }
+  std::string result(reinterpret_cast<const char*>(out), static_cast<size_t>(n));
+  std::free(out);
+  return result;
+}
+
+Result<std::string> OnigurumaToPcre2(std::string_view pattern, std::string_view what) {
+  std::string out;
+  out.reserve(pattern.size() + 32);
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    const char c = pattern[i];
+    if (c != '\\' || i + 1 == pattern.size()) {
+      out.push_back(c);
+      continue;
+    }
+    const char e = pattern[++i];
+    switch (e) {
+      case 's': out += "\\p{White_Space}"; break;
+      case 'S': out += "\\P{White_Space}"; break;
+      case 'h':
+      case 'H':
+        return Error(StatusCode::kUnsupported, "{}: regex offset {}: escape \\{} (Oniguruma hex "
+                     "digit) is not supported", what, i - 1, e);
+      default:
+        out.push_back('\\');
+        out.push_back(e);
+    }
+  }
+  return out;
+}
+
+struct RegexSplitter::Impl {
+  pcre2_code* code = nullptr;
+  bool jit = false;
+  uint32_t match_limit = 0;
+  ~Impl() { pcre2_code_free(code); }
+};
+
+RegexSplitter::RegexSplitter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+RegexSplitter::RegexSplitter(RegexSplitter&&) noexcept = default;
+RegexSplitter& RegexSplitter::operator=(RegexSplitter&&) noexcept = default;
+RegexSplitter::~RegexSplitter() = default;
+bool RegexSplitter::jit() const { return impl_->jit; }
+
+Result<RegexSplitter> RegexSplitter::Create(std::string_view pattern, bool is_regex,
+                                            std::string_view what, SplitterOptions options) {
+  std::string translated(pattern);
+  uint32_t flags = PCRE2_UTF | PCRE2_UCP;
+  if (is_regex) {
+    MOE_ASSIGN_OR_RETURN(translated, OnigurumaToPcre2(pattern, what));
+  } else {
+    flags |= PCRE2_LITERAL;
+  }
+  int err = 0;
+  PCRE2_SIZE err_offset = 0;
+  auto impl = std::make_unique<Impl>();
+  impl->match_limit = options.match_limit;
+  impl->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()), translated.size(),
+                             flags, &err, &err_offset, nullptr);
+  if (impl->code == nullptr) {
+    PCRE2_UCHAR msg[256];
+    pcre2_get_error_message(err, msg, sizeof(msg));
+    return Error(StatusCode::kInvalidFormat, "{}: key 'pre_tokenizer.pretokenizers[0].pattern': "
+                 "invalid regex at offset {}: {}", what, err_offset, reinterpret_cast<char*>(msg));
+  }
+  impl->jit = pcre2_jit_compile(impl->code, PCRE2_JIT_COMPLETE) == 0;
+  return RegexSplitter(std::move(impl));
+}
+
+namespace {
+
+// Scratch for one Split call: match data plus a match context carrying the limit and, with
+// JIT, a private JIT stack large enough for long matches.
+struct MatchScratch {
+  pcre2_match_data* data = nullptr;
+  pcre2_match_context* context = nullptr;
+  pcre2_jit_stack* stack = nullptr;
+  ~MatchScratch() {
+    pcre2_match_data_free(data);
+    pcre2_match_context_free(context);
+    pcre2_jit_stack_free(stack);
+  }
+};
+
+}  // namespace
+
+Status RegexSplitter::SplitOffsets(std::string_view text,
+                                   std::vector<std::pair<size_t, size_t>>* pieces) const {
+  if (text.empty()) return Status::Ok();
+  MatchScratch s;
+  s.data = pcre2_match_data_create(1, nullptr);
+  s.context = pcre2_match_context_create(nullptr);
+  if (s.data == nullptr || s.context == nullptr) {
+    return Error(StatusCode::kResourceExhausted, "regex split: out of memory");
+  }
+  pcre2_set_match_limit(s.context, impl_->match_limit);
+  if (impl_->jit) {
+    s.stack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, nullptr);
+    if (s.stack != nullptr) pcre2_jit_stack_assign(s.context, nullptr, s.stack);
+  }
+  const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
+  PCRE2_SIZE* ov = pcre2_get_ovector_pointer(s.data);
+  size_t prev = 0;  // end of the last match
+  size_t start = 0;
+  while (start <= text.size()) {
+    const int rc = pcre2_match(impl_->code, subject, text.size(), start, PCRE2_NO_UTF_CHECK,
+                               s.data, s.context);
+    if (rc == PCRE2_ERROR_NOMATCH) break;
+    if (rc < 0) {
+      PCRE2_UCHAR msg[256];
+      pcre2_get_error_message(rc, msg, sizeof(msg));
+      return Error(StatusCode::kResourceExhausted, "pre-tokenizer regex failed at byte {}: {}",
+                   start, reinterpret_cast<char*>(msg));
+    }
+    const size_t b = ov[0], e = ov[1];
+    if (b > prev) pieces->emplace_back(prev, b);
+    if (e > b) pieces->emplace_back(b, e);
+    prev = e;
+    if (e > b) {
+      start = e;
+    } else {  // empty match: step over one character (find_iter semantics)
+      if (e >= text.size()) break;
+      start = e + 1;
+      while (start < text.size() && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80) {
+        ++start;
+      }
+    }
+  }
+  if (prev < text.size()) pieces->emplace_back(prev, text.size());
+  return Status::Ok();
+}
+
+}  // namespace moe

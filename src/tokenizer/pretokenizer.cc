@@ -130,6 +130,11 @@ Status RegexSplitter::SplitOffsets(std::string_view text,
     const int rc = pcre2_match(impl_->code, subject, text.size(), start, PCRE2_NO_UTF_CHECK,
                                s.data, s.context);
     if (rc == PCRE2_ERROR_NOMATCH) break;
+    if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT) {
+      return Error(StatusCode::kInvalidFormat, "pre-tokenizer regex exceeded its match limit "
+                   "({} steps) at byte {} of the input: pathological pattern", impl_->match_limit,
+                   start);
+    }
     if (rc < 0) {
       PCRE2_UCHAR msg[256];
       pcre2_get_error_message(rc, msg, sizeof(msg));

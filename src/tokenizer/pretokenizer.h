@@ -24,7 +24,7 @@ Result<std::string> OnigurumaToPcre2(std::string_view pattern, std::string_view 
 
 struct SplitterOptions {
   // PCRE2 match limit per match attempt; exceeding it fails the encode with
-  // kResourceExhausted instead of hanging. Linear inputs stay far below it.
+  // kInvalidFormat instead of hanging. Linear inputs stay far below it.
   uint32_t match_limit = 10'000'000;
 };
 
@@ -41,8 +41,8 @@ class RegexSplitter {
 
   // Isolated split of valid UTF-8 `text` (HF semantics: each match and each gap between
   // matches is a piece; empty matches advance one character and make no piece). Calls
-  // `fn(piece)` for each non-empty piece in order. kResourceExhausted if the match limit
-  // is hit.
+  // `fn(piece)` for each non-empty piece in order. kInvalidFormat if the match limit is hit
+  // (a pathological pattern, bad-inputs D5); kResourceExhausted on PCRE2 memory errors.
   template <typename Fn>
   Status Split(std::string_view text, Fn&& fn) const {
     std::vector<std::pair<size_t, size_t>> pieces;

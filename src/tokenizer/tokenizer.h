@@ -46,7 +46,7 @@ class Tokenizer {
   // Ids of `text` as HF `tokenizer(text)["input_ids"]` (no BOS/EOS are added). Added tokens in
   // the text (special or not) become their ids unless split_special_tokens is set.
   // kInvalidFormat if `text` is not valid UTF-8 (HF cannot receive such text either);
-  // kResourceExhausted if the pre-tokenizer regex hits its match limit.
+  // kInvalidFormat if the pre-tokenizer regex hits its match limit (pathological pattern).
   Result<std::vector<int32_t>> Encode(std::string_view text) const;
   Status EncodeAppend(std::string_view text, std::vector<int32_t>* ids) const;
 

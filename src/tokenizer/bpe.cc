@@ -3,12 +3,15 @@
 
 #include <algorithm>
 #include <bit>
+#include <functional>
 
 namespace moe {
 
 void MergeTable::Build(const std::vector<std::pair<uint64_t, Value>>& entries) {
+  // Load factor <= 2/3: small enough for short probes, and the table (16 B/slot) stays
+  // half the size of a 1/2-loaded one, which matters because lookups are cache misses.
   size_t capacity = 16;
-  while (capacity < entries.size() * 2) capacity *= 2;
+  while (capacity * 2 < entries.size() * 3) capacity *= 2;
   slots_.assign(capacity, Slot{});
   mask_ = capacity - 1;
   shift_ = 64 - std::countr_zero(capacity);
@@ -74,41 +77,49 @@ void BpeModel::MergeSmall(BpeScratch* s, std::vector<int32_t>* out) const {
   out->insert(out->end(), ids.begin(), ids.end());
 }
 
-// HF's Word::merge_all: a min-heap of (rank, pos) over a linked list of symbols; stale
-// entries are recognised by re-looking-up the pair. O(n log n).
+// HF's Word::merge_all: a min-heap of (rank, pos) over a linked list of symbols. O(n log n).
+// An entry is stale when the pair now at `pos` has another rank; a pair's rank identifies its
+// merge (one merge per rank), so the rank alone validates the entry.
 void BpeModel::MergeLarge(BpeScratch* s, std::vector<int32_t>* out) const {
   const int32_t n = static_cast<int32_t>(s->ids.size());
   s->symbols.resize(static_cast<size_t>(n));
   for (int32_t i = 0; i < n; ++i) s->symbols[i] = {s->ids[i], i - 1, i + 1 < n ? i + 1 : -1};
-  auto greater = [](const BpeScratch::Merge& a, const BpeScratch::Merge& b) {
-    return a.rank != b.rank ? a.rank > b.rank : a.pos > b.pos;
-  };
-  std::vector<BpeScratch::Merge>& heap = s->heap;
+  std::vector<uint64_t>& heap = s->heap;
   heap.clear();
+  const auto greater = std::greater<uint64_t>();
+  auto entry = [](int32_t rank, int32_t pos) {
+    return (static_cast<uint64_t>(rank) << 32) | static_cast<uint32_t>(pos);
+  };
+  for (int32_t i = 0; i + 1 < n; ++i) {
+    const int32_t r = merges_.Find(s->ids[i], s->ids[i + 1]).rank;
+    if (r >= 0) heap.push_back(entry(r, i));
+  }
+  std::make_heap(heap.begin(), heap.end(), greater);
   auto push_pair = [&](int32_t pos) {
     const int32_t next = s->symbols[pos].next;
     if (next < 0) return;
-    const MergeTable::Value v = merges_.Find(s->symbols[pos].id, s->symbols[next].id);
-    if (v.rank < 0) return;
-    heap.push_back({v.rank, pos, v.id});
+    const int32_t r = merges_.Find(s->symbols[pos].id, s->symbols[next].id).rank;
+    if (r < 0) return;
+    heap.push_back(entry(r, pos));
     std::push_heap(heap.begin(), heap.end(), greater);
   };
-  for (int32_t i = 0; i + 1 < n; ++i) push_pair(i);
   while (!heap.empty()) {
     std::pop_heap(heap.begin(), heap.end(), greater);
-    const BpeScratch::Merge top = heap.back();
+    const uint64_t top = heap.back();
     heap.pop_back();
-    BpeScratch::Symbol& left = s->symbols[top.pos];
+    const int32_t rank = static_cast<int32_t>(top >> 32);
+    const int32_t pos = static_cast<int32_t>(top & 0xFFFFFFFFu);
+    BpeScratch::Symbol& left = s->symbols[pos];
     if (left.id < 0 || left.next < 0) continue;
     const int32_t right_pos = left.next;
     const MergeTable::Value v = merges_.Find(left.id, s->symbols[right_pos].id);
-    if (v.rank < 0 || v.id != top.new_id) continue;  // stale entry
-    left.id = top.new_id;
+    if (v.rank != rank) continue;  // stale entry
+    left.id = v.id;
     left.next = s->symbols[right_pos].next;
     s->symbols[right_pos].id = -1;  // dead
-    if (left.next >= 0) s->symbols[left.next].prev = top.pos;
+    if (left.next >= 0) s->symbols[left.next].prev = pos;
     if (left.prev >= 0) push_pair(left.prev);
-    push_pair(top.pos);
+    push_pair(pos);
   }
   for (int32_t i = 0; i >= 0; i = s->symbols[i].next) out->push_back(s->symbols[i].id);
 }

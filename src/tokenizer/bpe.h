@@ -58,12 +58,7 @@ struct BpeScratch {
     int32_t next;
   };
   std::vector<Symbol> symbols;
-  struct Merge {
-    int32_t rank;
-    int32_t pos;
-    int32_t new_id;
-  };
-  std::vector<Merge> heap;
+  std::vector<uint64_t> heap;  // (rank << 32 | position) min-heap
 };
 
 // Thread-compatible data; Encode is const and thread-safe given separate scratch.

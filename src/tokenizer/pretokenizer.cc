@@ -6,14 +6,51 @@
 #include <utf8proc.h>
 
 #include <cstdlib>
+#include <utility>
+
+#include "tokenizer/utf8.h"
 
 namespace moe {
+namespace {
+
+// Code point ranges whose characters have NFC_QC=Yes, canonical combining class 0 and are never
+// the second character of a canonical composition, so NFC leaves any text made only of them
+// unchanged (a following mark outside these ranges sends the text to utf8proc). Sorted.
+// Below U+0300 nothing is NFC_QC No/Maybe. Excluded inside blocks: Devanagari nukta, virama,
+// stress marks and the QC=No U+0958-095F; Thai marks of class 103/107/9; kana voicing marks
+// U+3099/309A; U+2000/2001 (singleton decompositions).
+constexpr std::pair<char32_t, char32_t> kNfcSafe[] = {
+    {0x0000, 0x02FF}, {0x0400, 0x0482}, {0x048A, 0x04FF}, {0x05D0, 0x05EA}, {0x0621, 0x064A},
+    {0x0900, 0x093B}, {0x093D, 0x094C}, {0x094E, 0x0950}, {0x0955, 0x0957}, {0x0960, 0x097F},
+    {0x0E01, 0x0E37}, {0x0E3F, 0x0E47}, {0x0E4C, 0x0E5B}, {0x2002, 0x2027}, {0x2030, 0x205E},
+    {0x3000, 0x3098}, {0x309B, 0x30FF}, {0x4E00, 0x9FFF}, {0xAC00, 0xD7A3}, {0xFE00, 0xFE0F},
+    {0xFF01, 0xFF5E}, {0x1F000, 0x1FAFF},
+};
+
+bool NfcSafe(char32_t cp) {
+  for (const auto& [lo, hi] : kNfcSafe) {
+    if (cp < lo) return false;
+    if (cp <= hi) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool IsSurelyNfc(std::string_view s) {
+  size_t pos = 0;
+  while (pos < s.size()) {
+    if (static_cast<unsigned char>(s[pos]) < 0x80) {
+      ++pos;
+      continue;
+    }
+    if (!NfcSafe(NextCodePoint(s, &pos))) return false;
+  }
+  return true;
+}
 
 Result<std::string> NormalizeNfc(std::string_view text) {
-  // Fast path: ASCII is NFC already.
-  bool ascii = true;
-  for (char c : text) ascii = ascii && static_cast<unsigned char>(c) < 0x80;
-  if (ascii) return std::string(text);
+  if (IsSurelyNfc(text)) return std::string(text);
   utf8proc_uint8_t* out = nullptr;
   const utf8proc_ssize_t n = utf8proc_map(
       reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
@@ -91,44 +128,41 @@ Result<RegexSplitter> RegexSplitter::Create(std::string_view pattern, bool is_re
   return RegexSplitter(std::move(impl));
 }
 
-namespace {
-
-// Scratch for one Split call: match data plus a match context carrying the limit and, with
-// JIT, a private JIT stack large enough for long matches.
-struct MatchScratch {
-  pcre2_match_data* data = nullptr;
-  pcre2_match_context* context = nullptr;
-  pcre2_jit_stack* stack = nullptr;
-  ~MatchScratch() {
-    pcre2_match_data_free(data);
-    pcre2_match_context_free(context);
-    pcre2_jit_stack_free(stack);
+RegexSplitter::Scratch::Scratch(const RegexSplitter& splitter) {
+  auto* data = pcre2_match_data_create(1, nullptr);
+  auto* context = pcre2_match_context_create(nullptr);
+  data_ = data;
+  context_ = context;
+  if (context == nullptr) return;
+  pcre2_set_match_limit(context, splitter.impl_->match_limit);
+  if (splitter.impl_->jit) {
+    auto* stack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, nullptr);
+    stack_ = stack;
+    if (stack != nullptr) pcre2_jit_stack_assign(context, nullptr, stack);
   }
-};
+}
 
-}  // namespace
+RegexSplitter::Scratch::~Scratch() {
+  pcre2_match_data_free(static_cast<pcre2_match_data*>(data_));
+  pcre2_match_context_free(static_cast<pcre2_match_context*>(context_));
+  pcre2_jit_stack_free(static_cast<pcre2_jit_stack*>(stack_));
+}
 
-Status RegexSplitter::SplitOffsets(std::string_view text,
+Status RegexSplitter::SplitOffsets(std::string_view text, Scratch* scratch,
                                    std::vector<std::pair<size_t, size_t>>* pieces) const {
   if (text.empty()) return Status::Ok();
-  MatchScratch s;
-  s.data = pcre2_match_data_create(1, nullptr);
-  s.context = pcre2_match_context_create(nullptr);
-  if (s.data == nullptr || s.context == nullptr) {
+  auto* data = static_cast<pcre2_match_data*>(scratch->data_);
+  auto* context = static_cast<pcre2_match_context*>(scratch->context_);
+  if (data == nullptr || context == nullptr) {
     return Error(StatusCode::kResourceExhausted, "regex split: out of memory");
   }
-  pcre2_set_match_limit(s.context, impl_->match_limit);
-  if (impl_->jit) {
-    s.stack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, nullptr);
-    if (s.stack != nullptr) pcre2_jit_stack_assign(s.context, nullptr, s.stack);
-  }
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
-  PCRE2_SIZE* ov = pcre2_get_ovector_pointer(s.data);
+  PCRE2_SIZE* ov = pcre2_get_ovector_pointer(data);
   size_t prev = 0;  // end of the last match
   size_t start = 0;
   while (start <= text.size()) {
     const int rc = pcre2_match(impl_->code, subject, text.size(), start, PCRE2_NO_UTF_CHECK,
-                               s.data, s.context);
+                               data, context);
     if (rc == PCRE2_ERROR_NOMATCH) break;
     if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT) {
       return Error(StatusCode::kInvalidFormat, "pre-tokenizer regex exceeded its match limit "

@@ -13,6 +13,12 @@
 
 namespace moe {
 
+// True only if NFC certainly leaves valid UTF-8 `s` unchanged: every code point lies in a
+// range of NFC_QC=Yes, combining-class-0 characters that never start a composition as its
+// second character (ASCII, Latin below U+0300, CJK, kana, Hangul syllables, Cyrillic, ...).
+// A fast pre-check only; false means "ask utf8proc".
+bool IsSurelyNfc(std::string_view s);
+
 // NFC of valid UTF-8 `text`. kInvalidFormat if utf8proc rejects it.
 Result<std::string> NormalizeNfc(std::string_view text);
 
@@ -39,19 +45,29 @@ class RegexSplitter {
   RegexSplitter& operator=(RegexSplitter&&) noexcept;
   ~RegexSplitter();
 
+  // Per-thread matching state (match data, match context with the limit, JIT stack). Create
+  // one per encode call and reuse it across segments: a JIT stack is an mmap.
+  class Scratch {
+   public:
+    explicit Scratch(const RegexSplitter& splitter);
+    ~Scratch();
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+
+   private:
+    friend class RegexSplitter;
+    void* data_ = nullptr;     // pcre2_match_data*
+    void* context_ = nullptr;  // pcre2_match_context*
+    void* stack_ = nullptr;    // pcre2_jit_stack*
+  };
+
   // Isolated split of valid UTF-8 `text` (HF semantics: each match and each gap between
-  // matches is a piece; empty matches advance one character and make no piece). Calls
-  // `fn(piece)` for each non-empty piece in order. kInvalidFormat if the match limit is hit
-  // (a pathological pattern, bad-inputs D5); kResourceExhausted on PCRE2 memory errors.
-  template <typename Fn>
-  Status Split(std::string_view text, Fn&& fn) const {
-    std::vector<std::pair<size_t, size_t>> pieces;
-    MOE_TRY(SplitOffsets(text, &pieces));
-    for (auto [b, e] : pieces) fn(text.substr(b, e - b));
-    return Status::Ok();
-  }
-  // Appends [begin, end) byte offsets of the non-empty pieces of `text` to `pieces`.
-  Status SplitOffsets(std::string_view text, std::vector<std::pair<size_t, size_t>>* pieces) const;
+  // matches is a piece; empty matches advance one character and make no piece). Appends
+  // [begin, end) byte offsets of the non-empty pieces to `pieces`. kInvalidFormat if the
+  // match limit is hit (a pathological pattern, bad-inputs D5); kResourceExhausted on PCRE2
+  // memory errors.
+  Status SplitOffsets(std::string_view text, Scratch* scratch,
+                      std::vector<std::pair<size_t, size_t>>* pieces) const;
 
   bool jit() const;
 

@@ -10,12 +10,24 @@
 namespace moe {
 namespace {
 
-bool IsAscii(std::string_view s) {
-  for (char c : s) {
-    if (static_cast<unsigned char>(c) >= 0x80) return false;
-  }
-  return true;
-}
+// Per-call memo of BPE results (HF keeps a similar word cache): frequent words are merged
+// once per Encode call. Per call rather than shared so Encode stays lock-free and const.
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+};
+
+}  // namespace
+
+struct WordCache {
+  static constexpr size_t kMaxWordBytes = 48;
+  static constexpr size_t kMaxEntries = 1 << 16;
+  // word -> (offset, count) into ids
+  std::unordered_map<std::string, std::pair<uint32_t, uint32_t>, StringHash, std::equal_to<>> map;
+  std::vector<int32_t> ids;
+};
+
+namespace {
 
 }  // namespace
 
@@ -174,12 +186,33 @@ int32_t Tokenizer::TokenId(std::string_view token) const {
   return it == token_to_id_.end() ? -1 : it->second;
 }
 
-Status Tokenizer::EncodeText(std::string_view text, BpeScratch* scratch,
-                             std::vector<std::pair<size_t, size_t>>* pieces,
+Status Tokenizer::EncodeText(std::string_view text, EncodeScratch* scratch,
                              std::vector<int32_t>* ids) const {
-  pieces->clear();
-  MOE_TRY(splitter_->SplitOffsets(text, pieces));
-  for (auto [b, e] : *pieces) bpe_.EncodeWord(text.substr(b, e - b), scratch, ids);
+  scratch->pieces.clear();
+  MOE_TRY(splitter_->SplitOffsets(text, scratch->regex, &scratch->pieces));
+  WordCache& cache = *scratch->cache;
+  for (auto [b, e] : scratch->pieces) {
+    const std::string_view word = text.substr(b, e - b);
+    if (word.size() > WordCache::kMaxWordBytes) {
+      bpe_.EncodeWord(word, &scratch->bpe, ids);
+      continue;
+    }
+    auto it = cache.map.find(word);
+    if (it != cache.map.end()) {
+      const auto [offset, count] = it->second;
+      ids->insert(ids->end(), cache.ids.begin() + offset, cache.ids.begin() + offset + count);
+      continue;
+    }
+    const size_t before = ids->size();
+    bpe_.EncodeWord(word, &scratch->bpe, ids);
+    if (cache.map.size() >= WordCache::kMaxEntries) {
+      cache.map.clear();
+      cache.ids.clear();
+    }
+    cache.map.emplace(std::string(word), std::make_pair(static_cast<uint32_t>(cache.ids.size()),
+                                                        static_cast<uint32_t>(ids->size() - before)));
+    cache.ids.insert(cache.ids.end(), ids->begin() + static_cast<std::ptrdiff_t>(before), ids->end());
+  }
   return Status::Ok();
 }
 
@@ -188,8 +221,11 @@ Status Tokenizer::EncodeAppend(std::string_view text, std::vector<int32_t>* ids)
   if (bad != text.size()) {
     return Error(StatusCode::kInvalidFormat, "input text: invalid UTF-8 at byte {}", bad);
   }
-  BpeScratch scratch;
-  std::vector<std::pair<size_t, size_t>> pieces;
+  WordCache cache;
+  EncodeScratch scratch;
+  scratch.cache = &cache;
+  RegexSplitter::Scratch regex_scratch(*splitter_);
+  scratch.regex = &regex_scratch;
   std::vector<AddedSplit> splits, inner;
   raw_matcher_.FindMatches(text, split_special_tokens_, &splits);
   std::string normalized;
@@ -199,12 +235,12 @@ Status Tokenizer::EncodeAppend(std::string_view text, std::vector<int32_t>* ids)
       continue;
     }
     std::string_view segment = text.substr(s.begin, s.end - s.begin);
-    if (nfc_ && !IsAscii(segment)) {
+    if (nfc_ && !IsSurelyNfc(segment)) {
       MOE_ASSIGN_OR_RETURN(normalized, NormalizeNfc(segment));
       segment = normalized;
     }
     if (normalized_matcher_.empty()) {
-      MOE_TRY(EncodeText(segment, &scratch, &pieces, ids));
+      MOE_TRY(EncodeText(segment, &scratch, ids));
       continue;
     }
     inner.clear();
@@ -213,7 +249,7 @@ Status Tokenizer::EncodeAppend(std::string_view text, std::vector<int32_t>* ids)
       if (n.id >= 0) {
         ids->push_back(n.id);
       } else {
-        MOE_TRY(EncodeText(segment.substr(n.begin, n.end - n.begin), &scratch, &pieces, ids));
+        MOE_TRY(EncodeText(segment.substr(n.begin, n.end - n.begin), &scratch, ids));
       }
     }
   }

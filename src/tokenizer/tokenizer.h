@@ -23,6 +23,7 @@ namespace moe {
 
 struct TokenizerSpec;
 struct TokenizerConfigSpec;
+struct WordCache;
 
 struct TokenizerOptions {
   SplitterOptions splitter;
@@ -78,8 +79,13 @@ class Tokenizer {
   Tokenizer() = default;
   static Result<Tokenizer> Build(TokenizerSpec spec, const TokenizerConfigSpec& config,
                                  std::string_view what, const TokenizerOptions& options);
-  Status EncodeText(std::string_view text, BpeScratch* scratch,
-                    std::vector<std::pair<size_t, size_t>>* pieces,
+  struct EncodeScratch {
+    BpeScratch bpe;
+    std::vector<std::pair<size_t, size_t>> pieces;
+    WordCache* cache = nullptr;
+    RegexSplitter::Scratch* regex = nullptr;
+  };
+  Status EncodeText(std::string_view text, EncodeScratch* scratch,
                     std::vector<int32_t>* ids) const;
 
   std::vector<std::string> token_bytes_;  // [n_vocab] decoded bytes per id

@@ -4,8 +4,12 @@
 #include "tokenizer/utf8.h"
 
 #include <gtest/gtest.h>
+#include <utf8proc.h>
+
+#include <cstdlib>
 
 #include "tokenizer/byte_level.h"
+#include "tokenizer/pretokenizer.h"
 #include "tokenizer_test_util.h"
 
 namespace moe {
@@ -68,6 +72,47 @@ TEST(ByteLevelTest, TableMatchesSpec) {
   // A token with a character outside the table decodes to its own UTF-8 (HF ByteLevel decoder).
   EXPECT_EQ(ByteLevelDecodeToken("a b"), "a b");
   EXPECT_EQ(ByteLevelDecodeToken("\xC4\xA0hi"), " hi");
+}
+
+}  // namespace
+}  // namespace moe
+
+namespace moe {
+namespace {
+
+// utf8proc's NFC, called directly (NormalizeNfc itself takes the fast path).
+std::string Utf8procNfc(const std::string& s) {
+  utf8proc_uint8_t* out = utf8proc_NFC(reinterpret_cast<const utf8proc_uint8_t*>(s.c_str()));
+  std::string r(reinterpret_cast<char*>(out));
+  std::free(out);
+  return r;
+}
+
+// The NFC fast path may only accept text utf8proc leaves unchanged: every accepted code point,
+// alone and after starters that begin compositions (Latin, Hangul LV, kana, Indic, Cyrillic).
+TEST(NfcTest, FastPathAgreesWithUtf8proc) {
+  const char32_t starters[] = {'a', 'e', 'A', 0xE9, 0xAC00, 0x304B, 0x0928, 0x0B47, 0x0CC6,
+                               0x0D46, 0x0DD9, 0x1025, 0x0415, 0x05D0, 0x0627, 0x0E01};
+  size_t accepted = 0;
+  for (char32_t cp = 1; cp <= 0x10FFFF; ++cp) {
+    if (cp >= 0xD800 && cp <= 0xDFFF) continue;
+    std::string one;
+    AppendUtf8(cp, &one);
+    if (!IsSurelyNfc(one)) continue;
+    ++accepted;
+    ASSERT_EQ(Utf8procNfc(one), one) << std::hex << static_cast<uint32_t>(cp);
+    for (char32_t s : starters) {
+      std::string pair;
+      AppendUtf8(s, &pair);
+      pair += one;
+      ASSERT_EQ(Utf8procNfc(pair), pair)
+          << std::hex << static_cast<uint32_t>(s) << "+" << static_cast<uint32_t>(cp);
+    }
+  }
+  EXPECT_GT(accepted, 30000u);
+  // Decomposed input is not accepted and does get composed.
+  EXPECT_FALSE(IsSurelyNfc("e\xCC\x81"));
+  EXPECT_EQ(NormalizeNfc("e\xCC\x81").value(), "\xC3\xA9");
 }
 
 }  // namespace

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "command.h"
-#include "tokenizer/json_input.h"
+#include "formats/json.h"
 #include "tokenizer/tokenizer.h"
 #include "util/file.h"
 
@@ -60,7 +60,7 @@ int RunJsonl(const Tokenizer& tok, const TokenizeOptions& o) {
   std::string line;
   for (size_t n = 1; std::getline(std::cin, line); ++n) {
     const std::string what = "stdin line " + std::to_string(n);
-    auto doc = ParseTokenizerJsonText(line, what);
+    auto doc = ParseJson(line, what);
     if (!doc.ok()) return Fail(doc.status());
     if (!o.decode) {
       if (!doc->is_string()) return Fail(Error(StatusCode::kInvalidFormat, "{}: expected a JSON "
@@ -82,7 +82,7 @@ int RunJsonl(const Tokenizer& tok, const TokenizeOptions& o) {
     }
     auto text = tok.Decode(ids, o.skip_special);
     if (!text.ok()) return Fail(text.status().WithContext(what));
-    std::string out = TokJson(*text).dump() + "\n";
+    std::string out = Json(*text).dump() + "\n";
     std::fwrite(out.data(), 1, out.size(), stdout);
   }
   return 0;

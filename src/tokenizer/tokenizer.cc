@@ -218,7 +218,7 @@ Status Tokenizer::EncodeText(std::string_view text, EncodeScratch* scratch,
 
 Status Tokenizer::EncodeAppend(std::string_view text, std::vector<int32_t>* ids) const {
   const size_t bad = FindInvalidUtf8(text);
-  if (bad != text.size()) {
+  if (bad != std::string_view::npos) {
     return Error(StatusCode::kInvalidFormat, "input text: invalid UTF-8 at byte {}", bad);
   }
   WordCache cache;

@@ -3,7 +3,7 @@
 
 #include <initializer_list>
 
-#include "tokenizer/json_input.h"
+#include "formats/json.h"
 
 namespace moe {
 namespace {
@@ -18,7 +18,7 @@ struct Ctx {
   Ctx Index(size_t i) const { return Ctx{what, path + "[" + std::to_string(i) + "]"}; }
 };
 
-Status TypeError(const Ctx& c, std::string_view expected, const TokJson& got) {
+Status TypeError(const Ctx& c, std::string_view expected, const Json& got) {
   return Error(StatusCode::kInvalidFormat, "{}: key '{}': expected {}, got {}", c.what, c.path,
                expected, JsonTypeName(got));
 }
@@ -29,7 +29,7 @@ Status Unsupported(const Ctx& c, std::string_view detail) {
 }
 
 // Rejects keys of `obj` not in `allowed`, so an option we would silently ignore is reported.
-Status OnlyKeys(const Ctx& c, const TokJson& obj, std::initializer_list<std::string_view> allowed) {
+Status OnlyKeys(const Ctx& c, const Json& obj, std::initializer_list<std::string_view> allowed) {
   for (const auto& [key, value] : obj.items()) {
     bool known = false;
     for (std::string_view a : allowed) known = known || key == a;
@@ -38,7 +38,7 @@ Status OnlyKeys(const Ctx& c, const TokJson& obj, std::initializer_list<std::str
   return Status::Ok();
 }
 
-Result<std::string> GetStr(const Ctx& c, const TokJson& obj, std::string_view key) {
+Result<std::string> GetStr(const Ctx& c, const Json& obj, std::string_view key) {
   auto it = obj.find(key);
   if (it == obj.end()) {
     return Error(StatusCode::kInvalidFormat, "{}: key '{}' is missing", c.what, c.Sub(key).path);
@@ -48,7 +48,7 @@ Result<std::string> GetStr(const Ctx& c, const TokJson& obj, std::string_view ke
 }
 
 // Optional bool with a default; a present non-bool is a type error.
-Result<bool> GetBoolOr(const Ctx& c, const TokJson& obj, std::string_view key, bool dflt) {
+Result<bool> GetBoolOr(const Ctx& c, const Json& obj, std::string_view key, bool dflt) {
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) return dflt;
   if (!it->is_boolean()) return TypeError(c.Sub(key), "boolean", *it);
@@ -56,19 +56,19 @@ Result<bool> GetBoolOr(const Ctx& c, const TokJson& obj, std::string_view key, b
 }
 
 // Requires `key` to be absent, null or equal to `expected` (a no-op setting).
-Status RequireNoop(const Ctx& c, const TokJson& obj, std::string_view key, const TokJson& expected) {
+Status RequireNoop(const Ctx& c, const Json& obj, std::string_view key, const Json& expected) {
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null() || *it == expected) return Status::Ok();
   return Unsupported(c.Sub(key), "value " + it->dump() + " is not supported, only " +
                                      expected.dump() + " or null");
 }
 
-Result<std::string> GetType(const Ctx& c, const TokJson& obj) {
+Result<std::string> GetType(const Ctx& c, const Json& obj) {
   if (!obj.is_object()) return TypeError(c, "object", obj);
   return GetStr(c, obj, "type");
 }
 
-Status ParseNormalizer(const Ctx& c, const TokJson& n, TokenizerSpec* spec) {
+Status ParseNormalizer(const Ctx& c, const Json& n, TokenizerSpec* spec) {
   if (n.is_null()) return Status::Ok();
   MOE_ASSIGN_OR_RETURN(std::string type, GetType(c, n));
   if (type != "NFC") return Unsupported(c.Sub("type"), "normalizer '" + type + "'");
@@ -77,7 +77,7 @@ Status ParseNormalizer(const Ctx& c, const TokJson& n, TokenizerSpec* spec) {
   return Status::Ok();
 }
 
-Status ParseByteLevelOptions(const Ctx& c, const TokJson& b) {
+Status ParseByteLevelOptions(const Ctx& c, const Json& b) {
   MOE_TRY(OnlyKeys(c, b, {"type", "add_prefix_space", "trim_offsets", "use_regex"}));
   MOE_TRY(RequireNoop(c, b, "add_prefix_space", false));
   MOE_ASSIGN_OR_RETURN(bool trim_offsets, GetBoolOr(c, b, "trim_offsets", true));
@@ -85,7 +85,7 @@ Status ParseByteLevelOptions(const Ctx& c, const TokJson& b) {
   return Status::Ok();
 }
 
-Status ParseSplit(const Ctx& c, const TokJson& s, TokenizerSpec* spec) {
+Status ParseSplit(const Ctx& c, const Json& s, TokenizerSpec* spec) {
   MOE_TRY(OnlyKeys(c, s, {"type", "pattern", "behavior", "invert"}));
   auto it = s.find("pattern");
   if (it == s.end()) return Error(StatusCode::kInvalidFormat, "{}: key '{}' is missing", c.what,
@@ -107,14 +107,14 @@ Status ParseSplit(const Ctx& c, const TokJson& s, TokenizerSpec* spec) {
 }
 
 // Sequence[Split(Isolated), ByteLevel(use_regex false)].
-Status ParsePreTokenizer(const Ctx& c, const TokJson& p, TokenizerSpec* spec) {
+Status ParsePreTokenizer(const Ctx& c, const Json& p, TokenizerSpec* spec) {
   if (p.is_null()) return Unsupported(c, "a null pre_tokenizer");
   MOE_ASSIGN_OR_RETURN(std::string type, GetType(c, p));
   if (type != "Sequence") return Unsupported(c.Sub("type"), "pre_tokenizer '" + type + "'");
   MOE_TRY(OnlyKeys(c, p, {"type", "pretokenizers"}));
   const Ctx lc = c.Sub("pretokenizers");
   auto it = p.find("pretokenizers");
-  if (it == p.end() || !it->is_array()) return TypeError(lc, "array", it == p.end() ? TokJson() : *it);
+  if (it == p.end() || !it->is_array()) return TypeError(lc, "array", it == p.end() ? Json() : *it);
   if (it->size() != 2) return Unsupported(lc, "a sequence of " + std::to_string(it->size()) +
                                                   " steps (expected Split, ByteLevel)");
   const Ctx c0 = lc.Index(0), c1 = lc.Index(1);
@@ -129,7 +129,7 @@ Status ParsePreTokenizer(const Ctx& c, const TokJson& p, TokenizerSpec* spec) {
   return Status::Ok();
 }
 
-Status ParseByteLevelStage(const Ctx& c, const TokJson& d, bool allow_null) {
+Status ParseByteLevelStage(const Ctx& c, const Json& d, bool allow_null) {
   if (d.is_null() && allow_null) return Status::Ok();
   if (d.is_null()) return Unsupported(c, "null (a ByteLevel decoder is required)");
   MOE_ASSIGN_OR_RETURN(std::string type, GetType(c, d));
@@ -137,7 +137,7 @@ Status ParseByteLevelStage(const Ctx& c, const TokJson& d, bool allow_null) {
   return ParseByteLevelOptions(c, d);
 }
 
-Status ParseVocab(const Ctx& c, const TokJson& v, TokenizerSpec* spec) {
+Status ParseVocab(const Ctx& c, const Json& v, TokenizerSpec* spec) {
   if (!v.is_object()) return TypeError(c, "object", v);
   spec->vocab.reserve(v.size());
   for (const auto& [token, id] : v.items()) {
@@ -147,11 +147,11 @@ Status ParseVocab(const Ctx& c, const TokJson& v, TokenizerSpec* spec) {
   return Status::Ok();
 }
 
-Status ParseMerges(const Ctx& c, const TokJson& m, TokenizerSpec* spec) {
+Status ParseMerges(const Ctx& c, const Json& m, TokenizerSpec* spec) {
   if (!m.is_array()) return TypeError(c, "array", m);
   spec->merges.reserve(m.size());
   for (size_t i = 0; i < m.size(); ++i) {
-    const TokJson& e = m[i];
+    const Json& e = m[i];
     if (e.is_string()) {  // legacy "a b"
       const std::string& s = e.get_ref<const std::string&>();
       if (s.rfind("#version", 0) == 0) continue;
@@ -170,7 +170,7 @@ Status ParseMerges(const Ctx& c, const TokJson& m, TokenizerSpec* spec) {
   return Status::Ok();
 }
 
-Status ParseModel(const Ctx& c, const TokJson& m, TokenizerSpec* spec) {
+Status ParseModel(const Ctx& c, const Json& m, TokenizerSpec* spec) {
   MOE_ASSIGN_OR_RETURN(std::string type, GetType(c, m));
   if (type != "BPE") return Unsupported(c.Sub("type"), "model type '" + type + "'");
   MOE_TRY(OnlyKeys(c, m, {"type", "dropout", "unk_token", "continuing_subword_prefix",
@@ -195,19 +195,19 @@ Status ParseModel(const Ctx& c, const TokJson& m, TokenizerSpec* spec) {
   return ParseMerges(c.Sub("merges"), m["merges"], spec);
 }
 
-Status ParseAddedTokens(const Ctx& c, const TokJson& a, TokenizerSpec* spec) {
+Status ParseAddedTokens(const Ctx& c, const Json& a, TokenizerSpec* spec) {
   if (a.is_null()) return Status::Ok();
   if (!a.is_array()) return TypeError(c, "array", a);
   for (size_t i = 0; i < a.size(); ++i) {
     const Ctx ec = c.Index(i);
-    const TokJson& t = a[i];
+    const Json& t = a[i];
     if (!t.is_object()) return TypeError(ec, "object", t);
     MOE_TRY(OnlyKeys(ec, t, {"id", "content", "special", "lstrip", "rstrip", "single_word",
                              "normalized"}));
     AddedTokenSpec tok;
     auto id = t.find("id");
     if (id == t.end() || !id->is_number_integer()) {
-      return TypeError(ec.Sub("id"), "integer", id == t.end() ? TokJson() : *id);
+      return TypeError(ec.Sub("id"), "integer", id == t.end() ? Json() : *id);
     }
     if (id->get<int64_t>() < 0 || id->get<int64_t>() > INT32_MAX) {
       return Error(StatusCode::kInvalidFormat, "{}: key '{}': id {} out of range", c.what,
@@ -233,7 +233,7 @@ Status ParseAddedTokens(const Ctx& c, const TokJson& a, TokenizerSpec* spec) {
 }  // namespace
 
 Result<TokenizerSpec> ParseTokenizerJson(std::string_view text, std::string_view what) {
-  MOE_ASSIGN_OR_RETURN(TokJson doc, ParseTokenizerJsonText(text, what));
+  MOE_ASSIGN_OR_RETURN(Json doc, ParseJson(text, what));
   const Ctx root{what, ""};
   if (!doc.is_object()) return TypeError(Ctx{what, "(root)"}, "object", doc);
   MOE_TRY(OnlyKeys(root, doc, {"version", "truncation", "padding", "added_tokens", "normalizer",
@@ -244,8 +244,8 @@ Result<TokenizerSpec> ParseTokenizerJson(std::string_view text, std::string_view
   MOE_TRY(RequireNoop(root, doc, "truncation", nullptr));
   MOE_TRY(RequireNoop(root, doc, "padding", nullptr));
   TokenizerSpec spec;
-  static const TokJson kNull;
-  auto get = [&](const char* key) -> const TokJson& {
+  static const Json kNull;
+  auto get = [&](const char* key) -> const Json& {
     auto it = doc.find(key);
     return it == doc.end() ? kNull : *it;
   };
@@ -261,7 +261,7 @@ Result<TokenizerSpec> ParseTokenizerJson(std::string_view text, std::string_view
 namespace {
 
 // A special token in tokenizer_config.json: null, "text", or {"content": "text", ...}.
-Result<std::optional<std::string>> GetTokenField(const Ctx& c, const TokJson& cfg,
+Result<std::optional<std::string>> GetTokenField(const Ctx& c, const Json& cfg,
                                                  const char* key) {
   auto it = cfg.find(key);
   if (it == cfg.end() || it->is_null()) return std::optional<std::string>();
@@ -277,7 +277,7 @@ Result<std::optional<std::string>> GetTokenField(const Ctx& c, const TokJson& cf
 
 Result<TokenizerConfigSpec> ParseTokenizerConfigJson(std::string_view text,
                                                      std::string_view what) {
-  MOE_ASSIGN_OR_RETURN(TokJson cfg, ParseTokenizerJsonText(text, what));
+  MOE_ASSIGN_OR_RETURN(Json cfg, ParseJson(text, what));
   const Ctx root{what, ""};
   if (!cfg.is_object()) return TypeError(Ctx{what, "(root)"}, "object", cfg);
   TokenizerConfigSpec out;

@@ -48,20 +48,6 @@ size_t ValidSequenceAt(std::string_view s, size_t i, size_t* subpart) {
 
 }  // namespace
 
-size_t FindInvalidUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    if (static_cast<uint8_t>(s[i]) < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t subpart = 0;
-    const size_t n = ValidSequenceAt(s, i, &subpart);
-    if (n == 0) return i;
-    i += n;
-  }
-  return s.size();
-}
 
 void AppendUtf8(char32_t cp, std::string* out) {
   if (cp < 0x80) {

@@ -4,6 +4,8 @@
 // lossy decoder for streaming that never emits a partial sequence.
 #pragma once
 
+#include "formats/json.h"  // FindInvalidUtf8
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -11,9 +13,6 @@
 
 namespace moe {
 
-// Returns the byte offset of the first invalid UTF-8 sequence in `s` (overlong forms,
-// surrogates and code points above U+10FFFF are invalid), or s.size() if `s` is valid.
-size_t FindInvalidUtf8(std::string_view s);
 
 // Appends `cp` (must be a Unicode scalar value) encoded as UTF-8.
 void AppendUtf8(char32_t cp, std::string* out);

@@ -74,7 +74,7 @@ TEST(BadTokenizer, MinimalTokenizerLoadsAndMerges) {
 }
 
 TEST(BadTokenizer, D1NotJsonNoModelUnknownModel) {
-  ExpectError(LoadStatus("{\"model\": "), StatusCode::kInvalidFormat, "not valid JSON");
+  ExpectError(LoadStatus("{\"model\": "), StatusCode::kInvalidFormat, "invalid JSON");
   ExpectError(LoadStatus("[1, 2]"), StatusCode::kInvalidFormat, "expected object");
   json j = MinimalTokenizer();
   j.erase("model");
@@ -105,7 +105,7 @@ TEST(BadTokenizer, D2DuplicatesAndOutOfRangeIdsAndBadMerges) {
   std::string text = MinimalTokenizer().dump();
   const std::string dup = "\"vocab\":{";
   text.replace(text.find(dup), dup.size(), dup + "\"he\":5,");  // "he" twice in vocab
-  ExpectError(LoadStatus(text), StatusCode::kInvalidFormat, "'he' appears twice");
+  ExpectError(LoadStatus(text), StatusCode::kInvalidFormat, "duplicate key 'model.vocab.he'");
   json j = MinimalTokenizer();
   j["model"]["vocab"]["zz"] = 256;  // id shared with "he"
   ExpectError(LoadStatus(j.dump()), StatusCode::kInvalidFormat, "id 256 is used by two");

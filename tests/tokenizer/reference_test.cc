@@ -164,7 +164,7 @@ TEST(QwenTokenizer, StreamDecoderEqualsDecode) {
       std::string out;
       for (int32_t id : ids) {
         stream.Push(id, &out);
-        ASSERT_EQ(FindInvalidUtf8(out), out.size());
+        ASSERT_EQ(FindInvalidUtf8(out), std::string::npos);
       }
       stream.Finish(&out);
       EXPECT_EQ(out, testing::Val(tok->Decode(ids, skip)));

@@ -17,7 +17,8 @@ namespace {
 // Non-negative JSON integer as uint64, or nullopt (negative, float, string, ...).
 std::optional<uint64_t> AsUint(const Json& v) {
   if (v.is_number_unsigned()) return v.get<uint64_t>();
-  if (v.is_number_integer() && v.get<int64_t>() >= 0) return static_cast<uint64_t>(v.get<int64_t>());
+  if (v.is_number_integer() && v.get<int64_t>() >= 0)
+    return static_cast<uint64_t>(v.get<int64_t>());
   return std::nullopt;
 }
 
@@ -96,7 +97,8 @@ Result<TensorInfo> ParseEntry(std::string_view path, std::string&& name, const J
   return t;
 }
 
-Status ParseMetadata(std::string_view path, const Json& v, std::map<std::string, std::string>* out) {
+Status ParseMetadata(std::string_view path, const Json& v,
+                     std::map<std::string, std::string>* out) {
   if (!v.is_object()) {
     return Error(StatusCode::kInvalidFormat,
                  "safetensors: {}: __metadata__ is {}, expected object of strings", path,
@@ -170,9 +172,8 @@ Result<uint64_t> ParseSafetensorsHeaderLength(std::string_view path, std::string
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(first8[i]);
   if (n > kMaxSafetensorsHeaderBytes) {
-    return Error(StatusCode::kInvalidFormat,
-                 "safetensors: {}: header length {} exceeds limit {}", path, n,
-                 kMaxSafetensorsHeaderBytes);
+    return Error(StatusCode::kInvalidFormat, "safetensors: {}: header length {} exceeds limit {}",
+                 path, n, kMaxSafetensorsHeaderBytes);
   }
   if (n > file_size - 8) {
     return Error(StatusCode::kInvalidFormat,
@@ -182,8 +183,9 @@ Result<uint64_t> ParseSafetensorsHeaderLength(std::string_view path, std::string
   return n;
 }
 
-Result<SafetensorsHeader> ParseSafetensorsHeader(std::string_view path, std::string_view header_json,
-                                                 uint64_t file_size, uint64_t max_tensors) {
+Result<SafetensorsHeader> ParseSafetensorsHeader(std::string_view path,
+                                                 std::string_view header_json, uint64_t file_size,
+                                                 uint64_t max_tensors) {
   SafetensorsHeader h;
   h.header_bytes = header_json.size();
   if (h.header_bytes > kMaxSafetensorsHeaderBytes || file_size < 8 ||

@@ -113,18 +113,20 @@ void PrintJson(const Qwen3MoeConfig& cfg, const Checkpoint& ckpt, const Summary&
 }
 
 void PrintText(const Qwen3MoeConfig& cfg, const Checkpoint& ckpt, const Summary& s) {
-  std::printf("model_type   %s%s\n", cfg.model_type.c_str(),
-              cfg.tensor_prefix.empty() ? "" : (" (tensors under " + cfg.tensor_prefix + ")").c_str());
+  std::printf(
+      "model_type   %s%s\n", cfg.model_type.c_str(),
+      cfg.tensor_prefix.empty() ? "" : (" (tensors under " + cfg.tensor_prefix + ")").c_str());
   std::printf("dtype        %s\n", cfg.dtype.empty() ? "-" : cfg.dtype.c_str());
   std::printf("layers       %lld (%lld MoE, %lld dense)\n", (long long)cfg.num_hidden_layers,
               (long long)s.n_moe_layers, (long long)(cfg.num_hidden_layers - s.n_moe_layers));
   std::printf("experts      %lld, top-%lld%s\n", (long long)cfg.num_experts,
               (long long)cfg.num_experts_per_tok, cfg.norm_topk_prob ? ", renormalised" : "");
-  std::printf("dims         hidden %lld, heads %lld/%lld kv, head_dim %lld, expert ffn %lld, "
-              "vocab %lld\n",
-              (long long)cfg.hidden_size, (long long)cfg.num_attention_heads,
-              (long long)cfg.num_key_value_heads, (long long)cfg.head_dim,
-              (long long)cfg.moe_intermediate_size, (long long)cfg.vocab_size);
+  std::printf(
+      "dims         hidden %lld, heads %lld/%lld kv, head_dim %lld, expert ffn %lld, "
+      "vocab %lld\n",
+      (long long)cfg.hidden_size, (long long)cfg.num_attention_heads,
+      (long long)cfg.num_key_value_heads, (long long)cfg.head_dim,
+      (long long)cfg.moe_intermediate_size, (long long)cfg.vocab_size);
   std::printf("rope         %s, theta %g\n",
               cfg.rope_scaling.type == RopeScaling::Type::kYarn ? "yarn" : "default",
               cfg.rope_theta);

@@ -117,9 +117,8 @@ Result<Checkpoint> Checkpoint::Open(const std::string& model_dir) {
   std::map<std::string, std::string> shard_paths;  // name in index → path
   for (const auto& [tensor, shard] : wm->items()) {
     if (!shard.is_string()) {
-      return Error(StatusCode::kInvalidFormat,
-                   "{}: key 'weight_map.{}': expected string, got {}", index_path, tensor,
-                   JsonTypeName(shard));
+      return Error(StatusCode::kInvalidFormat, "{}: key 'weight_map.{}': expected string, got {}",
+                   index_path, tensor, JsonTypeName(shard));
     }
     const std::string& name = shard.get_ref<const std::string&>();
     if (shard_paths.count(name)) continue;

@@ -51,8 +51,7 @@ class Fields {
   Result<double> OptPositive(std::string_view key, double def) const {
     MOE_ASSIGN_OR_RETURN(double v, OptNumber(key, def));
     if (!(v > 0)) {
-      return Error(StatusCode::kInvalidFormat, "{}: key '{}': {} must be > 0", what_, Path(key),
-                   v);
+      return Error(StatusCode::kInvalidFormat, "{}: key '{}': {} must be > 0", what_, Path(key), v);
     }
     return v;
   }
@@ -73,9 +72,8 @@ class Fields {
         return Error(StatusCode::kInvalidFormat, "{}: key '{}': expected integer, got {}", what_,
                      path, JsonTypeName(e));
       }
-      int64_t id = e.is_number_unsigned() && e.get<uint64_t>() > uint64_t{1} << 62
-                       ? -1
-                       : e.get<int64_t>();
+      int64_t id =
+          e.is_number_unsigned() && e.get<uint64_t>() > uint64_t{1} << 62 ? -1 : e.get<int64_t>();
       if (id < 0 || (vocab > 0 && id >= vocab)) {
         return Error(StatusCode::kInvalidFormat, "{}: key '{}': token id {} out of range [0, {})",
                      what_, path, e.dump(), vocab);
@@ -172,9 +170,10 @@ Status ParseRope(const Fields& f, Qwen3MoeConfig* cfg) {
   MOE_ASSIGN_OR_RETURN(y.mscale_all_dim, r.OptNumber("mscale_all_dim", 0.0));
   MOE_ASSIGN_OR_RETURN(y.truncate, r.OptBool("truncate", true));
   if (y.attention_factor < 0 || !(cfg->rope_theta > 1.0)) {
-    return Error(StatusCode::kInvalidFormat,
-                 "{}: key '{}': yarn needs attention_factor >= 0 and rope_theta > 1 (got {} and {})",
-                 f.what(), f.Path(dict_key), y.attention_factor, cfg->rope_theta);
+    return Error(
+        StatusCode::kInvalidFormat,
+        "{}: key '{}': yarn needs attention_factor >= 0 and rope_theta > 1 (got {} and {})",
+        f.what(), f.Path(dict_key), y.attention_factor, cfg->rope_theta);
   }
   return Status::Ok();
 }
@@ -226,20 +225,17 @@ Status ParseMoe(const Fields& f, Qwen3MoeConfig* c) {
   if (has_e && has_le) {
     MOE_ASSIGN_OR_RETURN(int64_t local, f.Int("num_local_experts"));
     if (local != c->num_experts) {
-      return Error(StatusCode::kInvalidFormat,
-                   "{}: key '{}': {} disagrees with num_experts {}", f.what(),
-                   f.Path("num_local_experts"), local, c->num_experts);
+      return Error(StatusCode::kInvalidFormat, "{}: key '{}': {} disagrees with num_experts {}",
+                   f.what(), f.Path("num_local_experts"), local, c->num_experts);
     }
   }
-  MOE_ASSIGN_OR_RETURN(c->num_experts_per_tok,
-                       f.IntIn("num_experts_per_tok", 1, c->num_experts));
+  MOE_ASSIGN_OR_RETURN(c->num_experts_per_tok, f.IntIn("num_experts_per_tok", 1, c->num_experts));
   MOE_ASSIGN_OR_RETURN(c->moe_intermediate_size,
                        f.IntIn("moe_intermediate_size", 1, kMaxIntermediate));
   MOE_ASSIGN_OR_RETURN(c->intermediate_size,
                        f.OptIntIn("intermediate_size", 1, kMaxIntermediate, 0));
   MOE_ASSIGN_OR_RETURN(c->norm_topk_prob, f.OptBool("norm_topk_prob", false));
-  MOE_ASSIGN_OR_RETURN(c->decoder_sparse_step,
-                       f.OptIntIn("decoder_sparse_step", 1, kMaxLayers, 1));
+  MOE_ASSIGN_OR_RETURN(c->decoder_sparse_step, f.OptIntIn("decoder_sparse_step", 1, kMaxLayers, 1));
   if (f.Has("mlp_only_layers")) {
     const Json& v = f.At("mlp_only_layers");
     if (!v.is_array()) {
@@ -251,9 +247,8 @@ Status ParseMoe(const Fields& f, Qwen3MoeConfig* c) {
       if (!v[i].is_number_integer() ||
           (v[i].is_number_unsigned() && v[i].get<uint64_t>() > uint64_t{1} << 62) ||
           v[i].get<int64_t>() < 0 || v[i].get<int64_t>() >= c->num_hidden_layers) {
-        return Error(StatusCode::kInvalidFormat,
-                     "{}: key '{}': {} is not a layer index in [0, {})", f.what(), path,
-                     v[i].dump(), c->num_hidden_layers);
+        return Error(StatusCode::kInvalidFormat, "{}: key '{}': {} is not a layer index in [0, {})",
+                     f.what(), path, v[i].dump(), c->num_hidden_layers);
       }
       c->mlp_only_layers.push_back(v[i].get<int64_t>());
     }
@@ -282,8 +277,8 @@ Status CheckUnsupported(const Fields& f) {
     return Unsupported(f.what(), f.Path("hidden_act"),
                        fmt::format("'{}' is not supported (supported: silu)", act));
   }
-  MOE_ASSIGN_OR_RETURN(int64_t shared, f.OptIntIn("shared_expert_intermediate_size", 0,
-                                                  kMaxIntermediate, 0));
+  MOE_ASSIGN_OR_RETURN(int64_t shared,
+                       f.OptIntIn("shared_expert_intermediate_size", 0, kMaxIntermediate, 0));
   if (shared > 0) {
     return Unsupported(f.what(), f.Path("shared_expert_intermediate_size"),
                        fmt::format("shared experts ({}) are not supported", shared));

@@ -96,8 +96,8 @@ class DomBuilder {
       top.node->push_back(std::move(v));
       return &top.node->back();
     }
-    auto [it, inserted] = top.node->get_ref<Json::object_t&>().insert_or_assign(top.key,
-                                                                              std::move(v));
+    auto [it, inserted] =
+        top.node->get_ref<Json::object_t&>().insert_or_assign(top.key, std::move(v));
     return &it->second;
   }
 
@@ -157,9 +157,9 @@ class DomBuilder {
     if (error_.ok()) {
       std::string path = KeyPath();
       if (path.size() > 200) path = path.substr(0, 200) + "...";
-      error_ = path.empty() ? Error(StatusCode::kInvalidFormat, "{}: {}", what_, message)
-                            : Error(StatusCode::kInvalidFormat, "{}: at '{}': {}", what_, path,
-                                    message);
+      error_ = path.empty()
+                   ? Error(StatusCode::kInvalidFormat, "{}: {}", what_, message)
+                   : Error(StatusCode::kInvalidFormat, "{}: at '{}': {}", what_, path, message);
     }
     return false;
   }
@@ -200,16 +200,18 @@ size_t FindDepthExcess(std::string_view text, int max_depth) {
 Status Parse(std::string_view text, std::string_view what, const JsonLimits& limits,
              const JsonMemberFn* on_member, Json* root) {
   if (size_t bad = FindInvalidUtf8(text); bad != std::string_view::npos) {
-    return Error(StatusCode::kInvalidFormat, "{}: not valid UTF-8 (invalid byte 0x{:02x} at byte {})",
-                 what, static_cast<uint8_t>(text[bad]), bad);
+    return Error(StatusCode::kInvalidFormat,
+                 "{}: not valid UTF-8 (invalid byte 0x{:02x} at byte {})", what,
+                 static_cast<uint8_t>(text[bad]), bad);
   }
   if (size_t at = FindDepthExcess(text, limits.max_depth); at != std::string_view::npos) {
-    return Error(StatusCode::kInvalidFormat, "{}: nesting depth exceeds limit {} at byte {}",
-                 what, limits.max_depth, at);
+    return Error(StatusCode::kInvalidFormat, "{}: nesting depth exceeds limit {} at byte {}", what,
+                 limits.max_depth, at);
   }
   DomBuilder builder(what, limits, on_member);
-  bool ok = Json::sax_parse(text.begin(), text.end(), &builder, nlohmann::detail::input_format_t::json,
-                            /*strict=*/true);
+  bool ok =
+      Json::sax_parse(text.begin(), text.end(), &builder, nlohmann::detail::input_format_t::json,
+                      /*strict=*/true);
   if (!ok || !builder.error().ok()) {
     if (!builder.error().ok()) return builder.error();
     return Error(StatusCode::kInvalidFormat, "{}: invalid JSON", what);

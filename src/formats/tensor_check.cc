@@ -17,11 +17,20 @@ struct FloatBits {
 
 bool Classify(DType t, FloatBits* fb) {
   switch (t) {
-    case DType::kF16: *fb = {2, 0x7c00, 0x03ff}; return true;
-    case DType::kBF16: *fb = {2, 0x7f80, 0x007f}; return true;
-    case DType::kF32: *fb = {4, 0x7f800000, 0x007fffff}; return true;
-    case DType::kF64: *fb = {8, 0x7ff0000000000000ull, 0x000fffffffffffffull}; return true;
-    default: return false;
+    case DType::kF16:
+      *fb = {2, 0x7c00, 0x03ff};
+      return true;
+    case DType::kBF16:
+      *fb = {2, 0x7f80, 0x007f};
+      return true;
+    case DType::kF32:
+      *fb = {4, 0x7f800000, 0x007fffff};
+      return true;
+    case DType::kF64:
+      *fb = {8, 0x7ff0000000000000ull, 0x000fffffffffffffull};
+      return true;
+    default:
+      return false;
   }
 }
 

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // `moestream inspect --model DIR` on bad model folders (bad-inputs.md sections A, B, C): the
 // exit code, and one stderr line "moestream inspect: <message naming file/tensor/key>".
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -45,11 +45,15 @@ std::string Slurp(const fs::path& p) {
 }
 
 RunResult RunMoestream(const std::vector<std::string>& args, const TempDir& scratch) {
-  const char* bin = getenv("MOESTREAM_BIN");
-  if (!bin) bin = MOESTREAM_BIN_PATH;  // the binary built with these tests
-  EXPECT_NE(bin, nullptr) << "MOESTREAM_BIN is not set (tests/CMakeLists.txt sets it)";
+  // MOESTREAM_BIN overrides the binary built with these tests (MOESTREAM_BIN_PATH).
+  const char* env = getenv("MOESTREAM_BIN");
+  const std::string bin_path = env && *env ? env : MOESTREAM_BIN_PATH;
+  const char* bin = bin_path.c_str();
   RunResult r;
-  if (bin == nullptr) return r;
+  if (!fs::exists(bin_path)) {
+    ADD_FAILURE() << "moestream binary not found at " << bin_path << " (set MOESTREAM_BIN)";
+    return r;
+  }
   fs::path out = scratch / "stdout.txt", err = scratch / "stderr.txt";
   pid_t pid = fork();
   if (pid == 0) {
@@ -86,7 +90,9 @@ std::vector<StTensor> Tensors() {
           {"model.norm.weight", "F32", {2}, F32Bytes({1.0f, 0.5f})}};
 }
 
-void Single(const fs::path& m, const std::string& bytes) { WriteFile(m / "model.safetensors", bytes); }
+void Single(const fs::path& m, const std::string& bytes) {
+  WriteFile(m / "model.safetensors", bytes);
+}
 std::string Entry(const std::string& e) { return "{\"x\":" + e + "}"; }
 
 void Sharded(const fs::path& m, const std::string& extra_map = "") {
@@ -95,7 +101,8 @@ void Sharded(const fs::path& m, const std::string& extra_map = "") {
   WriteFile(m / "model.safetensors.index.json",
             "{\"metadata\":{\"total_size\":24},\"weight_map\":{"
             "\"model.embed_tokens.weight\":\"s1.safetensors\","
-            "\"model.norm.weight\":\"s2.safetensors\"" + extra_map + "}}");
+            "\"model.norm.weight\":\"s2.safetensors\"" +
+                extra_map + "}}");
 }
 
 void Config(const fs::path& m, const std::string& from, const std::string& to) {
@@ -110,67 +117,171 @@ std::vector<Case> Cases() {
       {"A2", [](auto m) { Single(m, Le64(~uint64_t{0}) + "{}"); }, 3, {"exceeds limit 100000000"}},
       {"A3", [](auto m) { Single(m, Le64(100000001) + "{}"); }, 3, {"exceeds limit 100000000"}},
       {"A4", [](auto m) { Single(m, Le64(500) + "{}"); }, 3, {"header length exceeds file size"}},
-      {"A5", [](auto m) { Single(m, RawSafetensors("{\"\xfe\":1}", "")); }, 3, {"header is not UTF-8"}},
+      {"A5",
+       [](auto m) { Single(m, RawSafetensors("{\"\xfe\":1}", "")); },
+       3,
+       {"header is not UTF-8"}},
       {"A6", [](auto m) { Single(m, RawSafetensors("[]", "")); }, 3, {"top level is array"}},
-      {"A6b", [](auto m) { Single(m, RawSafetensors("{\"x\":", "")); }, 3, {"invalid JSON at byte"}},
-      {"A7", [](auto m) { Single(m, RawSafetensors(std::string(1000000, '['), "")); }, 3,
+      {"A6b",
+       [](auto m) { Single(m, RawSafetensors("{\"x\":", "")); },
+       3,
+       {"invalid JSON at byte"}},
+      {"A7",
+       [](auto m) { Single(m, RawSafetensors(std::string(1000000, '['), "")); },
+       3,
        {"nesting depth exceeds limit"}},
-      {"A8", [=](auto m) { Single(m, RawSafetensors("{\"w\":" + u8_1 + ",\"w\":" + u8_1 + "}", "a")); },
-       3, {"duplicate tensor name 'w'"}},
-      {"A9", [=](auto m) { Single(m, RawSafetensors("{\"__metadata__\":{\"f\":1},\"w\":" + u8_1 + "}", "a")); },
-       3, {"__metadata__ key 'f'"}},
-      {"A10", [](auto m) { Single(m, RawSafetensors(Entry("{\"dtype\":\"F128\",\"shape\":[1],\"data_offsets\":[0,4]}"), "abcd")); },
-       3, {"tensor 'x'", "unknown dtype 'F128'"}},
-      {"A11", [](auto m) { Single(m, RawSafetensors(Entry("{\"dtype\":\"U8\",\"shape\":[-1],\"data_offsets\":[0,1]}"), "a")); },
-       3, {"tensor 'x'", "shape[0] is -1"}},
-      {"A12", [](auto m) { Single(m, RawSafetensors(Entry("{\"dtype\":\"U8\",\"shape\":[4194305,4194305,211106198978564],\"data_offsets\":[0,4]}"), "abcd")); },
-       3, {"tensor 'x'", "element count overflows"}},
-      {"A13", [](auto m) { Single(m, RawSafetensors(Entry("{\"dtype\":\"F64\",\"shape\":[9007199254740992,1024],\"data_offsets\":[0,4]}"), "abcd")); },
-       3, {"tensor 'x'", "byte size overflows"}},
-      {"A14", [](auto m) { Single(m, RawSafetensors(Entry("{\"dtype\":\"F32\",\"shape\":[1000,1000],\"data_offsets\":[0,4]}"), "abcd")); },
-       3, {"tensor 'x'", "needs 4000000 bytes, offsets cover 4"}},
-      {"A15", [](auto m) { Single(m, RawSafetensors(Entry("{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0]}"), "a")); },
-       3, {"tensor 'x'", "data_offsets"}},
-      {"A16", [](auto m) { Single(m, RawSafetensors("{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[2,6]}}", "abcdef")); },
-       3, {"tensors 'a' and 'b' overlap"}},
-      {"A17", [](auto m) { Single(m, EncodeSafetensors(Tensors()) + "xx"); }, 3, {"2 trailing bytes"}},
-      {"A18", [](auto m) {
+      {"A8",
+       [=](auto m) { Single(m, RawSafetensors("{\"w\":" + u8_1 + ",\"w\":" + u8_1 + "}", "a")); },
+       3,
+       {"duplicate tensor name 'w'"}},
+      {"A9",
+       [=](auto m) {
+         Single(m, RawSafetensors("{\"__metadata__\":{\"f\":1},\"w\":" + u8_1 + "}", "a"));
+       },
+       3,
+       {"__metadata__ key 'f'"}},
+      {"A10",
+       [](auto m) {
+         Single(m, RawSafetensors(
+                       Entry("{\"dtype\":\"F128\",\"shape\":[1],\"data_offsets\":[0,4]}"), "abcd"));
+       },
+       3,
+       {"tensor 'x'", "unknown dtype 'F128'"}},
+      {"A11",
+       [](auto m) {
+         Single(m, RawSafetensors(Entry("{\"dtype\":\"U8\",\"shape\":[-1],\"data_offsets\":[0,1]}"),
+                                  "a"));
+       },
+       3,
+       {"tensor 'x'", "shape[0] is -1"}},
+      {"A12",
+       [](auto m) {
+         Single(m, RawSafetensors(Entry("{\"dtype\":\"U8\",\"shape\":[4194305,4194305,"
+                                        "211106198978564],\"data_offsets\":[0,4]}"),
+                                  "abcd"));
+       },
+       3,
+       {"tensor 'x'", "element count overflows"}},
+      {"A13",
+       [](auto m) {
+         Single(m, RawSafetensors(Entry("{\"dtype\":\"F64\",\"shape\":[9007199254740992,1024],"
+                                        "\"data_offsets\":[0,4]}"),
+                                  "abcd"));
+       },
+       3,
+       {"tensor 'x'", "byte size overflows"}},
+      {"A14",
+       [](auto m) {
+         Single(m, RawSafetensors(
+                       Entry("{\"dtype\":\"F32\",\"shape\":[1000,1000],\"data_offsets\":[0,4]}"),
+                       "abcd"));
+       },
+       3,
+       {"tensor 'x'", "needs 4000000 bytes, offsets cover 4"}},
+      {"A15",
+       [](auto m) {
+         Single(m, RawSafetensors(Entry("{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0]}"),
+                                  "a"));
+       },
+       3,
+       {"tensor 'x'", "data_offsets"}},
+      {"A16",
+       [](auto m) {
+         Single(m, RawSafetensors("{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
+                                  "\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[2,6]}}",
+                                  "abcdef"));
+       },
+       3,
+       {"tensors 'a' and 'b' overlap"}},
+      {"A17",
+       [](auto m) { Single(m, EncodeSafetensors(Tensors()) + "xx"); },
+       3,
+       {"2 trailing bytes"}},
+      {"A18",
+       [](auto m) {
          std::string h = "{";
          for (int i = 0; i < 20000; ++i) {
-           h += (i ? ",\"t" : "\"t") + std::to_string(i) + "\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]}";
+           h += (i ? ",\"t" : "\"t") + std::to_string(i) +
+                "\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]}";
          }
          Single(m, RawSafetensors(h + "}", ""));
-       }, 0, {}},
-      {"A19", [](auto m) { Single(m, EncodeSafetensors({{"e", "F32", {0, 3}, ""}, {"s", "F32", {}, F32Bytes({1})}})); }, 0, {}},
+       },
+       0,
+       {}},
+      {"A19",
+       [](auto m) {
+         Single(m, EncodeSafetensors({{"e", "F32", {0, 3}, ""}, {"s", "F32", {}, F32Bytes({1})}}));
+       },
+       0,
+       {}},
       {"A21", [](auto m) { Single(m, EncodeSafetensors(Tensors(), {}, /*pad8=*/false)); }, 0, {}},
-      {"A22", [](auto m) {
+      {"A22",
+       [](auto m) {
          std::string b = EncodeSafetensors(Tensors());
          Single(m, b.substr(0, b.size() - 5));
-       }, 3, {"header requires", "(incomplete download?)"}},
-      {"B1", [](auto m) { Sharded(m); fs::remove(m / "s2.safetensors"); }, 4, {"s2.safetensors", "shard not found"}},
-      {"B2", [](auto m) { Sharded(m, ",\"lm_head.weight\":\"s2.safetensors\""); }, 3,
+       },
+       3,
+       {"header requires", "(incomplete download?)"}},
+      {"B1",
+       [](auto m) {
+         Sharded(m);
+         fs::remove(m / "s2.safetensors");
+       },
+       4,
+       {"s2.safetensors", "shard not found"}},
+      {"B2",
+       [](auto m) { Sharded(m, ",\"lm_head.weight\":\"s2.safetensors\""); },
+       3,
        {"tensor 'lm_head.weight'", "does not contain it"}},
-      {"B3", [](auto m) {
+      {"B3",
+       [](auto m) {
          Sharded(m);
          WriteFile(m / "s2.safetensors", EncodeSafetensors({Tensors()[1], Tensors()[0]}));
-       }, 3, {"duplicate tensor across shards"}},
-      {"B4", [](auto m) { Sharded(m, ",\"z\":\"../../etc/passwd\""); }, 3, {"path escapes model directory", "../../etc/passwd"}},
-      {"C1", [](auto m) { Config(m, "\"num_experts\": 4", "\"num_experts\": \"64\""); }, 3,
+       },
+       3,
+       {"duplicate tensor across shards"}},
+      {"B4",
+       [](auto m) { Sharded(m, ",\"z\":\"../../etc/passwd\""); },
+       3,
+       {"path escapes model directory", "../../etc/passwd"}},
+      {"C1",
+       [](auto m) { Config(m, "\"num_experts\": 4", "\"num_experts\": \"64\""); },
+       3,
        {"config.json", "key 'num_experts': expected integer, got string"}},
-      {"C1b", [](auto m) { WriteFile(m / "config.json", "{oops"); }, 3, {"config.json", "invalid JSON at byte"}},
-      {"C1c", [](auto m) { Single(m, EncodeSafetensors(Tensors())); }, 4, {"config.json"}},
-      {"C2", [](auto m) { Config(m, "\"num_hidden_layers\": 3", "\"num_hidden_layers\": 0"); }, 3,
-       {"config.json", "key 'num_hidden_layers'"}},
-      {"C3", [](auto m) { Config(m, "\"num_experts_per_tok\": 2", "\"num_experts_per_tok\": 9"); }, 3,
-       {"config.json", "key 'num_experts_per_tok'"}},
-      {"C4", [](auto m) { Config(m, "\"vocab_size\": 64", "\"vocab_size\": 2147483648"); }, 3,
-       {"config.json", "key 'vocab_size'"}},
-      {"C5", [](auto m) { Config(m, "\"model_type\": \"qwen3_moe\"", "\"model_type\": \"llama\""); }, 7,
-       {"config.json", "'llama' is not supported", "qwen3_moe"}},
-      {"C6", [](auto m) { Config(m, "\"auto_map\": {", "\"trust_remote_code\": true, \"auto_map\": {"); }, 0, {}},
-      {"C7", [](auto m) { Config(m, "\"rms_norm_eps\": 1e-06", "\"rms_norm_eps\": NaN"); }, 3,
+      {"C1b",
+       [](auto m) { WriteFile(m / "config.json", "{oops"); },
+       3,
        {"config.json", "invalid JSON at byte"}},
-      {"C7b", [](auto m) { Config(m, "\"rope_scaling\": null", "\"rope_scaling\": {\"type\": \"spin\"}"); }, 3,
+      {"C1c", [](auto m) { Single(m, EncodeSafetensors(Tensors())); }, 4, {"config.json"}},
+      {"C2",
+       [](auto m) { Config(m, "\"num_hidden_layers\": 3", "\"num_hidden_layers\": 0"); },
+       3,
+       {"config.json", "key 'num_hidden_layers'"}},
+      {"C3",
+       [](auto m) { Config(m, "\"num_experts_per_tok\": 2", "\"num_experts_per_tok\": 9"); },
+       3,
+       {"config.json", "key 'num_experts_per_tok'"}},
+      {"C4",
+       [](auto m) { Config(m, "\"vocab_size\": 64", "\"vocab_size\": 2147483648"); },
+       3,
+       {"config.json", "key 'vocab_size'"}},
+      {"C5",
+       [](auto m) { Config(m, "\"model_type\": \"qwen3_moe\"", "\"model_type\": \"llama\""); },
+       7,
+       {"config.json", "'llama' is not supported", "qwen3_moe"}},
+      {"C6",
+       [](auto m) { Config(m, "\"auto_map\": {", "\"trust_remote_code\": true, \"auto_map\": {"); },
+       0,
+       {}},
+      {"C7",
+       [](auto m) { Config(m, "\"rms_norm_eps\": 1e-06", "\"rms_norm_eps\": NaN"); },
+       3,
+       {"config.json", "invalid JSON at byte"}},
+      {"C7b",
+       [](auto m) {
+         Config(m, "\"rope_scaling\": null", "\"rope_scaling\": {\"type\": \"spin\"}");
+       },
+       3,
        {"config.json", "unknown rope type 'spin'"}},
   };
 }
@@ -191,7 +302,8 @@ TEST(BadInputsCli, EveryCaseGivesExitCodeAndOneLineMessage) {
     }
     EXPECT_EQ(r.err.rfind("moestream inspect: ", 0), 0u) << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-    EXPECT_NE(r.err.find(model.string()), std::string::npos) << "message does not name the file: " << r.err;
+    EXPECT_NE(r.err.find(model.string()), std::string::npos)
+        << "message does not name the file: " << r.err;
     for (const std::string& p : c.message_parts) {
       EXPECT_NE(r.err.find(p), std::string::npos) << "'" << p << "' not in: " << r.err;
     }

@@ -113,10 +113,12 @@ TEST_F(CheckpointTest, B2TensorNotInItsShard) {
               {"model.safetensors.index.json", "tensor 'model.extra.weight'",
                "model-00002-of-00002.safetensors", "does not contain it"});
   // Mapped to the wrong shard.
-  WriteIndex("\"model.embed.weight\":\"model-00002-of-00002.safetensors\","
-             "\"model.norm.weight\":\"model-00001-of-00002.safetensors\","
-             "\"lm_head.weight\":\"model-00002-of-00002.safetensors\"");
-  ExpectError(Open(), StatusCode::kInvalidFormat, {"tensor 'model.embed.weight'", "does not contain it"});
+  WriteIndex(
+      "\"model.embed.weight\":\"model-00002-of-00002.safetensors\","
+      "\"model.norm.weight\":\"model-00001-of-00002.safetensors\","
+      "\"lm_head.weight\":\"model-00002-of-00002.safetensors\"");
+  ExpectError(Open(), StatusCode::kInvalidFormat,
+              {"tensor 'model.embed.weight'", "does not contain it"});
 }
 
 TEST_F(CheckpointTest, B3TensorInTwoShards) {
@@ -149,7 +151,8 @@ TEST_F(CheckpointTest, B4PathEscapes) {
   // Symlink out of the folder.
   fs::create_symlink(dir_ / "outside.safetensors", model_ / "link.safetensors");
   WriteIndex(GoodMap() + ",\"x\":\"link.safetensors\"");
-  ExpectError(Open(), StatusCode::kInvalidFormat, {"path escapes model directory", "link.safetensors"});
+  ExpectError(Open(), StatusCode::kInvalidFormat,
+              {"path escapes model directory", "link.safetensors"});
   // Validated before any shard is opened: a garbage in-folder shard listed first is not reached.
   WriteFile(model_ / "a-garbage.safetensors", "garbage");
   WriteIndex("\"y\":\"a-garbage.safetensors\",\"x\":\"../outside.safetensors\"");
@@ -177,9 +180,9 @@ TEST_F(CheckpointTest, BadIndexJson) {
   WriteFile(model_ / "model.safetensors.index.json", "{\"weight_map\":[]}");
   ExpectError(Open(), StatusCode::kInvalidFormat, {"key 'weight_map': expected object, got array"});
   WriteFile(model_ / "model.safetensors.index.json", "{\"weight_map\":{\"a\":3}}");
-  ExpectError(Open(), StatusCode::kInvalidFormat, {"key 'weight_map.a': expected string, got integer"});
-  WriteFile(model_ / "model.safetensors.index.json",
-            "{\"weight_map\":{\"a\":\"x\",\"a\":\"y\"}}");
+  ExpectError(Open(), StatusCode::kInvalidFormat,
+              {"key 'weight_map.a': expected string, got integer"});
+  WriteFile(model_ / "model.safetensors.index.json", "{\"weight_map\":{\"a\":\"x\",\"a\":\"y\"}}");
   ExpectError(Open(), StatusCode::kInvalidFormat, {"duplicate key 'weight_map.a'"});
   WriteFile(model_ / "model.safetensors.index.json", "{\"metadata\":3,\"weight_map\":{}}");
   ExpectError(Open(), StatusCode::kInvalidFormat, {"key 'metadata'"});
@@ -199,7 +202,7 @@ TEST_F(CheckpointTest, A20CheckTensorFinite) {
   std::vector<StTensor> ts = {
       {"f32", "F32", {3}, F32Bytes({1.0f, -inf, NAN})},
       {"bf16", "BF16", {3}, BF16Bytes({1.0f, 2.0f, inf})},
-      {"f16", "F16", {2}, testing::U16Bytes({0x3c00, 0x7e00})},  // 1.0, NaN
+      {"f16", "F16", {2}, testing::U16Bytes({0x3c00, 0x7e00})},    // 1.0, NaN
       {"f16ok", "F16", {2}, testing::U16Bytes({0x3c00, 0x7bff})},  // 1.0, 65504
       {"u8", "U8", {2}, "\xff\xff"}};
   WriteFile(model_ / "model.safetensors", EncodeSafetensors(ts));

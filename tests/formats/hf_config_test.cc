@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// config.json parsing: both transformers spellings, Omni nesting, rope variants, bad-inputs.md C1-C7.
+// config.json parsing: both transformers spellings, Omni nesting, rope variants, bad-inputs.md
+// C1-C7.
 #include "formats/hf_config.h"
 
 #include <gtest/gtest.h>
@@ -14,7 +15,9 @@ using testing::TempDir;
 using testing::TinyConfigJson;
 using testing::WriteFile;
 
-Result<Qwen3MoeConfig> Parse(const std::string& text) { return ParseHfConfig(text, "m/config.json"); }
+Result<Qwen3MoeConfig> Parse(const std::string& text) {
+  return ParseHfConfig(text, "m/config.json");
+}
 
 void ExpectError(const Result<Qwen3MoeConfig>& r, StatusCode code, std::vector<std::string> parts) {
   ASSERT_FALSE(r.ok());
@@ -61,7 +64,8 @@ TEST(HfConfig, Transformers5Spelling) {
   std::string t = TinyConfigJson();
   t = Replace(t, "\"num_experts\": 4", "\"num_local_experts\": 4");
   t = Replace(t, "\"rope_theta\": 1000000.0,", "");
-  t = Replace(t, "\"rope_scaling\": null", "\"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 5000.0}");
+  t = Replace(t, "\"rope_scaling\": null",
+              "\"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 5000.0}");
   t = Replace(t, "\"torch_dtype\": \"bfloat16\"", "\"dtype\": \"float32\"");
   Result<Qwen3MoeConfig> r = Parse(t);
   ASSERT_TRUE(r.ok()) << r.status().message();
@@ -69,12 +73,14 @@ TEST(HfConfig, Transformers5Spelling) {
   EXPECT_EQ(r->rope_theta, 5000.0);
   EXPECT_EQ(r->dtype, "float32");
   // Both expert-count spellings present must agree.
-  std::string both = Replace(TinyConfigJson(), "\"num_experts\": 4", "\"num_experts\": 4, \"num_local_experts\": 8");
+  std::string both = Replace(TinyConfigJson(), "\"num_experts\": 4",
+                             "\"num_experts\": 4, \"num_local_experts\": 8");
   ExpectError(Parse(both), StatusCode::kInvalidFormat, {"num_local_experts", "disagrees"});
 }
 
 TEST(HfConfig, DecoderSparseStepAndDefaults) {
-  std::string t = Replace(TinyConfigJson(), "\"decoder_sparse_step\": 1", "\"decoder_sparse_step\": 2");
+  std::string t =
+      Replace(TinyConfigJson(), "\"decoder_sparse_step\": 1", "\"decoder_sparse_step\": 2");
   t = Replace(t, "\"mlp_only_layers\": [1],", "");
   t = Replace(t, "\"head_dim\": 8,", "");
   t = Replace(t, "\"bos_token_id\": 1", "\"bos_token_id\": null");
@@ -97,9 +103,11 @@ TEST(HfConfig, OmniThinkerTextConfig) {
   text = Replace(text, "\"rope_scaling\": null",
                  "\"rope_scaling\": {\"rope_type\": \"default\", \"interleaved\": true, "
                  "\"mrope_interleaved\": true, \"mrope_section\": [24, 20, 20]}");
-  std::string omni = "{\"model_type\": \"qwen3_omni_moe\", \"architectures\": "
-                     "[\"Qwen3OmniMoeForConditionalGeneration\"], \"talker_config\": {\"num_local_experts\": 128},"
-                     " \"thinker_config\": {\"audio_token_id\": 151675, \"text_config\": " + text + "}}";
+  std::string omni =
+      "{\"model_type\": \"qwen3_omni_moe\", \"architectures\": "
+      "[\"Qwen3OmniMoeForConditionalGeneration\"], \"talker_config\": {\"num_local_experts\": 128},"
+      " \"thinker_config\": {\"audio_token_id\": 151675, \"text_config\": " +
+      text + "}}";
   Result<Qwen3MoeConfig> r = ParseHfConfig(omni, "m/config.json");
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_EQ(r->model_type, "qwen3_omni_moe");
@@ -108,8 +116,9 @@ TEST(HfConfig, OmniThinkerTextConfig) {
   EXPECT_EQ(r->rope_scaling.type, RopeScaling::Type::kDefault);
   // Errors name the nested key path.
   std::string bad = Replace(omni, "\"num_experts_per_tok\": 2", "\"num_experts_per_tok\": \"2\"");
-  ExpectError(ParseHfConfig(bad, "m/config.json"), StatusCode::kInvalidFormat,
-              {"key 'thinker_config.text_config.num_experts_per_tok': expected integer, got string"});
+  ExpectError(
+      ParseHfConfig(bad, "m/config.json"), StatusCode::kInvalidFormat,
+      {"key 'thinker_config.text_config.num_experts_per_tok': expected integer, got string"});
   ExpectError(Parse("{\"model_type\": \"qwen3_omni_moe\"}"), StatusCode::kInvalidFormat,
               {"thinker_config"});
 }
@@ -127,10 +136,12 @@ TEST(HfConfig, Yarn) {
   EXPECT_EQ(r->rope_scaling.beta_slow, 1.0);
   EXPECT_EQ(r->rope_scaling.attention_factor, 0.0);
   EXPECT_TRUE(r->rope_scaling.truncate);
-  // v5: factor derived from max_position_embeddings / original (128 / 32) when absent; legacy "type".
-  std::string v5 = Replace(TinyConfigJson(), "\"rope_scaling\": null",
-                           "\"rope_parameters\": {\"type\": \"yarn\", \"rope_theta\": 10000.0, "
-                           "\"original_max_position_embeddings\": 32, \"beta_fast\": 16, \"truncate\": false}");
+  // v5: factor derived from max_position_embeddings / original (128 / 32) when absent; legacy
+  // "type".
+  std::string v5 =
+      Replace(TinyConfigJson(), "\"rope_scaling\": null",
+              "\"rope_parameters\": {\"type\": \"yarn\", \"rope_theta\": 10000.0, "
+              "\"original_max_position_embeddings\": 32, \"beta_fast\": 16, \"truncate\": false}");
   Result<Qwen3MoeConfig> r5 = Parse(v5);
   ASSERT_TRUE(r5.ok()) << r5.status().message();
   EXPECT_EQ(r5->rope_scaling.factor, 4.0);
@@ -145,18 +156,23 @@ TEST(HfConfig, RopeTypes) {
                          "\"rope_scaling\": {\"rope_type\": \"" + type + "\", \"factor\": 2.0}"));
   };
   for (const char* t : {"linear", "dynamic", "llama3", "longrope"}) {
-    ExpectError(with(t), StatusCode::kUnsupported, {"rope_scaling.rope_type", t, "not implemented"});
+    ExpectError(with(t), StatusCode::kUnsupported,
+                {"rope_scaling.rope_type", t, "not implemented"});
   }
   // C7: unknown type.
-  ExpectError(with("wobbly"), StatusCode::kInvalidFormat, {"rope_scaling.rope_type", "unknown rope type 'wobbly'"});
-  ExpectError(Parse(Replace(TinyConfigJson(), "\"rope_scaling\": null", "\"rope_scaling\": {\"type\": \"bogus\"}")),
+  ExpectError(with("wobbly"), StatusCode::kInvalidFormat,
+              {"rope_scaling.rope_type", "unknown rope type 'wobbly'"});
+  ExpectError(Parse(Replace(TinyConfigJson(), "\"rope_scaling\": null",
+                            "\"rope_scaling\": {\"type\": \"bogus\"}")),
               StatusCode::kInvalidFormat, {"rope_scaling.type", "unknown rope type 'bogus'"});
   EXPECT_TRUE(with("default").ok());
   ExpectError(Parse(Replace(TinyConfigJson(), "\"rope_scaling\": null", "\"rope_scaling\": 3")),
               StatusCode::kInvalidFormat, {"rope_scaling", "expected object"});
-  ExpectError(Parse(Replace(TinyConfigJson(), "\"rope_scaling\": null",
-                            "\"rope_scaling\": {\"rope_type\": \"default\", \"partial_rotary_factor\": 0.5}")),
-              StatusCode::kUnsupported, {"partial_rotary_factor"});
+  ExpectError(
+      Parse(Replace(
+          TinyConfigJson(), "\"rope_scaling\": null",
+          "\"rope_scaling\": {\"rope_type\": \"default\", \"partial_rotary_factor\": 0.5}")),
+      StatusCode::kUnsupported, {"partial_rotary_factor"});
 }
 
 TEST(HfConfig, C1MissingOrMistypedKeys) {
@@ -180,79 +196,99 @@ TEST(HfConfig, C1MissingOrMistypedKeys) {
               StatusCode::kInvalidFormat, {"key 'bos_token_id'"});
   ExpectError(Parse(Replace(TinyConfigJson(), "\"rms_norm_eps\": 1e-06", "\"rms_norm_eps\": -1")),
               StatusCode::kInvalidFormat, {"key 'rms_norm_eps'"});
-  ExpectError(Parse(Replace(TinyConfigJson(), "\"vocab_size\": 64", "\"vocab_size\": 64, \"vocab_size\": 65")),
+  ExpectError(Parse(Replace(TinyConfigJson(), "\"vocab_size\": 64",
+                            "\"vocab_size\": 64, \"vocab_size\": 65")),
               StatusCode::kInvalidFormat, {"duplicate key 'vocab_size'"});
 }
 
 TEST(HfConfig, C2NonPositiveSizes) {
-  for (const char* key : {"num_hidden_layers", "num_experts", "num_experts_per_tok", "hidden_size"}) {
+  for (const char* key :
+       {"num_hidden_layers", "num_experts", "num_experts_per_tok", "hidden_size"}) {
     for (const char* v : {"0", "-4"}) {
       std::string t = TinyConfigJson();
       size_t p = t.find(std::string("\"") + key + "\": ");
       ASSERT_NE(p, std::string::npos);
       size_t vs = p + std::string(key).size() + 4, ve = t.find(',', vs);
       t.replace(vs, ve - vs, v);
-      ExpectError(Parse(t), StatusCode::kInvalidFormat, {std::string("key '") + key + "'", "out of range"});
+      ExpectError(Parse(t), StatusCode::kInvalidFormat,
+                  {std::string("key '") + key + "'", "out of range"});
     }
   }
 }
 
 TEST(HfConfig, C3Inconsistent) {
-  ExpectError(Parse(Replace(TinyConfigJson(), "\"num_experts_per_tok\": 2", "\"num_experts_per_tok\": 5")),
-              StatusCode::kInvalidFormat, {"key 'num_experts_per_tok'", "5 vs [1, 4]"});
+  ExpectError(
+      Parse(Replace(TinyConfigJson(), "\"num_experts_per_tok\": 2", "\"num_experts_per_tok\": 5")),
+      StatusCode::kInvalidFormat, {"key 'num_experts_per_tok'", "5 vs [1, 4]"});
   std::string t = Replace(TinyConfigJson(), "\"head_dim\": 8,", "");
   t = Replace(t, "\"num_attention_heads\": 4", "\"num_attention_heads\": 6");
   t = Replace(t, "\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3");
-  ExpectError(Parse(t), StatusCode::kInvalidFormat, {"hidden_size 16 not divisible by num_attention_heads 6"});
-  ExpectError(Parse(Replace(TinyConfigJson(), "\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3")),
-              StatusCode::kInvalidFormat, {"num_attention_heads 4 not divisible by num_key_value_heads 3"});
-  ExpectError(Parse(Replace(TinyConfigJson(), "\"mlp_only_layers\": [1]", "\"mlp_only_layers\": [3]")),
-              StatusCode::kInvalidFormat, {"key 'mlp_only_layers[0]'", "not a layer index in [0, 3)"});
-  ExpectError(Parse(Replace(TinyConfigJson(), "\"mlp_only_layers\": [1]", "\"mlp_only_layers\": [-1]")),
-              StatusCode::kInvalidFormat, {"key 'mlp_only_layers[0]'"});
-  ExpectError(Parse(Replace(TinyConfigJson(), "\"mlp_only_layers\": [1]", "\"mlp_only_layers\": [\"1\"]")),
-              StatusCode::kInvalidFormat, {"key 'mlp_only_layers[0]'"});
+  ExpectError(Parse(t), StatusCode::kInvalidFormat,
+              {"hidden_size 16 not divisible by num_attention_heads 6"});
+  ExpectError(
+      Parse(Replace(TinyConfigJson(), "\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3")),
+      StatusCode::kInvalidFormat, {"num_attention_heads 4 not divisible by num_key_value_heads 3"});
+  ExpectError(
+      Parse(Replace(TinyConfigJson(), "\"mlp_only_layers\": [1]", "\"mlp_only_layers\": [3]")),
+      StatusCode::kInvalidFormat, {"key 'mlp_only_layers[0]'", "not a layer index in [0, 3)"});
+  ExpectError(
+      Parse(Replace(TinyConfigJson(), "\"mlp_only_layers\": [1]", "\"mlp_only_layers\": [-1]")),
+      StatusCode::kInvalidFormat, {"key 'mlp_only_layers[0]'"});
+  ExpectError(
+      Parse(Replace(TinyConfigJson(), "\"mlp_only_layers\": [1]", "\"mlp_only_layers\": [\"1\"]")),
+      StatusCode::kInvalidFormat, {"key 'mlp_only_layers[0]'"});
   // A dense layer needs intermediate_size.
   ExpectError(Parse(Replace(TinyConfigJson(), "\"intermediate_size\": 32,", "")),
-              StatusCode::kInvalidFormat, {"key 'intermediate_size'", "layer 1 is a dense MLP layer"});
+              StatusCode::kInvalidFormat,
+              {"key 'intermediate_size'", "layer 1 is a dense MLP layer"});
 }
 
 TEST(HfConfig, C4HugeValuesRejectedBeforeAllocation) {
   ExpectError(Parse(Replace(TinyConfigJson(), "\"vocab_size\": 64", "\"vocab_size\": 2147483648")),
               StatusCode::kInvalidFormat, {"key 'vocab_size'", "2147483648 vs [1, 16777216]"});
-  ExpectError(Parse(Replace(TinyConfigJson(), "\"intermediate_size\": 32", "\"intermediate_size\": 1099511627776")),
+  ExpectError(Parse(Replace(TinyConfigJson(), "\"intermediate_size\": 32",
+                            "\"intermediate_size\": 1099511627776")),
               StatusCode::kInvalidFormat, {"key 'intermediate_size'", "out of range"});
-  ExpectError(Parse(Replace(TinyConfigJson(), "\"num_experts\": 4", "\"num_experts\": 18446744073709551615")),
+  ExpectError(Parse(Replace(TinyConfigJson(), "\"num_experts\": 4",
+                            "\"num_experts\": 18446744073709551615")),
               StatusCode::kInvalidFormat, {"key 'num_experts'", "out of range"});
   ExpectError(Parse(Replace(TinyConfigJson(), "\"head_dim\": 8", "\"head_dim\": 4096")),
               StatusCode::kInvalidFormat, {"key 'head_dim'"});
-  ExpectError(Parse(Replace(TinyConfigJson(), "\"num_hidden_layers\": 3", "\"num_hidden_layers\": 100000")),
-              StatusCode::kInvalidFormat, {"key 'num_hidden_layers'"});
+  ExpectError(
+      Parse(Replace(TinyConfigJson(), "\"num_hidden_layers\": 3", "\"num_hidden_layers\": 100000")),
+      StatusCode::kInvalidFormat, {"key 'num_hidden_layers'"});
 }
 
 TEST(HfConfig, C5UnsupportedArchitecture) {
-  ExpectError(Parse(Replace(TinyConfigJson(), "\"model_type\": \"qwen3_moe\"", "\"model_type\": \"mixtral\"")),
+  ExpectError(Parse(Replace(TinyConfigJson(), "\"model_type\": \"qwen3_moe\"",
+                            "\"model_type\": \"mixtral\"")),
               StatusCode::kUnsupported, {"'mixtral'", "qwen3_moe", "qwen3_omni_moe"});
   ExpectError(Parse(Replace(TinyConfigJson(), "\"model_type\": \"qwen3_moe\",", "")),
               StatusCode::kInvalidFormat, {"key 'model_type': missing"});
-  ExpectError(Parse(Replace(TinyConfigJson(), "\"attention_bias\": false", "\"attention_bias\": true")),
-              StatusCode::kUnsupported, {"attention_bias"});
-  ExpectError(Parse(Replace(TinyConfigJson(), "\"use_sliding_window\": false", "\"use_sliding_window\": true")),
+  ExpectError(
+      Parse(Replace(TinyConfigJson(), "\"attention_bias\": false", "\"attention_bias\": true")),
+      StatusCode::kUnsupported, {"attention_bias"});
+  ExpectError(Parse(Replace(TinyConfigJson(), "\"use_sliding_window\": false",
+                            "\"use_sliding_window\": true")),
               StatusCode::kUnsupported, {"use_sliding_window"});
-  ExpectError(Parse(Replace(TinyConfigJson(), "\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\"")),
-              StatusCode::kUnsupported, {"hidden_act", "gelu"});
-  ExpectError(Parse(Replace(TinyConfigJson(), "\"hidden_act\"", "\"shared_expert_intermediate_size\": 8, \"hidden_act\"")),
+  ExpectError(
+      Parse(Replace(TinyConfigJson(), "\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\"")),
+      StatusCode::kUnsupported, {"hidden_act", "gelu"});
+  ExpectError(Parse(Replace(TinyConfigJson(), "\"hidden_act\"",
+                            "\"shared_expert_intermediate_size\": 8, \"hidden_act\"")),
               StatusCode::kUnsupported, {"shared_expert_intermediate_size"});
   // sliding_window set but not used is fine (v5 forces it to None).
-  EXPECT_TRUE(Parse(Replace(TinyConfigJson(), "\"sliding_window\": null", "\"sliding_window\": 4096")).ok());
+  EXPECT_TRUE(
+      Parse(Replace(TinyConfigJson(), "\"sliding_window\": null", "\"sliding_window\": 4096"))
+          .ok());
 }
 
 // C6: auto_map is in TinyConfigJson and is ignored; this test proves parsing does not depend on it
 // (the parser has no code path that could execute anything).
 TEST(HfConfig, C6AutoMapIgnored) {
   Result<Qwen3MoeConfig> with = Parse(TinyConfigJson());
-  Result<Qwen3MoeConfig> without = Parse(Replace(TinyConfigJson(),
-      "\"auto_map\": {\"AutoModelForCausalLM\": \"evil.Model\"},", ""));
+  Result<Qwen3MoeConfig> without = Parse(
+      Replace(TinyConfigJson(), "\"auto_map\": {\"AutoModelForCausalLM\": \"evil.Model\"},", ""));
   ASSERT_TRUE(with.ok());
   ASSERT_TRUE(without.ok());
   EXPECT_EQ(with->num_experts, without->num_experts);
@@ -261,8 +297,9 @@ TEST(HfConfig, C6AutoMapIgnored) {
 TEST(HfConfig, C7NonStandardJson) {
   ExpectError(Parse(Replace(TinyConfigJson(), "\"rms_norm_eps\": 1e-06", "\"rms_norm_eps\": NaN")),
               StatusCode::kInvalidFormat, {"invalid JSON at byte"});
-  ExpectError(Parse(Replace(TinyConfigJson(), "\"rope_theta\": 1000000.0", "\"rope_theta\": Infinity")),
-              StatusCode::kInvalidFormat, {"invalid JSON at byte"});
+  ExpectError(
+      Parse(Replace(TinyConfigJson(), "\"rope_theta\": 1000000.0", "\"rope_theta\": Infinity")),
+      StatusCode::kInvalidFormat, {"invalid JSON at byte"});
 }
 
 TEST(HfConfig, LoadFromDirWithGenerationConfig) {

@@ -9,7 +9,8 @@ namespace {
 
 void ExpectInvalid(const Status& s, const std::string& part) {
   EXPECT_EQ(s.code(), StatusCode::kInvalidFormat) << s.message();
-  EXPECT_NE(s.message().find(part), std::string::npos) << "'" << part << "' not in: " << s.message();
+  EXPECT_NE(s.message().find(part), std::string::npos)
+      << "'" << part << "' not in: " << s.message();
   EXPECT_EQ(s.message().rfind("doc.json: ", 0), 0u) << s.message();
 }
 
@@ -41,7 +42,8 @@ TEST(Json, DepthLimit) {
   std::string ok = std::string(256, '[') + std::string(256, ']');
   EXPECT_TRUE(ParseJson(ok, "doc.json").ok());
   std::string deep = std::string(257, '[') + std::string(257, ']');
-  ExpectInvalid(ParseJson(deep, "doc.json").status(), "nesting depth exceeds limit 256 at byte 256");
+  ExpectInvalid(ParseJson(deep, "doc.json").status(),
+                "nesting depth exceeds limit 256 at byte 256");
   ExpectInvalid(ParseJson(std::string(1000000, '['), "doc.json").status(), "nesting depth");
   ExpectInvalid(ParseJson(deep, "doc.json", JsonLimits{.max_depth = 8}).status(), "limit 8");
   // Brackets inside strings (with escaped quotes) do not count.
@@ -55,7 +57,8 @@ TEST(Json, DuplicateKeysAtAnyDepth) {
   ExpectInvalid(ParseJson(R"({"x":[{"c":1},{"d":1,"d":2}]})", "doc.json").status(),
                 "duplicate key 'x[1].d'");
   EXPECT_TRUE(ParseJson(R"({"a":{"k":1},"b":{"k":1}})", "doc.json").ok());
-  Result<Json> lax = ParseJson(R"({"a":1,"a":2})", "doc.json", JsonLimits{.reject_duplicate_keys = false});
+  Result<Json> lax =
+      ParseJson(R"({"a":1,"a":2})", "doc.json", JsonLimits{.reject_duplicate_keys = false});
   ASSERT_TRUE(lax.ok());
   EXPECT_EQ((*lax)["a"], 2);
 }
@@ -74,23 +77,27 @@ TEST(Json, InvalidUtf8Rejected) {
 TEST(Json, FindInvalidUtf8) {
   EXPECT_EQ(FindInvalidUtf8("abc"), std::string_view::npos);
   EXPECT_EQ(FindInvalidUtf8("ab\x80"), 2u);
-  EXPECT_EQ(FindInvalidUtf8("\xe0\x80\x80"), 0u);  // overlong
+  EXPECT_EQ(FindInvalidUtf8("\xe0\x80\x80"), 0u);                          // overlong
   EXPECT_EQ(FindInvalidUtf8("\xf4\x8f\xbf\xbf"), std::string_view::npos);  // U+10FFFF
   EXPECT_EQ(FindInvalidUtf8("\xf5\x80\x80\x80"), 0u);
 }
 
 TEST(Json, TypedGetters) {
   Json j = ParseJson(R"({"i": 5, "f": 2.0, "s": "x", "b": true, "n": null,
-                         "big": 18446744073709551615, "neg": -3})", "doc.json").value();
+                         "big": 18446744073709551615, "neg": -3})",
+                     "doc.json")
+               .value();
   EXPECT_EQ(GetInt(j, "i", "doc.json", "cfg.i").value(), 5);
   EXPECT_EQ(GetInt(j, "neg", "doc.json", "neg").value(), -3);
   EXPECT_EQ(GetNumber(j, "i", "doc.json", "i").value(), 5.0);
   EXPECT_EQ(GetNumber(j, "f", "doc.json", "f").value(), 2.0);
   EXPECT_EQ(GetString(j, "s", "doc.json", "s").value(), "x");
   EXPECT_TRUE(GetBool(j, "b", "doc.json", "b").value());
-  ExpectInvalid(GetInt(j, "s", "doc.json", "cfg.s").status(), "key 'cfg.s': expected integer, got string");
+  ExpectInvalid(GetInt(j, "s", "doc.json", "cfg.s").status(),
+                "key 'cfg.s': expected integer, got string");
   ExpectInvalid(GetInt(j, "f", "doc.json", "f").status(), "key 'f': expected integer, got float");
-  ExpectInvalid(GetInt(j, "big", "doc.json", "big").status(), "key 'big': integer 18446744073709551615 out of range");
+  ExpectInvalid(GetInt(j, "big", "doc.json", "big").status(),
+                "key 'big': integer 18446744073709551615 out of range");
   ExpectInvalid(GetInt(j, "missing", "doc.json", "a.missing").status(), "key 'a.missing': missing");
   ExpectInvalid(GetBool(j, "i", "doc.json", "i").status(), "expected boolean, got integer");
   ExpectInvalid(GetString(j, "n", "doc.json", "n").status(), "expected string, got null");
@@ -114,12 +121,11 @@ TEST(Json, ForEachMemberStreamsInOrder) {
                 "duplicate key 'a.k'");
   // The callback's error stops parsing and comes back unchanged.
   int calls = 0;
-  Status stop = ForEachJsonMember(R"({"a":1,"b":2,"c":3})", "doc.json", {},
-                                  [&](std::string&& k, Json&&) {
-                                    ++calls;
-                                    return k == "b" ? Status(StatusCode::kUnsupported, "stop at b")
-                                                    : Status::Ok();
-                                  });
+  Status stop =
+      ForEachJsonMember(R"({"a":1,"b":2,"c":3})", "doc.json", {}, [&](std::string&& k, Json&&) {
+        ++calls;
+        return k == "b" ? Status(StatusCode::kUnsupported, "stop at b") : Status::Ok();
+      });
   EXPECT_EQ(stop.code(), StatusCode::kUnsupported);
   EXPECT_EQ(stop.message(), "stop at b");
   EXPECT_EQ(calls, 2);

@@ -131,7 +131,8 @@ TEST_F(SafetensorsTest, A8DuplicateTensorName) {
 TEST_F(SafetensorsTest, A9BadMetadata) {
   std::string t = "\"x\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}";
   ExpectError(Open(RawSafetensors("{\"__metadata__\":{\"format\":1}," + t + "}", "a")),
-              StatusCode::kInvalidFormat, {"__metadata__ key 'format': expected string, got integer"});
+              StatusCode::kInvalidFormat,
+              {"__metadata__ key 'format': expected string, got integer"});
   ExpectError(Open(RawSafetensors("{\"__metadata__\":{},\"__metadata__\":{}," + t + "}", "a")),
               StatusCode::kInvalidFormat, {"duplicate __metadata__"});
   ExpectError(Open(RawSafetensors("{\"__metadata__\":[]," + t + "}", "a")),
@@ -142,10 +143,9 @@ TEST_F(SafetensorsTest, A9BadMetadata) {
 
 TEST_F(SafetensorsTest, A10UnknownDtype) {
   for (const char* dt : {"F128", "", "bf16", "f32"}) {
-    ExpectError(OpenEntry(std::string("{\"dtype\":\"") + dt +
-                          "\",\"shape\":[1],\"data_offsets\":[0,4]}"),
-                StatusCode::kInvalidFormat,
-                {"tensor 'x'", std::string("unknown dtype '") + dt + "'"});
+    ExpectError(
+        OpenEntry(std::string("{\"dtype\":\"") + dt + "\",\"shape\":[1],\"data_offsets\":[0,4]}"),
+        StatusCode::kInvalidFormat, {"tensor 'x'", std::string("unknown dtype '") + dt + "'"});
   }
   ExpectError(OpenEntry("{\"dtype\":5,\"shape\":[1],\"data_offsets\":[0,4]}"),
               StatusCode::kInvalidFormat, {"tensor 'x'", "dtype is integer"});
@@ -155,11 +155,11 @@ TEST_F(SafetensorsTest, A10UnknownDtype) {
 // with). Bits per element come from the spec's table, restated here.
 TEST_F(SafetensorsTest, A10AllSpecDtypesAccepted) {
   const std::vector<std::pair<std::string, int>> spec = {
-      {"BOOL", 8},     {"F4", 4},           {"F6_E2M3", 6},      {"F6_E3M2", 6},  {"U8", 8},
-      {"I8", 8},       {"F8_E5M2", 8},      {"F8_E4M3", 8},      {"F8_E8M0", 8},
-      {"F8_E4M3FNUZ", 8}, {"F8_E5M2FNUZ", 8}, {"I16", 16},       {"U16", 16},     {"F16", 16},
-      {"BF16", 16},    {"I32", 32},         {"U32", 32},         {"F32", 32},     {"C64", 64},
-      {"F64", 64},     {"I64", 64},         {"U64", 64}};
+      {"BOOL", 8},        {"F4", 4},      {"F6_E2M3", 6}, {"F6_E3M2", 6}, {"U8", 8},
+      {"I8", 8},          {"F8_E5M2", 8}, {"F8_E4M3", 8}, {"F8_E8M0", 8}, {"F8_E4M3FNUZ", 8},
+      {"F8_E5M2FNUZ", 8}, {"I16", 16},    {"U16", 16},    {"F16", 16},    {"BF16", 16},
+      {"I32", 32},        {"U32", 32},    {"F32", 32},    {"C64", 64},    {"F64", 64},
+      {"I64", 64},        {"U64", 64}};
   std::vector<StTensor> ts;
   for (const auto& [name, bits] : spec) {
     ts.push_back({"t_" + name, name, {2, 4}, std::string(8 * bits / 8, '\x11')});
@@ -185,9 +185,9 @@ TEST_F(SafetensorsTest, SubByteTensorMustBeWholeBytes) {
 TEST_F(SafetensorsTest, A11BadShapeElements) {
   for (const char* dim : {"-1", "1.5", "\"4\"", "9223372036854775808", "18446744073709551616",
                           "9007199254740993", "null", "[1]"}) {
-    ExpectError(OpenEntry(std::string("{\"dtype\":\"U8\",\"shape\":[") + dim +
-                          "],\"data_offsets\":[0,4]}"),
-                StatusCode::kInvalidFormat, {"tensor 'x'", "shape[0] is"});
+    ExpectError(
+        OpenEntry(std::string("{\"dtype\":\"U8\",\"shape\":[") + dim + "],\"data_offsets\":[0,4]}"),
+        StatusCode::kInvalidFormat, {"tensor 'x'", "shape[0] is"});
   }
   ExpectError(OpenEntry("{\"dtype\":\"U8\",\"shape\":4,\"data_offsets\":[0,4]}"),
               StatusCode::kInvalidFormat, {"tensor 'x'", "shape is integer, expected array"});
@@ -232,15 +232,17 @@ TEST_F(SafetensorsTest, A15BadDataOffsets) {
 }
 
 TEST_F(SafetensorsTest, A16Overlap) {
-  std::string h = "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
-                  "\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[2,6]}}";
+  std::string h =
+      "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
+      "\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[2,6]}}";
   ExpectError(Open(RawSafetensors(h, std::string(6, 'x'))), StatusCode::kInvalidFormat,
               {"tensors 'a' and 'b' overlap"});
 }
 
 TEST_F(SafetensorsTest, A17GapOrTrailingBytes) {
-  std::string h = "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
-                  "\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[6,10]}}";
+  std::string h =
+      "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
+      "\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[6,10]}}";
   ExpectError(Open(RawSafetensors(h, std::string(10, 'x'))), StatusCode::kInvalidFormat,
               {"tensor 'b'", "gap of 2 bytes"});
   // First tensor not at 0.
@@ -281,7 +283,8 @@ TEST_F(SafetensorsTest, A18ManyTinyEntriesParse) {
 }
 
 TEST_F(SafetensorsTest, A19ZeroDimAndScalar) {
-  std::vector<StTensor> ts = {{"empty", "F32", {3, 0}, ""}, {"scalar", "F32", {}, F32Bytes({5.0f})}};
+  std::vector<StTensor> ts = {{"empty", "F32", {3, 0}, ""},
+                              {"scalar", "F32", {}, F32Bytes({5.0f})}};
   path_ = (dir_ / "z.safetensors").string();
   WriteFile(path_, EncodeSafetensors(ts));
   Result<SafetensorsFile> f = SafetensorsFile::Open(path_);
@@ -332,10 +335,12 @@ TEST_F(SafetensorsTest, EntryShapeErrors) {
   ExpectError(OpenEntry("{\"dtype\":\"F32\",\"data_offsets\":[0,4]}"), StatusCode::kInvalidFormat,
               {"tensor 'x'", "missing 'shape'"});
   // Unknown keys inside an entry are ignored, as by the reference reader.
-  EXPECT_TRUE(OpenEntry("{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":[{}]}").ok());
+  EXPECT_TRUE(
+      OpenEntry("{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":[{}]}").ok());
   // Nested duplicate keys are rejected.
-  ExpectError(OpenEntry("{\"dtype\":\"F32\",\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}"),
-              StatusCode::kInvalidFormat, {"duplicate key 'x.dtype'"});
+  ExpectError(
+      OpenEntry("{\"dtype\":\"F32\",\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}"),
+      StatusCode::kInvalidFormat, {"duplicate key 'x.dtype'"});
 }
 
 TEST_F(SafetensorsTest, RoundTripValuesAndMetadata) {
@@ -385,8 +390,9 @@ TEST_F(SafetensorsTest, RoundTripValuesAndMetadata) {
 }
 
 TEST_F(SafetensorsTest, OffsetsMayBeListedOutOfOrder) {
-  std::string h = "{\"b\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[3,5]},"
-                  "\"a\":{\"dtype\":\"U8\",\"shape\":[3],\"data_offsets\":[0,3]}}";
+  std::string h =
+      "{\"b\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[3,5]},"
+      "\"a\":{\"dtype\":\"U8\",\"shape\":[3],\"data_offsets\":[0,3]}}";
   Status s = Open(RawSafetensors(h, "abcde"));
   EXPECT_TRUE(s.ok()) << s.message();
 }

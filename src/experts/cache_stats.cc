@@ -4,9 +4,9 @@
 
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 
 #include "experts/expert_cache.h"
-#include "util/file.h"
 
 namespace moe {
 namespace {
@@ -92,10 +92,15 @@ Result<uint64_t> ParseByteSize(const std::string& s, const char* flag) {
 }
 
 Result<uint64_t> MemAvailableBytes() {
-  MOE_ASSIGN_OR_RETURN(std::string text, ReadFileToString("/proc/meminfo", 1 << 20));
-  const char* p = std::strstr(text.c_str(), "MemAvailable:");
+  // /proc files report size 0, so read line by line rather than by stat size.
+  std::ifstream f("/proc/meminfo");
+  std::string line;
   unsigned long long kb = 0;
-  if (!p || std::sscanf(p, "MemAvailable: %llu kB", &kb) != 1) {
+  bool found = false;
+  while (!found && std::getline(f, line)) {
+    found = std::sscanf(line.c_str(), "MemAvailable: %llu kB", &kb) == 1;
+  }
+  if (!found) {
     return Error(StatusCode::kResourceExhausted, "/proc/meminfo: no MemAvailable line");
   }
   return static_cast<uint64_t>(kb) * 1024;

@@ -35,11 +35,12 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& opts) {
   g.intermediate = static_cast<uint64_t>(c.moe_intermediate_size);
   g.type = ToWeightType(e->weights_->expert_dtype());
   e->expert_source_ = MakeHfExpertSource(e->weights_->expert_table(), g);
-  MOE_ASSIGN_OR_RETURN(e->resident_, ResidentExperts::Load(*e->expert_source_));
+  MOE_TRY(e->OpenExperts());  // resident or cached (engine_experts.cc)
   return e;
 }
 
 std::unique_ptr<ExpertProvider> Engine::NewExpertProvider() const {
+  if (cache_) return cache_->NewProvider();
   return MakeResidentProvider(*resident_);
 }
 

@@ -11,6 +11,7 @@
 #include "experts/cache_policy.h"
 #include "experts/expert_cache.h"
 #include "experts/expert_provider.h"
+#include "experts/expert_store.h"
 #include "experts/expert_source.h"
 #include "formats/hf_config.h"
 #include "formats/safetensors.h"
@@ -63,6 +64,7 @@ class Engine {
   std::unique_ptr<ResidentExperts> resident_;
   std::unique_ptr<ExpertCache> cache_;
   Status OpenExperts();  // engine_experts.cc
+  Status OpenStoreSource(const ExpertGeometry& g);
 };
 
 }  // namespace moe

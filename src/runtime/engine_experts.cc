@@ -6,6 +6,15 @@
 
 namespace moe {
 
+Status Engine::OpenStoreSource(const ExpertGeometry& g) {
+  StoreOpenOptions so;
+  MOE_ASSIGN_OR_RETURN(so.io, ParseIoMode(opts_.io_mode));
+  MOE_ASSIGN_OR_RETURN(expert_source_,
+                       OpenExpertStore(opts_.model_dir, g, config().num_hidden_layers,
+                                       config().num_experts, so));
+  return Status::Ok();
+}
+
 Status Engine::OpenExperts() {
   const ExpertSource& src = *expert_source_;
   if (opts_.expert_cache.empty()) {

@@ -41,6 +41,8 @@ int Eval(int argc, char** argv) {
                "prompt token ids, e.g. 5,17,300", "IDS");
   flags.String("logits-out", &logits_out, "output file: f32 logits [tokens, vocab_size]");
   flags.String("trace-out", &trace_out, "output file: routing trace, JSON lines");
+  bool stats = false;  // expert cache summary (experts owner)
+  flags.Bool("stats", &stats, "print expert cache statistics on stderr");
   Status st = flags.Parse(argc, argv);
   if (flags.help_requested()) {
     flags.PrintUsage(stdout);
@@ -72,6 +74,7 @@ int Eval(int argc, char** argv) {
     const std::string text = TraceJsonLines(trace);
     st = WriteFileAtomic(trace_out, text.data(), text.size());
   }
+  if (st.ok()) st = model.ReportExpertStats(**engine, stats);
   if (!st.ok()) return flags.Fail(st);
   return 0;
 }

@@ -81,6 +81,8 @@ int Generate(int argc, char** argv) {
                  static_cast<long long>(gs.generated_tokens), gs.decode_ms,
                  gs.decode_ms > 0 ? 1000.0 * static_cast<double>(gs.generated_tokens - 1) / gs.decode_ms : 0.0);
   }
+  st = model.ReportExpertStats(**engine, stats);  // expert cache stats (experts owner)
+  if (!st.ok()) return flags.Fail(st);
   return 0;
 }
 

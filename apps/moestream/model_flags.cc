@@ -3,6 +3,7 @@
 
 #include <cstdio>
 
+#include "util/file.h"
 #include "util/thread_pool.h"
 
 namespace moe::app {
@@ -19,6 +20,47 @@ void ModelFlags::Register(Flags& f) {
            },
            "restrict the router to these experts, e.g. 0-7 (analysis only: not exact)", "LIST");
   f.Int("top-k", &engine.top_k_override, "override experts per token (analysis only: not exact)");
+  RegisterExpertFlags(f);
+}
+
+// --- Expert streaming flags (experts/ owner). ---
+void ModelFlags::RegisterExpertFlags(Flags& f) {
+  f.String("expert-cache", &engine.expert_cache,
+           "stream experts through a cache of SIZE bytes (K/M/G suffix) or 'auto' (70% of "
+           "MemAvailable after dense weights and KV); default: all experts resident");
+  f.Custom("cache-policy",
+           [this](const std::string& v) -> Status {
+             MOE_ASSIGN_OR_RETURN(engine.cache_policy, ParsePolicyKind(v));
+             return Status::Ok();
+           },
+           "expert cache replacement: lru (default), lfu, layer", "POLICY");
+  f.Custom("io",
+           [this](const std::string& v) -> Status {
+             if (v != "direct" && v != "buffered" && v != "auto") {
+               return Error(StatusCode::kUsage, "--io '{}': expected direct, buffered or auto", v);
+             }
+             engine.io_mode = v;
+             return Status::Ok();
+           },
+           "expert reads from a converted store: direct (O_DIRECT), buffered, auto", "MODE");
+  f.Int("io-threads", &engine.io_threads, "expert I/O threads (default 2)");
+  f.Bool("prefetch", &engine.prefetch, "prefetch next layer's experts by router lookahead");
+  f.String("stats-json", &stats_json, "write expert cache statistics (JSON) to FILE");
+}
+
+Status ModelFlags::ReportExpertStats(const Engine& e, bool print) const {
+  if (!e.expert_cache()) {
+    if (!stats_json.empty()) {
+      const std::string none = "{\"mode\":\"resident\"}\n";
+      return WriteFileAtomic(stats_json, none.data(), none.size());
+    }
+    return Status::Ok();
+  }
+  const CacheStats s = e.expert_cache()->Stats();
+  if (print) std::fprintf(stderr, "%s\n", s.Summary().c_str());
+  if (stats_json.empty()) return Status::Ok();
+  const std::string j = s.Json();
+  return WriteFileAtomic(stats_json, j.data(), j.size());
 }
 
 void ModelFlags::WarnIfLossy() const {

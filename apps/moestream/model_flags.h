@@ -16,11 +16,16 @@ struct ModelFlags {
   EngineOptions engine;
   int64_t threads = 0;  // 0 = all CPUs
   SessionOptions session;
+  std::string stats_json;  // --stats-json FILE: expert cache statistics (docs/expert_cache.md)
 
-  void Register(Flags& f);
+  void Register(Flags& f);  // includes RegisterExpertFlags
+  void RegisterExpertFlags(Flags& f);
   // Warns on stderr when a lossy knob is on.
   void WarnIfLossy() const;
   size_t n_threads() const;
+  // After a run: prints the expert cache summary on stderr when `print` and writes --stats-json.
+  // Nothing to report in all-resident mode.
+  Status ReportExpertStats(const Engine& engine, bool print) const;
 };
 
 struct SamplingFlags {

@@ -22,7 +22,9 @@ class ExpertProvider {
   // Starts making experts[0..n) of `layer` available and pins them until End(). Issues all the
   // misses at once and returns without waiting for I/O. `experts` must stay valid until End().
   virtual Status Begin(int64_t layer, std::span<const int32_t> experts) = 0;
-  // Blocks until experts[i] of the last Begin is ready; the view stays valid until End().
+  // Blocks until experts[i] of the last Begin is ready; the view stays valid until End(), or, for
+  // a cache with fewer slots than the layer's active experts, until the next Wait (callers use
+  // the views one at a time, in order i = 0, 1, …). A failed read comes back as its Status.
   virtual Result<ExpertView> Wait(size_t i) = 0;
   // Unpins everything of the last Begin.
   virtual void End() = 0;
@@ -50,6 +52,7 @@ class ResidentExperts {
   std::vector<int64_t> layer_slot_;  // first slot of each layer, -1 for dense layers
   char* arena_ = nullptr;
   uint64_t bytes_ = 0;
+  uint64_t stride_ = 0;
 };
 
 std::unique_ptr<ExpertProvider> MakeResidentProvider(const ResidentExperts& experts);

@@ -43,6 +43,8 @@ class ExpertSource {
   // Reads the block of (layer, expert) into dst (geometry().block_bytes() bytes).
   // Errors name the file, offset, layer and expert.
   virtual Status Read(int64_t layer, int64_t expert, void* dst) const = 0;
+  // Bytes Read may write at dst: ≥ block_bytes (a store reads whole 4 KiB-padded blocks).
+  virtual uint64_t dst_bytes() const { return geometry().block_bytes(); }
 };
 
 // Experts straight from the HF safetensors shards (no conversion): pread of each matrix, one

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <algorithm>
 #include <cstdlib>
 
 #include "experts/expert_provider.h"
@@ -15,7 +16,8 @@ Result<std::unique_ptr<ResidentExperts>> ResidentExperts::Load(const ExpertSourc
     r->layer_slot_.push_back(source.has_experts(l) ? slots : -1);
     if (source.has_experts(l)) slots += r->n_experts_;
   }
-  const uint64_t block = RoundUp(r->geometry_.block_bytes(), 64);
+  r->stride_ = RoundUp(std::max(r->geometry_.block_bytes(), source.dst_bytes()), 64);
+  const uint64_t block = r->stride_;
   r->bytes_ = block * static_cast<uint64_t>(slots);
   if (r->bytes_ == 0) return r;
   r->arena_ = static_cast<char*>(std::aligned_alloc(64, RoundUp(r->bytes_, 64)));
@@ -36,7 +38,7 @@ ResidentExperts::~ResidentExperts() { std::free(arena_); }
 
 const void* ResidentExperts::block(int64_t layer, int64_t expert) const {
   const uint64_t slot = static_cast<uint64_t>(layer_slot_[static_cast<size_t>(layer)] + expert);
-  return arena_ + slot * RoundUp(geometry_.block_bytes(), 64);
+  return arena_ + slot * stride_;
 }
 
 namespace {

@@ -64,7 +64,7 @@ class WeightBinder {
       if (lw.is_moe) {
         Want(names::Layer(p_, l, "mlp.gate.weight"), {static_cast<uint64_t>(cfg_.num_experts), H},
              &lw.router);
-        LocateExperts(l);
+        if (opts.locate_experts) LocateExperts(l);
       } else {
         const uint64_t I = cfg_.intermediate_size;
         Want(names::Layer(p_, l, "mlp.gate_proj.weight"), {I, H}, &lw.mlp_gate);

@@ -50,6 +50,9 @@ using ExpertLocation = ExpertSlices;
 
 struct BindOptions {
   bool load_dense = true;  // false: validate and locate only (inspect, convert)
+  // false: routed experts are not in this checkpoint (a converted expert store keeps them in
+  // experts.bin); expert_table() stays empty.
+  bool locate_experts = true;
 };
 
 // Owns the dense weights. Immutable after Bind; thread-safe.

@@ -9,7 +9,9 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& opts) {
   MOE_ASSIGN_OR_RETURN(Qwen3MoeConfig cfg, LoadHfConfig(opts.model_dir));
   MOE_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::Open(opts.model_dir));
   e->checkpoint_ = std::make_unique<Checkpoint>(std::move(ckpt));
-  MOE_ASSIGN_OR_RETURN(e->weights_, ModelWeights::Bind(cfg, *e->checkpoint_));
+  BindOptions bind;
+  bind.locate_experts = !IsExpertStore(opts.model_dir);  // a store keeps experts in experts.bin
+  MOE_ASSIGN_OR_RETURN(e->weights_, ModelWeights::Bind(cfg, *e->checkpoint_, bind));
   const Qwen3MoeConfig& c = e->weights_->config();
   for (int32_t x : opts.expert_mask) {
     if (x < 0 || x >= c.num_experts) {
@@ -34,12 +36,17 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& opts) {
   g.hidden = static_cast<uint64_t>(c.hidden_size);
   g.intermediate = static_cast<uint64_t>(c.moe_intermediate_size);
   g.type = ToWeightType(e->weights_->expert_dtype());
-  e->expert_source_ = MakeHfExpertSource(e->weights_->expert_table(), g);
-  MOE_ASSIGN_OR_RETURN(e->resident_, ResidentExperts::Load(*e->expert_source_));
+  if (bind.locate_experts) {
+    e->expert_source_ = MakeHfExpertSource(e->weights_->expert_table(), g);
+  } else {
+    MOE_TRY(e->OpenStoreSource(g));  // engine_experts.cc
+  }
+  MOE_TRY(e->OpenExperts());  // resident or cached (engine_experts.cc)
   return e;
 }
 
 std::unique_ptr<ExpertProvider> Engine::NewExpertProvider() const {
+  if (cache_) return cache_->NewProvider();
   return MakeResidentProvider(*resident_);
 }
 

@@ -8,7 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "experts/cache_policy.h"
+#include "experts/expert_cache.h"
 #include "experts/expert_provider.h"
+#include "experts/expert_store.h"
 #include "experts/expert_source.h"
 #include "formats/hf_config.h"
 #include "formats/safetensors.h"
@@ -25,6 +28,16 @@ struct EngineOptions {
   // these experts (empty = all) and override top-k (0 = the config's).
   std::vector<int32_t> expert_mask;
   int64_t top_k_override = 0;
+
+  // --- Expert storage (experts/; docs/expert_cache.md). ---
+  // "" = every expert resident (the reference mode); "auto" or a size ("512M", "4G"): stream
+  // experts through a cache of that many bytes.
+  std::string expert_cache;
+  PolicyKind cache_policy = PolicyKind::kLru;
+  int64_t io_threads = 2;
+  std::string io_mode = "auto";  // converted store reads: direct | buffered | auto
+  bool prefetch = false;          // router-lookahead prefetch (runtime/prefetch.h)
+  int64_t max_context_for_budget = 4096;  // KV size assumed by --expert-cache auto
 };
 
 class Engine {
@@ -37,6 +50,8 @@ class Engine {
   const ExpertSource& expert_source() const { return *expert_source_; }
   // A provider for one Session.
   std::unique_ptr<ExpertProvider> NewExpertProvider() const;
+  // The streaming cache, or null in all-resident mode.
+  ExpertCache* expert_cache() const { return cache_.get(); }
   // Effective top-k after overrides.
   int64_t top_k() const;
 
@@ -47,6 +62,9 @@ class Engine {
   std::unique_ptr<ModelWeights> weights_;
   std::unique_ptr<ExpertSource> expert_source_;
   std::unique_ptr<ResidentExperts> resident_;
+  std::unique_ptr<ExpertCache> cache_;
+  Status OpenExperts();  // engine_experts.cc
+  Status OpenStoreSource(const ExpertGeometry& g);
 };
 
 }  // namespace moe

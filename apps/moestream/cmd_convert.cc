@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: Apache-2.0
+// moestream convert: HF folder → expert store (docs/expert_store_format.md); --verify checks
+// every block checksum of an existing store. A thin wrapper around experts/store_writer.h.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "command.h"
+#include "flags.h"
+#include "experts/expert_store.h"
+#include "experts/store_writer.h"
+#include "formats/hf_config.h"
+#include "model/model_weights.h"
+
+namespace moe::app {
+namespace {
+
+void AddName(const DenseTensor& t, std::vector<std::string>* out) {
+  if (!t.name.empty()) out->push_back(t.name);
+}
+
+std::vector<std::string> DenseNames(const ModelWeights& w) {
+  std::vector<std::string> n;
+  AddName(w.embed(), &n);
+  AddName(w.final_norm(), &n);
+  if (!w.config().tie_word_embeddings) AddName(w.lm_head(), &n);
+  for (int64_t l = 0; l < w.config().num_hidden_layers; ++l) {
+    const LayerWeights& lw = w.layer(l);
+    for (const DenseTensor* t : {&lw.input_layernorm, &lw.post_attention_layernorm,
+                                 &lw.attn.q_proj, &lw.attn.k_proj, &lw.attn.v_proj,
+                                 &lw.attn.o_proj, &lw.attn.q_norm, &lw.attn.k_norm, &lw.router,
+                                 &lw.mlp_gate, &lw.mlp_up, &lw.mlp_down}) {
+      AddName(*t, &n);
+    }
+  }
+  return n;
+}
+
+Status Verify(const std::string& dir) {
+  MOE_ASSIGN_OR_RETURN(Qwen3MoeConfig cfg, LoadHfConfig(dir));
+  ExpertGeometry g;
+  g.hidden = static_cast<uint64_t>(cfg.hidden_size);
+  g.intermediate = static_cast<uint64_t>(cfg.moe_intermediate_size);
+  StoreOpenOptions so;
+  so.io = IoMode::kBuffered;
+  MOE_ASSIGN_OR_RETURN(auto src, OpenExpertStore(dir, g, cfg.num_hidden_layers, cfg.num_experts, so));
+  MOE_ASSIGN_OR_RETURN(uint64_t n, VerifyExpertStore(*src));
+  std::printf("%s: %llu blocks, every checksum matches\n", dir.c_str(),
+              static_cast<unsigned long long>(n));
+  return Status::Ok();
+}
+
+int Convert(int argc, char** argv) {
+  Flags flags("convert", "convert a HF checkpoint into an expert store (or --verify one)");
+  std::string model, out, verify;
+  int64_t slow_us = 0;
+  bool quiet = false;
+  flags.String("model", &model, "Hugging Face model folder");
+  flags.String("out", &out, "store directory to create (must not exist; OUT.partial is resumed)");
+  flags.String("verify", &verify, "check every block checksum of an existing store");
+  flags.Bool("quiet", &quiet, "no progress bar");
+  flags.Int("slow-us-per-block", &slow_us, "testing only: sleep per block (crash/resume tests)");
+  Status st = flags.Parse(argc, argv);
+  if (flags.help_requested()) {
+    flags.PrintUsage(stdout);
+    return 0;
+  }
+  if (st.ok() && !verify.empty()) {
+    st = Verify(verify);
+    return st.ok() ? 0 : flags.Fail(st);
+  }
+  if (st.ok() && (model.empty() || out.empty())) {
+    st = Error(StatusCode::kUsage, "--model and --out are required (or --verify STORE)");
+  }
+  if (!st.ok()) return flags.Fail(st);
+  if (IsExpertStore(model)) return flags.Fail(Error(StatusCode::kUsage, "--model {}: already a store", model));
+  auto cfg = LoadHfConfig(model);
+  if (!cfg.ok()) return flags.Fail(cfg.status());
+  auto ckpt = Checkpoint::Open(model);
+  if (!ckpt.ok()) return flags.Fail(ckpt.status());
+  BindOptions bo;
+  bo.load_dense = false;
+  auto w = ModelWeights::Bind(*cfg, *ckpt, bo);
+  if (!w.ok()) return flags.Fail(w.status());
+  ExpertGeometry g;
+  g.hidden = static_cast<uint64_t>((*w)->config().hidden_size);
+  g.intermediate = static_cast<uint64_t>((*w)->config().moe_intermediate_size);
+  g.type = ToWeightType((*w)->expert_dtype());
+  auto src = MakeHfExpertSource((*w)->expert_table(), g);
+  StoreWriterInput in;
+  in.source_dir = model;
+  in.out_dir = out;
+  in.experts = src.get();
+  in.checkpoint = &*ckpt;
+  in.dense_tensors = DenseNames(**w);
+  in.progress = quiet ? nullptr : stderr;
+  in.slow_us_per_block = static_cast<uint64_t>(slow_us);
+  auto r = WriteExpertStore(in);
+  if (!r.ok()) return flags.Fail(r.status());
+  std::fprintf(stderr, "%s: %llu blocks written, %llu resumed%s, %.1f MiB in %.2f s (%.1f MB/s)\n",
+               out.c_str(), static_cast<unsigned long long>(r->blocks_written),
+               static_cast<unsigned long long>(r->blocks_resumed),
+               r->restarted ? " (source changed: restarted)" : "", r->bytes_written / 1048576.0,
+               r->seconds, r->seconds > 0 ? r->bytes_written / r->seconds / 1e6 : 0.0);
+  return 0;
+}
+
+}  // namespace
+
+MOE_COMMAND("convert", "convert a HF checkpoint into an expert store; --verify STORE checks it",
+            Convert);
+
+}  // namespace moe::app

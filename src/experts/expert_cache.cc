@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "experts/expert_cache.h"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "util/check.h"
+#include "util/checked_math.h"
+
+namespace moe {
+namespace {
+
+constexpr uint64_t kHugePage = 2ull << 20;
+
+}  // namespace
+
+Result<std::unique_ptr<ExpertCache>> ExpertCache::Create(const ExpertSource& source,
+                                                         const ExpertCacheOptions& opts) {
+  std::unique_ptr<ExpertCache> c(new ExpertCache(source, opts));
+  const uint64_t slot = c->slot_bytes_;
+  uint64_t n_total = 0;
+  for (int64_t l = 0; l < source.n_layers(); ++l) {
+    if (source.has_experts(l)) n_total += static_cast<uint64_t>(source.n_experts());
+  }
+  const uint64_t need = static_cast<uint64_t>(std::max<int64_t>(1, opts.top_k));
+  uint64_t n = slot ? opts.budget_bytes / slot : 0;
+  if (n < need) {
+    return Error(StatusCode::kUsage,
+                 "--expert-cache {}: cache too small: need ≥ {}×{} bytes = {} (top-k × expert "
+                 "block of {} bytes rounded to 4 KiB)",
+                 opts.budget_bytes, need, slot, need * slot, source.geometry().block_bytes());
+  }
+  n = std::min(n, std::max<uint64_t>(n_total, need));
+  c->arena_bytes_ = static_cast<size_t>(RoundUp(n * slot, kHugePage));
+  // mmap gives page alignment; 2 MiB alignment comes from over-allocating and trimming.
+  void* p = ::mmap(nullptr, c->arena_bytes_ + kHugePage, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    return Error(StatusCode::kResourceExhausted, "cannot allocate {} bytes for the expert cache",
+                 c->arena_bytes_);
+  }
+  const uintptr_t base = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t aligned = (base + kHugePage - 1) & ~(kHugePage - 1);
+  if (aligned > base) ::munmap(p, aligned - base);
+  const uintptr_t end = aligned + c->arena_bytes_;
+  if (base + c->arena_bytes_ + kHugePage > end) {
+    ::munmap(reinterpret_cast<void*>(end), base + c->arena_bytes_ + kHugePage - end);
+  }
+  c->arena_ = reinterpret_cast<char*>(aligned);
+  ::madvise(c->arena_, c->arena_bytes_, MADV_HUGEPAGE);  // best effort
+  // Prefault once: first touch of fresh memory is slow here (machine.md); reads then land in
+  // resident huge pages.
+  std::memset(c->arena_, 0, c->arena_bytes_);
+  c->slots_.resize(n);
+  for (uint32_t i = static_cast<uint32_t>(n); i-- > 0;) c->free_.push_back(i);
+  MOE_ASSIGN_OR_RETURN(c->policy_, MakeCachePolicy(c->universe_, opts.policy));
+  c->loader_ = std::make_unique<Loader>(source, static_cast<LoadSink&>(*c), opts.io_threads, n);
+  return c;
+}
+
+ExpertCache::ExpertCache(const ExpertSource& source, const ExpertCacheOptions& opts)
+    : source_(source), opts_(opts) {
+  universe_.n_layers = static_cast<int32_t>(source.n_layers());
+  universe_.n_experts = static_cast<int32_t>(source.n_experts());
+  slot_bytes_ = RoundUp(std::max(source.geometry().block_bytes(), source.dst_bytes()), 4096);
+  map_.assign(universe_.size(), kNoSlot);
+  stats_.resize(static_cast<size_t>(universe_.n_layers));
+}
+
+ExpertCache::~ExpertCache() {
+  loader_.reset();  // joins the I/O threads before the arena goes
+  if (arena_) ::munmap(arena_, arena_bytes_);
+}
+
+uint32_t ExpertCache::StartLoadLocked(ExpertKey key, bool prefetch) {
+  uint32_t s = kNoSlot;
+  if (!free_.empty()) {
+    s = free_.back();
+    free_.pop_back();
+  } else {
+    auto victim = policy_->ChooseVictim(key, [this](ExpertKey k) {
+      const uint32_t v = map_[universe_.Index(k)];
+      return v != kNoSlot && slots_[v].state == SlotState::kReady && slots_[v].pins == 0;
+    });
+    if (!victim) return kNoSlot;
+    s = map_[universe_.Index(*victim)];
+    policy_->OnEvict(*victim);
+    map_[universe_.Index(*victim)] = kNoSlot;
+    ++LayerStats(victim->layer).evictions;
+  }
+  Slot& slot = slots_[s];
+  slot.state = SlotState::kLoading;
+  slot.key = key;
+  slot.prefetched = prefetch;
+  slot.error = Status::Ok();
+  map_[universe_.Index(key)] = s;
+  policy_->OnInsert(key);
+  LoadJob job{key.layer, key.expert, s, arena_ + static_cast<uint64_t>(s) * slot_bytes_};
+  MOE_CHECK(loader_->Submit(job), "loader queue larger than the slot count");
+  return s;
+}
+
+uint32_t ExpertCache::TryAcquire(ExpertKey key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  LayerCacheStats& st = LayerStats(key.layer);
+  uint32_t s = map_[universe_.Index(key)];
+  if (s != kNoSlot) {
+    Slot& slot = slots_[s];
+    if (slot.state == SlotState::kReady) {
+      ++st.hits;
+      policy_->OnHit(key);
+    } else {
+      ++st.joins;
+    }
+    if (slot.prefetched) {
+      ++st.prefetch_used;
+      slot.prefetched = false;
+    }
+  } else {
+    s = StartLoadLocked(key, false);
+    if (s == kNoSlot) return kNoSlot;
+    ++st.misses;
+  }
+  ++slots_[s].pins;
+  return s;
+}
+
+Result<uint32_t> ExpertCache::AcquireBlocking(ExpertKey key) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.wait_timeout_ms);
+  for (;;) {
+    const uint32_t s = TryAcquire(key);
+    if (s != kNoSlot) return s;
+    std::unique_lock<std::mutex> lock(mu_);
+    // Re-check under the lock that nothing is evictable before sleeping; a Release or a
+    // completed load notifies ready_cv_.
+    const bool any_free = !free_.empty() || std::any_of(slots_.begin(), slots_.end(),
+        [](const Slot& sl) { return sl.state == SlotState::kReady && sl.pins == 0; });
+    if (any_free) continue;
+    if (ready_cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+      return Error(StatusCode::kResourceExhausted,
+                   "expert cache: no free slot for layer {} expert {} within {} ms: all {} "
+                   "slots are pinned (budget too small for the sessions sharing it)",
+                   key.layer, key.expert, opts_.wait_timeout_ms, slots_.size());
+    }
+  }
+}
+
+Result<const void*> ExpertCache::WaitReady(uint32_t s, ExpertKey key) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::unique_lock<std::mutex> lock(mu_);
+  Slot& slot = slots_[s];
+  const bool ok = ready_cv_.wait_until(
+      lock, t0 + std::chrono::milliseconds(opts_.wait_timeout_ms),
+      [&] { return slot.state == SlotState::kReady || slot.state == SlotState::kFailed; });
+  LayerStats(key.layer).wait_ns += static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
+          .count());
+  if (!ok) {
+    return Error(StatusCode::kIoError, "expert cache: read of layer {} expert {} did not "
+                 "complete within {} ms", key.layer, key.expert, opts_.wait_timeout_ms);
+  }
+  if (slot.state == SlotState::kFailed) return slot.error;
+  return static_cast<const void*>(arena_ + static_cast<uint64_t>(s) * slot_bytes_);
+}
+
+void ExpertCache::FreeLocked(uint32_t s) {
+  slots_[s] = Slot();
+  free_.push_back(s);
+}
+
+void ExpertCache::Release(uint32_t s) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Slot& slot = slots_[s];
+    MOE_CHECK(slot.pins > 0, "release of an unpinned slot");
+    if (--slot.pins == 0 && slot.state == SlotState::kFailed) FreeLocked(s);
+  }
+  ready_cv_.notify_all();
+}
+
+void ExpertCache::Prefetch(ExpertKey key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  policy_->OnHint(key);
+  if (map_[universe_.Index(key)] != kNoSlot) return;
+  if (StartLoadLocked(key, true) != kNoSlot) ++LayerStats(key.layer).prefetch_issued;
+}
+
+void ExpertCache::OnLoaded(const LoadJob& job, Status status, uint64_t read_ns) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Slot& slot = slots_[job.slot];
+    LayerCacheStats& st = LayerStats(job.layer);
+    st.read_ns += read_ns;
+    if (status.ok()) {
+      slot.state = SlotState::kReady;
+      st.bytes_read += source_.dst_bytes();
+    } else {
+      // Forget the key at once (a later request reads again); waiters holding pins see the
+      // error; the slot is reused only when the last of them releases it.
+      ++read_errors_;
+      policy_->OnEvict(slot.key);
+      map_[universe_.Index(slot.key)] = kNoSlot;
+      slot.state = SlotState::kFailed;
+      slot.error = std::move(status);
+      if (slot.pins == 0) FreeLocked(job.slot);
+    }
+  }
+  ready_cv_.notify_all();
+}
+
+void ExpertCache::RecordPrediction(int64_t layer, std::span<const int32_t> predicted,
+                                   std::span<const int32_t> actual) {
+  uint64_t both = 0;
+  for (int32_t p : predicted) both += std::count(actual.begin(), actual.end(), p) > 0;
+  std::lock_guard<std::mutex> lock(mu_);
+  LayerCacheStats& st = LayerStats(static_cast<int32_t>(layer));
+  st.predicted += predicted.size();
+  st.actual += actual.size();
+  st.predicted_and_actual += both;
+}
+
+CacheStats ExpertCache::Stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  CacheStats s;
+  s.budget_bytes = opts_.budget_bytes;
+  s.slot_bytes = slot_bytes_;
+  s.n_slots = slots_.size();
+  s.read_errors = read_errors_;
+  s.layers = stats_;
+  for (const LayerCacheStats& l : stats_) s.total.Add(l);
+  return s;
+}
+
+}  // namespace moe

@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: Apache-2.0
+// The byte-budget expert cache: one arena of equal slots (block rounded up to 4 KiB, 2 MiB
+// aligned, MADV_HUGEPAGE, prefaulted once), a replacement policy (cache_policy.h) and a Loader
+// whose I/O threads read misses straight into slots.
+//
+// Slot life: Empty → Loading → Ready → (evicted) Empty; Loading → Failed → Empty when the read
+// fails (the failed bytes are never handed out; the key is forgotten so a later request reads
+// again). A pin count keeps a slot from eviction; only Ready slots with no pins are victims.
+// A key requested again while Loading joins that load (one read per miss).
+//
+// Threads and locks: ONE mutex guards the key→slot map, slot states, pins, the policy and the
+// stats; `ready_cv_` wakes waiters when a load completes or a pin is released. I/O threads take
+// the mutex only to publish a completion; no lock is held during a read.
+// Ownership: the cache owns the arena and the Loader; providers (one per Session) borrow the
+// cache and must be destroyed before it. Thread-safe.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "experts/cache_policy.h"
+#include "experts/expert_provider.h"
+#include "experts/expert_source.h"
+#include "experts/loader.h"
+#include "util/status.h"
+
+namespace moe {
+
+struct ExpertCacheOptions {
+  uint64_t budget_bytes = 0;
+  PolicyOptions policy;
+  size_t io_threads = 2;
+  int64_t top_k = 1;            // a budget below top_k slots is refused (kUsage)
+  int64_t wait_timeout_ms = 120000;  // bound on any wait for a read or a free slot
+};
+
+struct LayerCacheStats {
+  uint64_t hits = 0;          // found Ready
+  uint64_t joins = 0;         // found Loading (another request's read)
+  uint64_t misses = 0;        // read issued on demand
+  uint64_t evictions = 0;
+  uint64_t bytes_read = 0;
+  uint64_t read_ns = 0;       // summed over I/O threads
+  uint64_t wait_ns = 0;       // time compute blocked in Wait
+  uint64_t prefetch_issued = 0;   // reads issued by Hint
+  uint64_t prefetch_used = 0;     // prefetched blocks later requested
+  uint64_t predicted = 0, actual = 0, predicted_and_actual = 0;  // lookahead precision/recall
+  void Add(const LayerCacheStats& o);
+};
+
+struct CacheStats {
+  uint64_t budget_bytes = 0, slot_bytes = 0, n_slots = 0;
+  uint64_t read_errors = 0;
+  LayerCacheStats total;
+  std::vector<LayerCacheStats> layers;  // index = layer
+  // One-paragraph human summary and a JSON object.
+  std::string Summary() const;
+  std::string Json() const;
+};
+
+class ExpertCache final : private LoadSink {
+ public:
+  // Errors: kUsage when the budget holds fewer than top_k blocks ("cache too small: need ≥ …");
+  // kResourceExhausted when the arena cannot be allocated. A budget ≥ every expert is clamped
+  // to exactly every expert.
+  static Result<std::unique_ptr<ExpertCache>> Create(const ExpertSource& source,
+                                                     const ExpertCacheOptions& opts);
+  ~ExpertCache() override;
+
+  std::unique_ptr<ExpertProvider> NewProvider();
+  size_t n_slots() const { return slots_.size(); }
+  int32_t n_experts() const { return universe_.n_experts; }
+  uint64_t slot_bytes() const { return slot_bytes_; }
+  const ExpertGeometry& geometry() const { return source_.geometry(); }
+  CacheStats Stats() const;
+  // Router-lookahead bookkeeping: `predicted` experts for `layer` vs the `actual` set used.
+  void RecordPrediction(int64_t layer, std::span<const int32_t> predicted,
+                        std::span<const int32_t> actual);
+
+  // --- Used by providers (and tests). ---
+  // Pins key's slot, issuing its read when absent. Returns the slot, or kNoSlot when every slot
+  // is pinned or loading (the caller releases its own pins and calls AcquireBlocking).
+  static constexpr uint32_t kNoSlot = 0xffffffffu;
+  uint32_t TryAcquire(ExpertKey key);
+  // Like TryAcquire but waits (bounded) for a slot to free up. kResourceExhausted on timeout.
+  Result<uint32_t> AcquireBlocking(ExpertKey key);
+  // Blocks (bounded) until the pinned slot is Ready; the read's Status when it failed.
+  Result<const void*> WaitReady(uint32_t slot, ExpertKey key);
+  void Release(uint32_t slot);
+  // Loads key into a free or evictable slot without pinning it; never blocks, never evicts a
+  // pinned or loading slot.
+  void Prefetch(ExpertKey key);
+
+ private:
+  enum class SlotState : uint8_t { kEmpty, kLoading, kReady, kFailed };
+  struct Slot {
+    SlotState state = SlotState::kEmpty;
+    bool prefetched = false;
+    int32_t pins = 0;
+    ExpertKey key;
+    Status error;
+  };
+
+  ExpertCache(const ExpertSource& source, const ExpertCacheOptions& opts);
+  void OnLoaded(const LoadJob& job, Status status, uint64_t read_ns) override;
+  // With mu_ held: a slot for `key` (free or evicted), or kNoSlot; issues its read.
+  uint32_t StartLoadLocked(ExpertKey key, bool prefetch);
+  void FreeLocked(uint32_t slot);
+  LayerCacheStats& LayerStats(int32_t layer) { return stats_[static_cast<size_t>(layer)]; }
+
+  const ExpertSource& source_;
+  ExpertCacheOptions opts_;
+  PolicyUniverse universe_;
+  uint64_t slot_bytes_ = 0;
+  char* arena_ = nullptr;
+  size_t arena_bytes_ = 0;
+
+  mutable std::mutex mu_;
+  std::condition_variable ready_cv_;  // a load finished or a pin was released
+  std::vector<Slot> slots_;
+  std::vector<uint32_t> free_;        // Empty slots
+  std::vector<uint32_t> map_;         // universe index → slot, kNoSlot when absent
+  std::unique_ptr<CachePolicy> policy_;
+  std::vector<LayerCacheStats> stats_;
+  uint64_t read_errors_ = 0;
+  std::unique_ptr<Loader> loader_;    // last: its threads stop before the rest is destroyed
+};
+
+// "512M", "4G", "65536", "128K" → bytes (K/M/G/T = 2^10…); kUsage naming the flag otherwise.
+Result<uint64_t> ParseByteSize(const std::string& s, const char* flag);
+// The `auto` budget: 70% of (MemAvailable − dense − kv), rounded down to whole slots by Create.
+// kResourceExhausted when /proc/meminfo is unreadable or nothing is left.
+Result<uint64_t> AutoCacheBudget(uint64_t dense_bytes, uint64_t kv_bytes);
+// MemAvailable from /proc/meminfo.
+Result<uint64_t> MemAvailableBytes();
+
+}  // namespace moe

@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "experts/expert_store.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <vector>
+
+#include "experts/store_format.h"
+#include "util/check.h"
+
+namespace moe {
+namespace {
+
+namespace fs = std::filesystem;
+
+kernels::WeightType ToWeightType(uint32_t d) {
+  return d == 0 ? kernels::WeightType::kF32
+                : d == 1 ? kernels::WeightType::kBF16 : kernels::WeightType::kF16;
+}
+
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(Fd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  Fd& operator=(Fd&& o) noexcept {
+    std::swap(fd_, o.fd_);
+    return *this;
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+class StoreSource final : public ExpertSource {
+ public:
+  Status Read(int64_t layer, int64_t expert, void* dst) const override {
+    const size_t at = entry_of_[static_cast<size_t>(layer * n_experts_ + expert)];
+    const store::IndexEntry& e = index_[at];
+    const bool aligned = (reinterpret_cast<uintptr_t>(dst) % store::kAlign) == 0;
+    Status st;
+    if (direct_.get() >= 0 && aligned) {
+      st = PreadFully(pread_, direct_.get(), e.offset, dst, h_.block_stride, path_);
+    } else {
+      st = PreadFully(pread_, buffered_.get(), e.offset, dst, e.size, path_);
+    }
+    if (!st.ok()) return st.WithContext(fmt::format("layer {} expert {}", layer, expert));
+    const uint64_t got = XXH64(dst, e.size, store::BlockSeed(h_.model_id, e.layer, e.expert));
+    if (got != e.xxh64) {
+      return Error(StatusCode::kIntegrity,
+                   "{}: layer {} expert {}: checksum mismatch at offset {} (stored {:016x}, "
+                   "computed {:016x}): corrupt or swapped block; re-run moestream convert",
+                   path_, layer, expert, e.offset, e.xxh64, got);
+    }
+    return Status::Ok();
+  }
+  const ExpertGeometry& geometry() const override { return g_; }
+  int64_t n_layers() const override { return n_layers_; }
+  bool has_experts(int64_t l) const override {
+    return l >= 0 && l < n_layers_ && has_[static_cast<size_t>(l)];
+  }
+  int64_t n_experts() const override { return n_experts_; }
+  uint64_t dst_bytes() const override { return h_.block_stride; }
+
+  store::Header h_{};
+  ExpertGeometry g_;
+  int64_t n_layers_ = 0, n_experts_ = 0;
+  std::vector<uint8_t> has_;
+  std::vector<store::IndexEntry> index_;
+  std::vector<size_t> entry_of_;  // [layer × n_experts + expert] → index_ position
+  Fd direct_, buffered_;
+  PreadFn pread_ = ::pread;
+  std::string path_;
+};
+
+Status Bad(const std::string& path, const std::string& what) {
+  return Error(StatusCode::kInvalidFormat, "{}: {}", path, what);
+}
+
+}  // namespace
+
+Result<IoMode> ParseIoMode(const std::string& s) {
+  if (s == "auto") return IoMode::kAuto;
+  if (s == "direct") return IoMode::kDirect;
+  if (s == "buffered") return IoMode::kBuffered;
+  return Error(StatusCode::kUsage, "--io '{}': expected direct, buffered or auto", s);
+}
+
+bool IsExpertStore(const std::string& dir) {
+  std::error_code ec;
+  return fs::exists(fs::path(dir) / store::kMarkerFile, ec) ||
+         fs::exists(fs::path(dir) / store::kExpertsFile, ec);
+}
+
+Status PreadFully(PreadFn fn, int fd, uint64_t off, void* dst, size_t n, const std::string& path) {
+  auto* out = static_cast<char*>(dst);
+  size_t done = 0;
+  int retries = 0;
+  while (done < n) {
+    const ssize_t r = fn(fd, out + done, n - done, static_cast<off_t>(off + done));
+    if (r < 0) {
+      const int err = errno;
+      if ((err == EINTR || err == EAGAIN) && ++retries < 1000) continue;
+      return Error(StatusCode::kIoError, "{}: offset {}: read of {} bytes failed: {}", path,
+                   off + done, n - done, std::strerror(err));
+    }
+    if (r == 0) {
+      return Error(StatusCode::kIoError, "{}: offset {}: truncated (needed {} more bytes)", path,
+                   off + done, n - done);
+    }
+    done += static_cast<size_t>(r);
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<ExpertSource>> OpenExpertStore(const std::string& dir,
+                                                      const ExpertGeometry& expect,
+                                                      int64_t n_layers, int64_t n_experts,
+                                                      const StoreOpenOptions& opts) {
+  std::error_code ec;
+  if (!fs::exists(fs::path(dir) / store::kMarkerFile, ec)) {
+    return Error(StatusCode::kIntegrity, "{}: no {}: incomplete store (conversion interrupted?); "
+                 "re-run moestream convert", dir, store::kMarkerFile);
+  }
+  auto s = std::make_unique<StoreSource>();
+  s->path_ = (fs::path(dir) / store::kExpertsFile).string();
+  const std::string& path = s->path_;
+  if (opts.pread_fn) s->pread_ = opts.pread_fn;
+  s->buffered_ = Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (s->buffered_.get() < 0) {
+    return Error(StatusCode::kIoError, "{}: cannot open: {}", path, std::strerror(errno));
+  }
+  const off_t size_or = ::lseek(s->buffered_.get(), 0, SEEK_END);
+  const uint64_t size = size_or < 0 ? 0 : static_cast<uint64_t>(size_or);
+  store::Header& h = s->h_;
+  if (size < sizeof(h) + sizeof(store::Footer)) return Bad(path, "truncated: too small for a store");
+  MOE_TRY(PreadFully(s->pread_, s->buffered_.get(), 0, &h, sizeof(h), path));
+  if (std::memcmp(h.magic, store::kMagic, 8) != 0) return Bad(path, "bad magic: not an expert store");
+  if (h.version > store::kVersion) {
+    return Error(StatusCode::kUnsupported, "{}: store version {} is newer than {} (upgrade "
+                 "moestream or re-convert)", path, h.version, store::kVersion);
+  }
+  if (h.header_bytes < sizeof(store::Header) || h.header_bytes > store::kBlocksOffset) {
+    return Bad(path, fmt::format("header_bytes {} out of range", h.header_bytes));
+  }
+  store::Footer f;
+  MOE_TRY(PreadFully(s->pread_, s->buffered_.get(), size - sizeof(f), &f, sizeof(f), path));
+  if (std::memcmp(f.magic, store::kFooterMagic, 8) != 0 || f.file_bytes != size) {
+    return Error(StatusCode::kIntegrity, "{}: no footer or size {} differs from the footer's: "
+                 "truncated or incomplete store", path, size);
+  }
+  if (h.dtype > 2) return Bad(path, fmt::format("dtype code {} unknown", h.dtype));
+  s->g_.hidden = h.hidden;
+  s->g_.intermediate = h.intermediate;
+  s->g_.type = ToWeightType(h.dtype);
+  if (h.hidden != expect.hidden || h.intermediate != expect.intermediate ||
+      static_cast<int64_t>(h.n_layers) != n_layers || static_cast<int64_t>(h.n_experts) != n_experts) {
+    return Bad(path, fmt::format("geometry H={} I={} layers={} experts={} differs from config.json "
+                                 "(H={} I={} layers={} experts={})", h.hidden, h.intermediate,
+                                 h.n_layers, h.n_experts, expect.hidden, expect.intermediate,
+                                 n_layers, n_experts));
+  }
+  if (h.block_bytes != s->g_.block_bytes() || h.block_stride % store::kAlign != 0 ||
+      h.block_stride < h.block_bytes || h.blocks_offset % store::kAlign != 0 ||
+      h.n_blocks > (1u << 24) || h.index_bytes != h.n_blocks * sizeof(store::IndexEntry) ||
+      h.index_offset != h.blocks_offset + h.n_blocks * h.block_stride ||
+      f.index_offset != h.index_offset ||
+      h.index_offset + h.index_bytes + sizeof(store::Footer) != size) {
+    return Bad(path, "inconsistent header sizes/offsets (truncated or corrupt)");
+  }
+  s->index_.resize(h.n_blocks);
+  MOE_TRY(PreadFully(s->pread_, s->buffered_.get(), h.index_offset, s->index_.data(),
+                     h.index_bytes, path));
+  if (XXH64(s->index_.data(), h.index_bytes, h.model_id) != f.index_xxh64) {
+    return Error(StatusCode::kIntegrity, "{}: index checksum mismatch", path);
+  }
+  s->n_layers_ = n_layers;
+  s->n_experts_ = n_experts;
+  s->has_.assign(static_cast<size_t>(n_layers), 0);
+  s->entry_of_.assign(static_cast<size_t>(n_layers * n_experts), SIZE_MAX);
+  for (size_t i = 0; i < s->index_.size(); ++i) {
+    const store::IndexEntry& e = s->index_[i];
+    if (e.layer >= h.n_layers || e.expert >= h.n_experts || e.size != h.block_bytes ||
+        e.dtype != h.dtype || e.offset % store::kAlign != 0 || e.offset < h.blocks_offset ||
+        e.offset + h.block_stride > h.index_offset) {
+      return Bad(path, fmt::format("index entry {}: bad layer/expert/offset/size", i));
+    }
+    size_t& slot = s->entry_of_[e.layer * h.n_experts + e.expert];
+    if (slot != SIZE_MAX) return Bad(path, fmt::format("index entry {}: duplicate block", i));
+    slot = i;
+    s->has_[e.layer] = 1;
+  }
+  for (int64_t l = 0; l < n_layers; ++l) {
+    if (!s->has_[static_cast<size_t>(l)]) continue;
+    for (int64_t e = 0; e < n_experts; ++e) {
+      if (s->entry_of_[static_cast<size_t>(l * n_experts + e)] == SIZE_MAX) {
+        return Bad(path, fmt::format("index: layer {} expert {} missing", l, e));
+      }
+    }
+  }
+  if (opts.io != IoMode::kBuffered) {
+    s->direct_ = Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT));
+    if (s->direct_.get() < 0 && opts.io == IoMode::kDirect) {
+      return Error(StatusCode::kIoError, "{}: --io direct: cannot open with O_DIRECT: {}", path,
+                   std::strerror(errno));
+    }
+  }
+  return std::unique_ptr<ExpertSource>(std::move(s));
+}
+
+Result<uint64_t> VerifyExpertStore(const ExpertSource& src) {
+  void* buf = std::aligned_alloc(store::kAlign,
+                                 (src.dst_bytes() + store::kAlign - 1) / store::kAlign * store::kAlign);
+  if (!buf) return Error(StatusCode::kResourceExhausted, "verify: cannot allocate a block buffer");
+  uint64_t n = 0;
+  Status st;
+  for (int64_t l = 0; l < src.n_layers() && st.ok(); ++l) {
+    if (!src.has_experts(l)) continue;
+    for (int64_t e = 0; e < src.n_experts() && st.ok(); ++e, ++n) st = src.Read(l, e, buf);
+  }
+  std::free(buf);
+  if (!st.ok()) return st;
+  return n;
+}
+
+}  // namespace moe

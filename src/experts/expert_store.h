@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: Apache-2.0
+// Reads a converted expert store (store_format.h) as an ExpertSource: one pread per block,
+// O_DIRECT when allowed and the destination is 4 KiB aligned (cache slots are), checksum
+// verified on every read (a mismatch is kIntegrity naming layer and expert; the block is not
+// handed out). Immutable after Open; Read is thread-safe.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+
+#include "experts/expert_source.h"
+#include "util/status.h"
+
+namespace moe {
+
+// pread(2)'s signature: the test hook for injecting EIO, EINTR, short reads and delays.
+using PreadFn = ssize_t (*)(int fd, void* buf, size_t count, off_t offset);
+
+enum class IoMode { kAuto, kDirect, kBuffered };
+Result<IoMode> ParseIoMode(const std::string& s);
+
+struct StoreOpenOptions {
+  IoMode io = IoMode::kAuto;   // kDirect: refuse if O_DIRECT cannot be opened
+  PreadFn pread_fn = nullptr;  // null = ::pread
+};
+
+// True when `dir` holds a store marker file.
+bool IsExpertStore(const std::string& dir);
+
+// Opens STORE/experts.bin, checks header, footer, index (every (MoE layer, expert) exactly once,
+// offsets aligned and inside the file) against `expect` (geometry and layer count from the
+// config; type is taken from the store when expect.type mismatches → kInvalidFormat).
+// Errors: kIntegrity (no marker, no footer, index checksum), kUnsupported (newer version),
+// kInvalidFormat (bad fields), kIoError.
+Result<std::unique_ptr<ExpertSource>> OpenExpertStore(const std::string& dir,
+                                                      const ExpertGeometry& expect,
+                                                      int64_t n_layers, int64_t n_experts,
+                                                      const StoreOpenOptions& opts);
+
+// Reads every block and checks its checksum. Returns the number of blocks checked.
+Result<uint64_t> VerifyExpertStore(const ExpertSource& store);
+
+// Reads exactly n bytes at off through fn, retrying EINTR/EAGAIN (bounded) and continuing short
+// reads; EOF → kIoError "truncated". `path` labels errors.
+Status PreadFully(PreadFn fn, int fd, uint64_t off, void* dst, size_t n, const std::string& path);
+
+}  // namespace moe

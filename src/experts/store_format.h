@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: Apache-2.0
+// On-disk structures of the converted expert store (docs/expert_store_format.md).
+//
+// Goals: each expert's gate|up|down is ONE contiguous, 4 KiB-aligned block in the engine layout
+// (one O_DIRECT read per miss, straight into a cache slot); every block carries an xxHash64
+// bound to its identity (seeded with model id, layer and expert), so corrupt or swapped blocks
+// are detected; readers of version 1 can read files whose header grew (header_bytes); an
+// incomplete file (no footer) is refused.
+// Non-goals: quantisation, compression, cross-endian files (little-endian only).
+#pragma once
+
+#include <bit>
+#include <cstdint>
+
+namespace moe::store {
+
+static_assert(std::endian::native == std::endian::little, "the store is little-endian");
+
+inline constexpr char kMagic[8] = {'M', 'O', 'E', 'S', 'T', 'O', 'R', 'E'};
+inline constexpr char kFooterMagic[8] = {'M', 'O', 'E', 'S', 'T', 'E', 'N', 'D'};
+inline constexpr uint32_t kVersion = 1;
+inline constexpr uint64_t kAlign = 4096;
+inline constexpr uint64_t kBlocksOffset = 4096;  // header page
+inline constexpr char kExpertsFile[] = "experts.bin";
+inline constexpr char kMarkerFile[] = "moestream-store.json";  // written last: store complete
+inline constexpr char kDenseFile[] = "model.safetensors";     // non-expert tensors
+
+// Expert dtype codes (match kernels::WeightType).
+enum class StoreDType : uint32_t { kF32 = 0, kBF16 = 1, kF16 = 2 };
+
+// At offset 0. Fields are only ever appended; header_bytes says how many were written.
+struct Header {
+  char magic[8];
+  uint32_t version;
+  uint32_t header_bytes;  // sizeof(Header) of the writer
+  uint64_t model_id;      // xxHash64 of the source config.json bytes
+  uint32_t n_layers;      // all decoder layers (dense layers have no blocks)
+  uint32_t n_experts;     // per MoE layer
+  uint64_t hidden;
+  uint64_t intermediate;
+  uint32_t dtype;  // StoreDType
+  uint32_t reserved;
+  uint64_t block_bytes;   // 3 × I × H × dtype bytes
+  uint64_t block_stride;  // block_bytes rounded up to kAlign
+  uint64_t blocks_offset;
+  uint64_t n_blocks;
+  uint64_t index_offset;  // = blocks_offset + n_blocks × block_stride
+  uint64_t index_bytes;   // n_blocks × sizeof(IndexEntry)
+};
+static_assert(sizeof(Header) == 104);
+
+struct IndexEntry {
+  uint32_t layer;
+  uint32_t expert;
+  uint64_t offset;  // absolute, multiple of kAlign
+  uint64_t size;    // block_bytes
+  uint32_t dtype;
+  uint32_t reserved;
+  uint64_t xxh64;   // of the block's `size` bytes, seed BlockSeed(model_id, layer, expert)
+};
+static_assert(sizeof(IndexEntry) == 40);
+
+// Right after the index; its presence (and the marker file) is what makes a store complete.
+struct Footer {
+  char magic[8];
+  uint64_t index_offset;
+  uint64_t index_xxh64;  // of the index bytes, seed model_id
+  uint64_t file_bytes;   // total size of experts.bin
+};
+static_assert(sizeof(Footer) == 32);
+
+inline uint64_t BlockSeed(uint64_t model_id, uint32_t layer, uint32_t expert) {
+  return model_id ^ ((static_cast<uint64_t>(layer) << 32 | expert) * 0x9E3779B97F4A7C15ull);
+}
+
+}  // namespace moe::store

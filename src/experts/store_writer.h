@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: Apache-2.0
+// Converts a checkpoint into an expert store directory (docs/expert_store_format.md):
+// experts.bin (every expert block, 4 KiB aligned, checksummed), model.safetensors (the dense
+// tensors, so the ordinary checkpoint code loads them), copies of config/tokenizer files, and
+// the marker file written last.
+//
+// Crash safety: everything is written under OUT.partial/; blocks are journaled (data synced
+// before its journal record), so re-running continues where it stopped and produces the same
+// bytes as an uninterrupted run; a source whose files changed (size/mtime) is not resumed but
+// restarted. At the end: fsync, rename OUT.partial → OUT, fsync of the parent directory.
+// Memory: one block buffer plus a 4 MiB copy buffer, whatever the model size.
+#pragma once
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "experts/expert_source.h"
+#include "formats/safetensors.h"
+#include "util/status.h"
+
+namespace moe {
+
+struct StoreWriterInput {
+  std::string source_dir;  // the HF folder (config.json, tokenizer files, shards)
+  std::string out_dir;     // must not exist
+  const ExpertSource* experts = nullptr;
+  const Checkpoint* checkpoint = nullptr;
+  std::vector<std::string> dense_tensors;  // names copied into model.safetensors
+  FILE* progress = nullptr;                // progress bar target (null = quiet)
+  uint64_t slow_us_per_block = 0;          // testing only: sleep per block (kill -9 tests)
+};
+
+struct StoreWriterResult {
+  uint64_t blocks_written = 0;  // this run (excludes blocks resumed from the journal)
+  uint64_t blocks_resumed = 0;
+  uint64_t bytes_written = 0;
+  double seconds = 0;
+  bool restarted = false;  // a stale partial output from a changed source was discarded
+};
+
+Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in);
+
+}  // namespace moe

@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: Apache-2.0
+// ExpertCache + Loader + CacheProvider against an in-memory source that counts its reads.
+#include <gtest/gtest.h>
+
+#include <random>
+#include <thread>
+
+#include "experts/expert_cache.h"
+#include "fake_source.h"
+
+namespace moe {
+namespace {
+
+using testing::FakeSource;
+
+std::unique_ptr<ExpertCache> MakeCache(const ExpertSource& src, uint64_t n_blocks, int64_t k,
+                                       PolicyKind policy = PolicyKind::kLru) {
+  ExpertCacheOptions o;
+  o.budget_bytes = n_blocks * 4096;  // fake blocks are 3×16×8×4 = 1536 B → one 4 KiB slot
+  o.top_k = k;
+  o.policy.kind = policy;
+  o.wait_timeout_ms = 20000;
+  auto c = ExpertCache::Create(src, o);
+  EXPECT_TRUE(c.ok()) << c.status().message();
+  return c.ok() ? std::move(c).value() : nullptr;
+}
+
+// The view's bytes are exactly the source's block for (layer, expert).
+bool BlockMatches(const ExpertView& v, int64_t layer, int64_t expert, uint64_t bytes) {
+  const auto* p = static_cast<const uint8_t*>(v.gate.data);
+  for (uint64_t i = 0; i < bytes; ++i) {
+    if (p[i] != FakeSource::ByteOf(layer, expert, i)) return false;
+  }
+  return true;
+}
+
+TEST(ExpertCacheTest, BudgetBelowTopKIsRefusedAndHugeBudgetClamps) {
+  FakeSource src(2, 8);
+  ExpertCacheOptions o;
+  o.top_k = 4;
+  o.budget_bytes = 3 * 4096 + 4095;
+  auto small = ExpertCache::Create(src, o);
+  ASSERT_FALSE(small.ok());
+  EXPECT_EQ(small.status().code(), StatusCode::kUsage);
+  EXPECT_NE(small.status().message().find("cache too small: need ≥ 4×4096"), std::string::npos)
+      << small.status().message();
+  o.budget_bytes = 4 * 4096;
+  auto exact = ExpertCache::Create(src, o);
+  ASSERT_TRUE(exact.ok());
+  EXPECT_EQ((*exact)->n_slots(), 4u);
+  o.budget_bytes = 1ull << 30;
+  auto all = ExpertCache::Create(src, o);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ((*all)->n_slots(), 16u);
+}
+
+TEST(ExpertCacheTest, ProviderServesCorrectBytesAndCountsHits) {
+  FakeSource src(2, 8);
+  auto cache = MakeCache(src, 4, 2);
+  auto prov = cache->NewProvider();
+  const std::vector<int32_t> a = {1, 5}, b = {5, 6};
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_TRUE(prov->Begin(0, a).ok());
+    for (size_t i = 0; i < a.size(); ++i) {
+      auto v = prov->Wait(i);
+      ASSERT_TRUE(v.ok()) << v.status().message();
+      EXPECT_TRUE(BlockMatches(*v, 0, a[i], src.geometry().block_bytes()));
+    }
+    prov->End();
+  }
+  ASSERT_TRUE(prov->Begin(1, b).ok());
+  for (size_t i = 0; i < b.size(); ++i) {
+    auto v = prov->Wait(i);
+    ASSERT_TRUE(v.ok());
+    EXPECT_TRUE(BlockMatches(*v, 1, b[i], src.geometry().block_bytes()));
+  }
+  prov->End();
+  const CacheStats s = cache->Stats();
+  EXPECT_EQ(s.total.misses, 4u);  // (0,1) (0,5) (1,5) (1,6)
+  EXPECT_EQ(s.total.hits, 2u);    // second round of layer 0
+  EXPECT_EQ(s.total.evictions, 0u);
+  EXPECT_EQ(src.total_reads(), 4);
+  EXPECT_EQ(s.total.bytes_read, 4 * src.dst_bytes());
+}
+
+TEST(ExpertCacheTest, MoreActiveExpertsThanSlotsStreamsThroughWait) {
+  FakeSource src(1, 16);
+  auto cache = MakeCache(src, 2, 2);
+  auto prov = cache->NewProvider();
+  const std::vector<int32_t> all = {0, 2, 3, 7, 9, 11, 15};
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_TRUE(prov->Begin(0, all).ok());
+    for (size_t i = 0; i < all.size(); ++i) {
+      auto v = prov->Wait(i);
+      ASSERT_TRUE(v.ok()) << v.status().message();
+      EXPECT_TRUE(BlockMatches(*v, 0, all[i], src.geometry().block_bytes())) << i;
+    }
+    prov->End();
+  }
+}
+
+TEST(ExpertCacheTest, ConcurrentMissOfOneKeyIsReadOnce) {
+  FakeSource src(1, 4);
+  auto cache = MakeCache(src, 4, 1);
+  src.Block(true);
+  const uint32_t s1 = cache->TryAcquire({0, 2});
+  const uint32_t s2 = cache->TryAcquire({0, 2});
+  ASSERT_NE(s1, ExpertCache::kNoSlot);
+  EXPECT_EQ(s1, s2);
+  std::thread waiter([&] {
+    auto r = cache->WaitReady(s2, {0, 2});
+    EXPECT_TRUE(r.ok());
+  });
+  src.Block(false);
+  auto r = cache->WaitReady(s1, {0, 2});
+  ASSERT_TRUE(r.ok());
+  waiter.join();
+  cache->Release(s1);
+  cache->Release(s2);
+  EXPECT_EQ(src.reads(0, 2), 1);
+  EXPECT_EQ(cache->Stats().total.joins, 1u);
+}
+
+TEST(ExpertCacheTest, FailedReadIsDeliveredAndNeverServed) {
+  FakeSource src(1, 4);
+  auto cache = MakeCache(src, 2, 2);
+  auto prov = cache->NewProvider();
+  src.Fail(0, 3, true);
+  const std::vector<int32_t> e = {1, 3};
+  ASSERT_TRUE(prov->Begin(0, e).ok());
+  ASSERT_TRUE(prov->Wait(0).ok());
+  auto bad = prov->Wait(1);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kIoError);
+  EXPECT_NE(bad.status().message().find("layer 0 expert 3"), std::string::npos);
+  prov->End();
+  // The failed slot went back to Empty: the next request reads again and gets good bytes.
+  src.Fail(0, 3, false);
+  ASSERT_TRUE(prov->Begin(0, e).ok());
+  auto good = prov->Wait(1);
+  ASSERT_TRUE(good.ok());
+  EXPECT_TRUE(BlockMatches(*good, 0, 3, src.geometry().block_bytes()));
+  prov->End();
+  EXPECT_EQ(src.reads(0, 3), 2);
+  EXPECT_EQ(cache->Stats().read_errors, 1u);
+}
+
+TEST(ExpertCacheTest, ManyThreadsOverlappingExpertsOneReadPerMiss) {
+  FakeSource src(3, 12);
+  for (PolicyKind pk : {PolicyKind::kLru, PolicyKind::kLfu, PolicyKind::kLayerCyclic}) {
+    auto cache = MakeCache(src, 10, 3, pk);
+    const int before = src.total_reads();
+    std::vector<std::thread> threads;
+    std::atomic<int> bad{0};
+    for (int t = 0; t < 6; ++t) {
+      threads.emplace_back([&, t] {
+        auto prov = cache->NewProvider();
+        std::mt19937 rng(static_cast<uint32_t>(t + 1));
+        for (int step = 0; step < 150; ++step) {
+          const int64_t layer = step % 3;
+          std::vector<int32_t> e;
+          for (int32_t x = 0; x < 12 && e.size() < 3; ++x) {
+            if (rng() % 3 == 0) e.push_back(x);
+          }
+          if (e.empty()) e.push_back(static_cast<int32_t>(rng() % 12));
+          if (!prov->Begin(layer, e).ok()) ++bad;
+          for (size_t i = 0; i < e.size(); ++i) {
+            auto v = prov->Wait(i);
+            if (!v.ok() || !BlockMatches(*v, layer, e[i], src.geometry().block_bytes())) ++bad;
+          }
+          if (step % 7 == 0) prov->Hint((layer + 1) % 3, e);
+          prov->End();
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(bad.load(), 0) << PolicyKindName(pk);
+    const CacheStats s = cache->Stats();
+    EXPECT_EQ(static_cast<uint64_t>(src.total_reads() - before),
+              s.total.misses + s.total.prefetch_issued)
+        << PolicyKindName(pk);
+  }
+}
+
+TEST(ExpertCacheTest, HintPrefetchesAndMeasuresLookahead) {
+  FakeSource src(2, 8);
+  auto cache = MakeCache(src, 6, 2);
+  auto prov = cache->NewProvider();
+  const std::vector<int32_t> predicted = {1, 2, 3}, actual = {2, 3};
+  prov->Hint(1, predicted);
+  ASSERT_TRUE(prov->Begin(1, actual).ok());
+  for (size_t i = 0; i < actual.size(); ++i) ASSERT_TRUE(prov->Wait(i).ok());
+  prov->End();
+  const CacheStats s = cache->Stats();
+  EXPECT_EQ(s.layers[1].prefetch_issued, 3u);
+  EXPECT_EQ(s.layers[1].prefetch_used, 2u);
+  EXPECT_EQ(s.layers[1].misses, 0u);
+  EXPECT_EQ(s.layers[1].predicted, 3u);
+  EXPECT_EQ(s.layers[1].actual, 2u);
+  EXPECT_EQ(s.layers[1].predicted_and_actual, 2u);
+  EXPECT_EQ(src.total_reads(), 3);
+}
+
+TEST(ExpertCacheTest, ParseByteSize) {
+  EXPECT_EQ(ParseByteSize("128K", "x").value(), 128u << 10);
+  EXPECT_EQ(ParseByteSize("3G", "x").value(), 3ull << 30);
+  EXPECT_EQ(ParseByteSize("512MiB", "x").value(), 512ull << 20);
+  EXPECT_EQ(ParseByteSize("4096", "x").value(), 4096u);
+  EXPECT_EQ(ParseByteSize("12Q", "x").status().code(), StatusCode::kUsage);
+  EXPECT_EQ(ParseByteSize("", "x").status().code(), StatusCode::kUsage);
+  EXPECT_EQ(ParseByteSize("99999999999999999999", "x").status().code(), StatusCode::kUsage);
+  EXPECT_EQ(ParseByteSize("99999999999G", "x").status().code(), StatusCode::kUsage);
+}
+
+}  // namespace
+}  // namespace moe

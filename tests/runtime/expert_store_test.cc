@@ -1,0 +1,288 @@
+// SPDX-License-Identifier: Apache-2.0
+// The converted expert store: same bits as the HF shards for every fixture and budget, corrupt /
+// swapped / truncated / incomplete stores refused with errors naming the block, and I/O faults
+// injected through the PreadFn hook (EIO delivered, EINTR and short reads retried).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "experts/expert_cache.h"
+#include "experts/expert_store.h"
+#include "experts/store_format.h"
+#include "streaming_fixture.h"
+#include "util/checked_math.h"
+
+namespace moe {
+namespace {
+
+namespace fs = std::filesystem;
+using streaming::ModelDir;
+using streaming::Prompt;
+using streaming::RunLogits;
+
+std::string Convert(const std::string& fixture, const std::string& tag) {
+  const std::string out = std::string(MOE_BINARY_DIR) + "/test_stores/" + fixture + "-" + tag +
+                          "-" + std::to_string(::getpid());
+  fs::remove_all(out);
+  fs::remove_all(out + ".partial");
+  fs::create_directories(fs::path(out).parent_path());
+  const std::string cmd = std::string(MOESTREAM_BIN_PATH) + " convert --quiet --model " +
+                          ModelDir(fixture) + " --out " + out;
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  return out;
+}
+
+std::vector<char> Slurp(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), {}};
+}
+void Spit(const std::string& p, const std::vector<char>& d) {
+  std::ofstream f(p, std::ios::binary | std::ios::trunc);
+  f.write(d.data(), static_cast<std::streamsize>(d.size()));
+}
+
+class StoreFixtureTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(StoreFixtureTest, StoreIsBitIdenticalToHfShardsAtEveryBudget) {
+  const std::string store = Convert(GetParam(), "bits");
+  EngineOptions ro;
+  ro.model_dir = ModelDir(GetParam());
+  auto hf = Engine::Open(ro);
+  ASSERT_TRUE(hf.ok()) << hf.status().message();
+  const std::vector<int32_t> prompt = Prompt(ro.model_dir);
+  const std::vector<float> want = RunLogits(**hf, prompt, 32, false);
+  ro.model_dir = store;
+  auto res = Engine::Open(ro);
+  ASSERT_TRUE(res.ok()) << res.status().message();
+  EXPECT_EQ(0, std::memcmp(RunLogits(**res, prompt, 32, false).data(), want.data(), want.size() * 4));
+  const ExpertSource& src = (*res)->expert_source();
+  const uint64_t slot = RoundUp(src.geometry().block_bytes(), 4096);
+  int64_t n_total = 0;
+  for (int64_t l = 0; l < src.n_layers(); ++l) n_total += src.has_experts(l) ? src.n_experts() : 0;
+  for (int64_t n = (*res)->top_k(); n <= n_total; ++n) {
+    for (const char* io : {"direct", "buffered"}) {
+      EngineOptions o = ro;
+      o.expert_cache = std::to_string(n * static_cast<int64_t>(slot));
+      o.io_mode = io;
+      auto e = Engine::Open(o);
+      ASSERT_TRUE(e.ok()) << e.status().message();
+      const std::vector<float> got = RunLogits(**e, prompt, 3, false);
+      EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * 4)) << n << " " << io;
+    }
+  }
+  // Deterministic: a second conversion is byte-identical, file by file.
+  const std::string again = Convert(GetParam(), "again");
+  for (const auto& ent : fs::directory_iterator(store)) {
+    EXPECT_EQ(Slurp(ent.path().string()), Slurp(again + "/" + ent.path().filename().string()))
+        << ent.path();
+  }
+  EXPECT_EQ(std::distance(fs::directory_iterator(store), {}),
+            std::distance(fs::directory_iterator(again), {}));
+  fs::remove_all(store);
+  fs::remove_all(again);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, StoreFixtureTest,
+                         ::testing::Values("base", "tied", "mha_yarn", "omni", "fused", "fused_t"));
+
+struct Opened {
+  std::unique_ptr<Engine> hf;
+  std::unique_ptr<ExpertSource> store;
+};
+
+Result<std::unique_ptr<ExpertSource>> OpenStore(const std::string& dir, const Engine& hf,
+                                                PreadFn fn = nullptr, IoMode io = IoMode::kAuto) {
+  StoreOpenOptions so;
+  so.pread_fn = fn;
+  so.io = io;
+  return OpenExpertStore(dir, hf.expert_source().geometry(), hf.config().num_hidden_layers,
+                         hf.config().num_experts, so);
+}
+
+std::unique_ptr<Engine> OpenHf(const std::string& fixture) {
+  EngineOptions o;
+  o.model_dir = ModelDir(fixture);
+  auto e = Engine::Open(o);
+  EXPECT_TRUE(e.ok());
+  return std::move(e).value();
+}
+
+int64_t FirstMoeLayer(const ExpertSource& s) {
+  for (int64_t l = 0; l < s.n_layers(); ++l) {
+    if (s.has_experts(l)) return l;
+  }
+  return -1;
+}
+
+TEST(ExpertStoreTest, FlippedBitIsAnIntegrityErrorNamingTheBlock) {
+  const std::string store = Convert("base", "flip");
+  auto hf = OpenHf("base");
+  const std::string bin = store + "/experts.bin";
+  std::vector<char> bytes = Slurp(bin);
+  bytes[store::kBlocksOffset + 1000] ^= 0x10;  // first block: first MoE layer, expert 0
+  Spit(bin, bytes);
+  auto src = OpenStore(store, *hf);
+  ASSERT_TRUE(src.ok()) << src.status().message();
+  const int64_t l = FirstMoeLayer(**src);
+  std::vector<char> buf((*src)->dst_bytes());
+  Status st = (*src)->Read(l, 0, buf.data());
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), StatusCode::kIntegrity);
+  EXPECT_NE(st.message().find(fmt::format("layer {} expert 0", l)), std::string::npos)
+      << st.message();
+  EXPECT_TRUE((*src)->Read(l, 1, buf.data()).ok());
+  // The cache never serves it: the wait gets the error.
+  ExpertCacheOptions co;
+  co.budget_bytes = 1 << 20;
+  co.top_k = 1;
+  auto cache = ExpertCache::Create(**src, co);
+  ASSERT_TRUE(cache.ok());
+  auto prov = (*cache)->NewProvider();
+  const std::vector<int32_t> e = {0};
+  ASSERT_TRUE(prov->Begin(l, e).ok());
+  auto v = prov->Wait(0);
+  ASSERT_FALSE(v.ok());
+  EXPECT_EQ(v.status().code(), StatusCode::kIntegrity);
+  prov->End();
+  // The CLI in resident mode reports it with exit code 6.
+  const std::string cmd = std::string(MOESTREAM_BIN_PATH) + " eval --model " + store +
+                          " --tokens 1,2 --logits-out /dev/null 2>/dev/null";
+  EXPECT_EQ(WEXITSTATUS(std::system(cmd.c_str())), 6);
+  fs::remove_all(store);
+}
+
+TEST(ExpertStoreTest, SwappedBlocksAreDetected) {
+  const std::string store = Convert("base", "swap");
+  auto hf = OpenHf("base");
+  const std::string bin = store + "/experts.bin";
+  std::vector<char> bytes = Slurp(bin);
+  auto src0 = OpenStore(store, *hf);
+  ASSERT_TRUE(src0.ok());
+  const uint64_t stride = (*src0)->dst_bytes();
+  src0.value().reset();
+  std::swap_ranges(bytes.begin() + store::kBlocksOffset,
+                   bytes.begin() + static_cast<ptrdiff_t>(store::kBlocksOffset + stride),
+                   bytes.begin() + static_cast<ptrdiff_t>(store::kBlocksOffset + stride));
+  Spit(bin, bytes);
+  auto src = OpenStore(store, *hf);
+  ASSERT_TRUE(src.ok());
+  const int64_t l = FirstMoeLayer(**src);
+  std::vector<char> buf(stride);
+  EXPECT_EQ((*src)->Read(l, 0, buf.data()).code(), StatusCode::kIntegrity);
+  EXPECT_EQ((*src)->Read(l, 1, buf.data()).code(), StatusCode::kIntegrity);
+  auto verify = VerifyExpertStore(**src);
+  EXPECT_EQ(verify.status().code(), StatusCode::kIntegrity);
+  fs::remove_all(store);
+}
+
+TEST(ExpertStoreTest, TruncatedOrIncompleteStoresAreRefused) {
+  const std::string store = Convert("base", "trunc");
+  auto hf = OpenHf("base");
+  const std::string bin = store + "/experts.bin";
+  std::vector<char> bytes = Slurp(bin);
+  Spit(bin, std::vector<char>(bytes.begin(), bytes.end() - 100));
+  auto t = OpenStore(store, *hf);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), StatusCode::kIntegrity) << t.status().message();
+  Spit(bin, std::vector<char>(bytes.begin(), bytes.begin() + 5000));
+  EXPECT_FALSE(OpenStore(store, *hf).ok());
+  Spit(bin, bytes);
+  ASSERT_TRUE(OpenStore(store, *hf).ok());
+  fs::remove(store + "/moestream-store.json");
+  auto m = OpenStore(store, *hf);
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), StatusCode::kIntegrity);
+  EXPECT_NE(m.status().message().find("incomplete store"), std::string::npos);
+  fs::remove_all(store);
+}
+
+// --- Fault injection through the pread hook. ---
+std::atomic<int> g_calls{0};
+std::atomic<int> g_mode{0};  // 0 pass, 1 EINTR every other call, 2 short reads, 3 EIO, 4 EAGAIN
+
+ssize_t FaultyPread(int fd, void* buf, size_t n, off_t off) {
+  const int c = g_calls.fetch_add(1);
+  switch (g_mode.load()) {
+    case 1:
+      if (c % 2 == 0) {
+        errno = EINTR;
+        return -1;
+      }
+      break;
+    case 2: {
+      // Short reads of 4 KiB (O_DIRECT-safe) or 1000 bytes (buffered).
+      const size_t cap = (reinterpret_cast<uintptr_t>(buf) % 4096 == 0 && off % 4096 == 0) ? 4096 : 1000;
+      return ::pread(fd, buf, std::min(n, cap), off);
+    }
+    case 3:
+      errno = EIO;
+      return -1;
+    case 4:
+      if (c % 3 != 2) {
+        errno = EAGAIN;
+        return -1;
+      }
+      break;
+  }
+  return ::pread(fd, buf, n, off);
+}
+
+TEST(ExpertStoreTest, InjectedFaultsAreRetriedOrDelivered) {
+  const std::string store = Convert("base", "fault");
+  auto hf = OpenHf("base");
+  g_mode = 0;
+  auto src = OpenStore(store, *hf, &FaultyPread);
+  ASSERT_TRUE(src.ok()) << src.status().message();
+  const int64_t l = FirstMoeLayer(**src);
+  const uint64_t bytes = (*src)->geometry().block_bytes();
+  std::vector<char> want(bytes);
+  ASSERT_TRUE(hf->expert_source().Read(l, 2, want.data()).ok());
+  for (int mode : {1, 2, 4}) {
+    g_mode = mode;
+    for (bool aligned : {true, false}) {
+      alignas(4096) static char buf[1 << 20];
+      char* dst = aligned ? buf : buf + 64;
+      ASSERT_LE((*src)->dst_bytes() + 64, sizeof(buf));
+      Status st = (*src)->Read(l, 2, dst);
+      ASSERT_TRUE(st.ok()) << "mode " << mode << ": " << st.message();
+      EXPECT_EQ(0, std::memcmp(dst, want.data(), bytes)) << "mode " << mode;
+    }
+  }
+  // EIO through the cache: the waiting compute gets the error; no hang; a later read succeeds.
+  ExpertCacheOptions co;
+  co.budget_bytes = 1 << 20;
+  co.top_k = 2;
+  co.wait_timeout_ms = 10000;
+  auto cache = ExpertCache::Create(**src, co);
+  ASSERT_TRUE(cache.ok());
+  auto prov = (*cache)->NewProvider();
+  const std::vector<int32_t> e = {1, 3};
+  g_mode = 3;
+  ASSERT_TRUE(prov->Begin(l, e).ok());
+  for (size_t i = 0; i < e.size(); ++i) {
+    auto v = prov->Wait(i);
+    ASSERT_FALSE(v.ok());
+    EXPECT_EQ(v.status().code(), StatusCode::kIoError);
+    EXPECT_NE(v.status().message().find(fmt::format("layer {} expert {}", l, e[i])),
+              std::string::npos) << v.status().message();
+  }
+  prov->End();
+  g_mode = 0;
+  ASSERT_TRUE(prov->Begin(l, e).ok());
+  auto v = prov->Wait(0);
+  ASSERT_TRUE(v.ok()) << v.status().message();
+  std::vector<char> want1(bytes);
+  ASSERT_TRUE(hf->expert_source().Read(l, 1, want1.data()).ok());
+  EXPECT_EQ(0, std::memcmp(v->gate.data, want1.data(), bytes));
+  prov->End();
+  EXPECT_EQ((*cache)->Stats().read_errors, 2u);
+  fs::remove_all(store);
+}
+
+}  // namespace
+}  // namespace moe

@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "model_flags.h"
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 
 #include "util/file.h"
 #include "util/thread_pool.h"
@@ -9,7 +13,7 @@
 namespace moe::app {
 
 void ModelFlags::Register(Flags& f) {
-  f.String("model", &engine.model_dir, "Hugging Face model folder (config.json, *.safetensors)");
+  f.String("model", &engine.model_dir, "Hugging Face model folder or converted store (default: the bundled models/qwen3-moe-ref)");
   f.Int("threads", &threads, "compute threads (default: all CPUs)");
   f.Int("ctx", &session.max_context, "maximum context length in tokens (default 4096)");
   f.Int("batch", &session.max_batch, "prefill batch size in tokens (default 32)");
@@ -61,6 +65,25 @@ Status ModelFlags::ReportExpertStats(const Engine& e, bool print) const {
   if (stats_json.empty()) return Status::Ok();
   const std::string j = s.Json();
   return WriteFileAtomic(stats_json, j.data(), j.size());
+}
+
+std::string DefaultModelDir() {
+  namespace fs = std::filesystem;
+  if (const char* env = std::getenv("MOESTREAM_MODEL"); env && *env) return env;
+  const char* rel = "models/qwen3-moe-ref";
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    for (const fs::path& base : {exe.parent_path().parent_path(), exe.parent_path()}) {
+      if (fs::exists(base / rel / "config.json", ec)) return (base / rel).string();
+    }
+  }
+  return std::string(MOE_SOURCE_DIR) + "/" + rel;
+}
+
+Status ModelFlags::ResolveModelDir() {
+  if (engine.model_dir.empty()) engine.model_dir = DefaultModelDir();
+  return Status::Ok();
 }
 
 void ModelFlags::WarnIfLossy() const {

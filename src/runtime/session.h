@@ -49,6 +49,11 @@ class Session {
   int64_t max_context() const { return max_ctx_; }
   int64_t vocab_size() const { return V_; }
   void Reset() { n_past_ = 0; }
+  // Forgets positions ≥ n (their KV entries are overwritten by later tokens): reuses a shared
+  // prefix, e.g. the earlier turns of a chat.
+  void Truncate(int64_t n) {
+    if (n < n_past_) n_past_ = n < 0 ? 0 : n;
+  }
   // When set, every routing decision is appended here (allocates; analysis only).
   void set_route_recorder(std::vector<RouteRecord>* r) { recorder_ = r; }
 

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "cli_runner.h"
+#include "tokenizer/tokenizer.h"
 
 namespace moe {
 namespace {
@@ -114,6 +115,37 @@ TEST(EvalCliTest, BadRequestsGetUsageErrors) {
   EXPECT_EQ(r.exit_code, 2) << r.err;
   r = testing::RunCli({"frobnicate"}, s.path);
   EXPECT_EQ(r.exit_code, 2);
+}
+
+}  // namespace
+}  // namespace moe
+
+namespace moe {
+namespace {
+
+// generate --prompt on the bundled model: the prompt text encodes to the ids HF's tokenizer gave
+// (recorded with the fixtures) and the greedy continuation decodes to HF's greedy tokens.
+TEST(GenerateCliTest, PromptTextOnBundledModelMatchesTransformers) {
+  const std::string root = MOE_SOURCE_DIR;
+  const auto fx = nlohmann::json::parse(Slurp(root + "/tests/data/refmodel/fixtures.json"));
+  auto tok = Tokenizer::Load(root + "/models/qwen3-moe-ref");
+  ASSERT_TRUE(tok.ok()) << tok.status().message();
+  Scratch s;
+  for (const auto& p : fx["passages"]) {
+    const std::string text = p["text"];
+    auto ids = tok->Encode(text);
+    ASSERT_TRUE(ids.ok());
+    EXPECT_EQ(*ids, p["token_ids"].get<std::vector<int32_t>>()) << p["name"];
+    const auto greedy = p["greedy_continuation"].get<std::vector<int32_t>>();
+    auto expected = tok->Decode(greedy, /*skip_special_tokens=*/true);
+    ASSERT_TRUE(expected.ok());
+    // No --model: the bundled model is the default.
+    const auto r = testing::RunCli({"generate", "--prompt", text, "-n",
+                                    std::to_string(greedy.size()), "--ignore-eos"},
+                                   s.path);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, *expected + "\n") << p["name"];
+  }
 }
 
 }  // namespace

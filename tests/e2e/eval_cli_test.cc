@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "cli_runner.h"
+#include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 namespace moe {
@@ -146,6 +147,38 @@ TEST(GenerateCliTest, PromptTextOnBundledModelMatchesTransformers) {
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(r.out, *expected + "\n") << p["name"];
   }
+}
+
+}  // namespace
+}  // namespace moe
+
+namespace moe {
+namespace {
+
+// chat reuses the KV cache across turns: its greedy second reply equals a fresh greedy
+// generation from the whole rendered conversation.
+TEST(ChatCliTest, SecondTurnWithReusedCacheEqualsFreshGeneration) {
+  const std::string root = MOE_SOURCE_DIR;
+  Scratch s;
+  const std::string q1 = "What does \"lantern\" mean?", q2 = "And \"candle\"?";
+  {
+    std::ofstream in(s.path + "/in.txt");
+    in << q1 << "\n" << q2 << "\n";
+  }
+  const auto r = testing::RunCli({"chat", "--no-think", "--temperature", "0", "-n", "24"}, s.path,
+                                 s.path + "/in.txt");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::string a1, a2;
+  ASSERT_TRUE(std::getline(lines, a1));
+  ASSERT_TRUE(std::getline(lines, a2));
+  ASSERT_FALSE(a1.empty());
+  std::vector<ChatMessage> conv = {{"user", q1, std::nullopt}, {"assistant", a1, std::nullopt},
+                                   {"user", q2, std::nullopt}};
+  const std::string rendered = RenderQwen3Chat(conv, {true, false});
+  const auto g = testing::RunCli({"generate", "--prompt", rendered, "-n", "24"}, s.path);
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  EXPECT_EQ(g.out, a2 + "\n");
 }
 
 }  // namespace

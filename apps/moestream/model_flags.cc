@@ -55,15 +55,20 @@ void ModelFlags::RegisterExpertFlags(Flags& f) {
 Status ModelFlags::ReportExpertStats(const Engine& e, bool print) const {
   if (!e.expert_cache()) {
     if (!stats_json.empty()) {
-      const std::string none = "{\"mode\":\"resident\"}\n";
+      const std::string none = fmt::format("{{\"mode\":\"resident\",\"vm_hwm_bytes\":{}}}\n",
+                                           PeakRssBytes());
       return WriteFileAtomic(stats_json, none.data(), none.size());
     }
     return Status::Ok();
   }
   const CacheStats s = e.expert_cache()->Stats();
-  if (print) std::fprintf(stderr, "%s\n", s.Summary().c_str());
+  const uint64_t hwm = PeakRssBytes();
+  if (print) {
+    std::fprintf(stderr, "%s; peak RSS %.1f MiB\n", s.Summary().c_str(), hwm / 1048576.0);
+  }
   if (stats_json.empty()) return Status::Ok();
-  const std::string j = s.Json();
+  std::string j = s.Json();
+  j.insert(1, fmt::format("\"vm_hwm_bytes\":{},\"dense_bytes\":{},", hwm, e.weights().dense_bytes()));
   return WriteFileAtomic(stats_json, j.data(), j.size());
 }
 

@@ -13,6 +13,7 @@
 
 #include "experts/expert_provider.h"
 #include "runtime/engine.h"
+#include "runtime/prefetch.h"
 #include "runtime/rope.h"
 #include "runtime/router.h"
 #include "util/status.h"
@@ -73,6 +74,7 @@ class Session {
   RopeTable rope_;
   RouterOptions router_opts_;
   std::vector<RouteRecord>* recorder_ = nullptr;
+  std::unique_ptr<RouterLookahead> lookahead_;  // experts: --prefetch (runtime/prefetch.h)
 
   int64_t max_ctx_, max_batch_, n_past_ = 0;
   int64_t H_, Hq_, Hkv_, d_, E_, k_, I_moe_, I_dense_, V_;

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: Apache-2.0
+// Binding a checkpoint to its config (bad-inputs B5, B6, A10 at bind time): a required tensor
+// missing, a shape that disagrees with config.json, an unexpected tensor, a dtype we do not
+// compute with — each refused with the tensor named. Fixtures are copies of the HF-made "tied"
+// checkpoint with one tensor removed or re-shaped.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <algorithm>
+#include <functional>
+
+#include "e2e/cli_runner.h"
+#include "formats/hf_config.h"
+#include "formats/safetensors.h"
+#include "formats/test_files.h"
+#include "model/model_weights.h"
+
+namespace moe {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kSrc = std::string(MOE_SOURCE_DIR) + "/tests/data/models/tied";
+
+// Copies the fixture to `dir`, letting `edit` change its tensor list before re-encoding.
+void CopyWithEdit(const fs::path& dir, const std::function<void(std::vector<testing::StTensor>*)>& edit) {
+  auto f = SafetensorsFile::Open(kSrc + "/model.safetensors");
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  std::vector<testing::StTensor> ts;
+  for (const TensorInfo& t : f->tensors()) {
+    std::string data(t.n_bytes, '\0');
+    ASSERT_TRUE(f->file().ReadAt(t.file_offset, data.data(), data.size()).ok());
+    ts.push_back({t.name, std::string(DTypeName(t.dtype)), t.shape, data});
+  }
+  edit(&ts);
+  testing::WriteFile(dir / "model.safetensors", testing::EncodeSafetensors(ts));
+  fs::copy_file(kSrc + "/config.json", dir / "config.json");
+}
+
+Status Bind(const fs::path& dir) {
+  MOE_ASSIGN_OR_RETURN(Qwen3MoeConfig cfg, LoadHfConfig(dir.string()));
+  MOE_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::Open(dir.string()));
+  auto w = ModelWeights::Bind(cfg, ckpt);
+  return w.status();
+}
+
+// The CLI exits 3 with one stderr line naming the tensor, and writes no output file.
+void ExpectCliRefuses(const testing::TempDir& dir, const std::string& tensor) {
+  const auto r = testing::RunCli({"eval", "--model", dir.str(), "--tokens", "1,2", "--logits-out",
+                                  (dir / "logits.f32").string()},
+                                 dir.str());
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find(tensor), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "logits.f32"));
+}
+
+TEST(BindTest, UneditedCopyBinds) {
+  testing::TempDir dir;
+  CopyWithEdit(dir.path(), [](auto*) {});
+  EXPECT_TRUE(Bind(dir.path()).ok()) << Bind(dir.path()).message();
+}
+
+TEST(BindTest, B5MissingRequiredTensorIsNamed) {
+  testing::TempDir dir;
+  const std::string gone = "model.layers.3.mlp.experts.4.down_proj.weight";
+  CopyWithEdit(dir.path(), [&](std::vector<testing::StTensor>* ts) {
+    std::erase_if(*ts, [&](const testing::StTensor& t) { return t.name == gone; });
+  });
+  const Status s = Bind(dir.path());
+  EXPECT_EQ(s.code(), StatusCode::kInvalidFormat);
+  EXPECT_NE(s.message().find("1 required tensor(s) missing: " + gone), std::string::npos)
+      << s.message();
+  ExpectCliRefuses(dir, gone);
+}
+
+TEST(BindTest, B6ShapeDisagreeingWithConfigNamesBoth) {
+  testing::TempDir dir;
+  CopyWithEdit(dir.path(), [](std::vector<testing::StTensor>* ts) {
+    for (auto& t : *ts) {
+      if (t.name == "model.layers.1.mlp.experts.0.up_proj.weight") {  // [24, 48] → [23, 48]
+        t.shape = {23, 48};
+        t.data.resize(23 * 48 * 2);
+      }
+    }
+  });
+  const Status s = Bind(dir.path());
+  EXPECT_EQ(s.code(), StatusCode::kInvalidFormat);
+  EXPECT_NE(s.message().find("tensor 'model.layers.1.mlp.experts.0.up_proj.weight': shape [23, 48] "
+                             "vs [24, 48] expected from config"),
+            std::string::npos)
+      << s.message();
+  ExpectCliRefuses(dir, "model.layers.1.mlp.experts.0.up_proj.weight");
+}
+
+TEST(BindTest, UnexpectedTensorIsRefused) {
+  testing::TempDir dir;
+  CopyWithEdit(dir.path(), [](std::vector<testing::StTensor>* ts) {
+    ts->push_back({"model.layers.9.self_attn.q_proj.weight", "BF16", {2, 2}, std::string(8, '\0')});
+  });
+  const Status s = Bind(dir.path());
+  EXPECT_EQ(s.code(), StatusCode::kInvalidFormat);
+  EXPECT_NE(s.message().find("model.layers.9.self_attn.q_proj.weight"), std::string::npos)
+      << s.message();
+}
+
+TEST(BindTest, A10ValidButUncomputableDTypeIsUnsupported) {
+  testing::TempDir dir;
+  CopyWithEdit(dir.path(), [](std::vector<testing::StTensor>* ts) {
+    for (auto& t : *ts) {
+      if (t.name == "model.norm.weight") {  // 48 BF16 → 48 I16 (same bytes)
+        t.dtype = "I16";
+      }
+    }
+  });
+  const Status s = Bind(dir.path());
+  EXPECT_EQ(s.code(), StatusCode::kUnsupported);
+  EXPECT_NE(s.message().find("tensor 'model.norm.weight': dtype I16 unsupported"), std::string::npos)
+      << s.message();
+}
+
+}  // namespace
+}  // namespace moe

@@ -48,7 +48,7 @@ int Eval(int argc, char** argv) {
     flags.PrintUsage(stdout);
     return 0;
   }
-  if (st.ok() && model.engine.model_dir.empty()) st = Error(StatusCode::kUsage, "--model is required");
+  if (st.ok()) st = model.ResolveModelDir();
   if (st.ok() && tokens.empty()) st = Error(StatusCode::kUsage, "--tokens is required");
   if (st.ok() && logits_out.empty() && trace_out.empty()) {
     st = Error(StatusCode::kUsage, "nothing to write: give --logits-out and/or --trace-out");

@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "model_flags.h"
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 
 #include "util/file.h"
 #include "util/thread_pool.h"
@@ -9,7 +13,7 @@
 namespace moe::app {
 
 void ModelFlags::Register(Flags& f) {
-  f.String("model", &engine.model_dir, "Hugging Face model folder (config.json, *.safetensors)");
+  f.String("model", &engine.model_dir, "Hugging Face model folder or converted store (default: the bundled models/qwen3-moe-ref)");
   f.Int("threads", &threads, "compute threads (default: all CPUs)");
   f.Int("ctx", &session.max_context, "maximum context length in tokens (default 4096)");
   f.Int("batch", &session.max_batch, "prefill batch size in tokens (default 32)");
@@ -51,16 +55,40 @@ void ModelFlags::RegisterExpertFlags(Flags& f) {
 Status ModelFlags::ReportExpertStats(const Engine& e, bool print) const {
   if (!e.expert_cache()) {
     if (!stats_json.empty()) {
-      const std::string none = "{\"mode\":\"resident\"}\n";
+      const std::string none = fmt::format("{{\"mode\":\"resident\",\"vm_hwm_bytes\":{}}}\n",
+                                           PeakRssBytes());
       return WriteFileAtomic(stats_json, none.data(), none.size());
     }
     return Status::Ok();
   }
   const CacheStats s = e.expert_cache()->Stats();
-  if (print) std::fprintf(stderr, "%s\n", s.Summary().c_str());
+  const uint64_t hwm = PeakRssBytes();
+  if (print) {
+    std::fprintf(stderr, "%s; peak RSS %.1f MiB\n", s.Summary().c_str(), hwm / 1048576.0);
+  }
   if (stats_json.empty()) return Status::Ok();
-  const std::string j = s.Json();
+  std::string j = s.Json();
+  j.insert(1, fmt::format("\"vm_hwm_bytes\":{},\"dense_bytes\":{},", hwm, e.weights().dense_bytes()));
   return WriteFileAtomic(stats_json, j.data(), j.size());
+}
+
+std::string DefaultModelDir() {
+  namespace fs = std::filesystem;
+  if (const char* env = std::getenv("MOESTREAM_MODEL"); env && *env) return env;
+  const char* rel = "models/qwen3-moe-ref";
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    for (const fs::path& base : {exe.parent_path().parent_path(), exe.parent_path()}) {
+      if (fs::exists(base / rel / "config.json", ec)) return (base / rel).string();
+    }
+  }
+  return std::string(MOE_SOURCE_DIR) + "/" + rel;
+}
+
+Status ModelFlags::ResolveModelDir() {
+  if (engine.model_dir.empty()) engine.model_dir = DefaultModelDir();
+  return Status::Ok();
 }
 
 void ModelFlags::WarnIfLossy() const {

@@ -19,6 +19,8 @@ struct ModelFlags {
   std::string stats_json;  // --stats-json FILE: expert cache statistics (docs/expert_cache.md)
 
   void Register(Flags& f);  // includes RegisterExpertFlags
+  // Fills engine.model_dir with DefaultModelDir() when --model was not given.
+  Status ResolveModelDir();
   void RegisterExpertFlags(Flags& f);
   // Warns on stderr when a lossy knob is on.
   void WarnIfLossy() const;
@@ -27,6 +29,10 @@ struct ModelFlags {
   // Nothing to report in all-resident mode.
   Status ReportExpertStats(const Engine& engine, bool print) const;
 };
+
+// The bundled reference model: $MOESTREAM_MODEL, else models/qwen3-moe-ref next to the binary's
+// folder (build/moestream → models/…), else in the source tree the binary was built from.
+std::string DefaultModelDir();
 
 struct SamplingFlags {
   SamplingParams params;

@@ -24,8 +24,16 @@ class CacheProvider final : public ExpertProvider {
     if (hint_layer_ == layer_) {
       cache_.RecordPrediction(layer, {hint_.data(), n_hint_}, experts);
       hint_layer_ = -1;
+      hint_pending_ = false;
     }
     IssueFrom(0);
+    // Prefetch the hinted next layer only now, after this layer's experts are pinned, so the
+    // prefetch can never evict what the current layer is about to use; and only when every
+    // expert of this layer got a slot (no stealing from a layer that is short of slots).
+    if (hint_pending_ && issued_ == list_.size()) {
+      for (size_t i = 0; i < n_hint_; ++i) cache_.Prefetch({hint_layer_, hint_[i]});
+    }
+    hint_pending_ = false;
     return Status::Ok();
   }
 
@@ -52,7 +60,7 @@ class CacheProvider final : public ExpertProvider {
     hint_layer_ = static_cast<int32_t>(layer);
     n_hint_ = std::min(experts.size(), hint_.size());
     std::copy(experts.begin(), experts.begin() + static_cast<ptrdiff_t>(n_hint_), hint_.begin());
-    for (int32_t e : experts) cache_.Prefetch({static_cast<int32_t>(layer), e});
+    hint_pending_ = true;  // issued by the next Begin, after it pins its own experts
   }
 
  private:
@@ -76,6 +84,7 @@ class CacheProvider final : public ExpertProvider {
   std::vector<int32_t> hint_;      // the last Hint, compared with the next Begin of its layer
   size_t n_hint_ = 0;
   int32_t hint_layer_ = -1;
+  bool hint_pending_ = false;
 };
 
 }  // namespace

@@ -91,6 +91,16 @@ Result<uint64_t> ParseByteSize(const std::string& s, const char* flag) {
   return v << shift;
 }
 
+uint64_t PeakRssBytes() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  unsigned long long kb = 0;
+  while (std::getline(f, line)) {
+    if (std::sscanf(line.c_str(), "VmHWM: %llu kB", &kb) == 1) return kb * 1024;
+  }
+  return 0;
+}
+
 Result<uint64_t> MemAvailableBytes() {
   // /proc files report size 0, so read line by line rather than by stat size.
   std::ifstream f("/proc/meminfo");

@@ -135,6 +135,8 @@ Result<uint64_t> ParseByteSize(const std::string& s, const char* flag);
 // The `auto` budget: 70% of (MemAvailable − dense − kv), rounded down to whole slots by Create.
 // kResourceExhausted when /proc/meminfo is unreadable or nothing is left.
 Result<uint64_t> AutoCacheBudget(uint64_t dense_bytes, uint64_t kv_bytes);
+// The process's peak resident set (VmHWM from /proc/self/status); 0 when unavailable.
+uint64_t PeakRssBytes();
 // MemAvailable from /proc/meminfo.
 Result<uint64_t> MemAvailableBytes();
 

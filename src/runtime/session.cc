@@ -72,6 +72,10 @@ Session::Session(const Engine& engine, ThreadPool& pool, const SessionOptions& o
   eg_.assign(B * Sz(I_moe_), 0.f);
   eu_.assign(B * Sz(I_moe_), 0.f);
   ed_.assign(B * Sz(H_), 0.f);
+  // experts: router-lookahead prefetch, only when streaming through a cache.
+  if (engine.options().prefetch && engine.expert_cache()) {
+    lookahead_ = std::make_unique<RouterLookahead>(w_, router_opts_, max_batch_);
+  }
 }
 
 Session::~Session() = default;
@@ -141,6 +145,7 @@ Status Session::ForwardChunk(const int32_t* tokens, int64_t n, LogitsMode mode, 
       kernels::RmsNorm(&x_[Sz(t) * H], lw.post_attention_layernorm.view.data,
                        lw.post_attention_layernorm.view.type, H, eps, &xn_[Sz(t) * H]);
     }
+    if (lookahead_) lookahead_->Hint(l, xn_.data(), n, *provider_);  // experts: prefetch L+1
     if (lw.is_moe) {
       MOE_TRY(MoeBlock(l, n));
     } else {

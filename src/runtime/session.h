@@ -13,6 +13,7 @@
 
 #include "experts/expert_provider.h"
 #include "runtime/engine.h"
+#include "runtime/prefetch.h"
 #include "runtime/rope.h"
 #include "runtime/router.h"
 #include "util/status.h"
@@ -49,6 +50,11 @@ class Session {
   int64_t max_context() const { return max_ctx_; }
   int64_t vocab_size() const { return V_; }
   void Reset() { n_past_ = 0; }
+  // Forgets positions ≥ n (their KV entries are overwritten by later tokens): reuses a shared
+  // prefix, e.g. the earlier turns of a chat.
+  void Truncate(int64_t n) {
+    if (n < n_past_) n_past_ = n < 0 ? 0 : n;
+  }
   // When set, every routing decision is appended here (allocates; analysis only).
   void set_route_recorder(std::vector<RouteRecord>* r) { recorder_ = r; }
 
@@ -68,6 +74,7 @@ class Session {
   RopeTable rope_;
   RouterOptions router_opts_;
   std::vector<RouteRecord>* recorder_ = nullptr;
+  std::unique_ptr<RouterLookahead> lookahead_;  // experts: --prefetch (runtime/prefetch.h)
 
   int64_t max_ctx_, max_batch_, n_past_ = 0;
   int64_t H_, Hq_, Hkv_, d_, E_, k_, I_moe_, I_dense_, V_;

@@ -77,8 +77,18 @@ Status ParseNormalizer(const Ctx& c, const Json& n, TokenizerSpec* spec) {
   return Status::Ok();
 }
 
-Status ParseByteLevelOptions(const Ctx& c, const Json& b) {
+// `affects_ids`: false for the ByteLevel decoder and post-processor, whose flags only change
+// offsets (tokenizers' ByteLevel::decode_chain and process ignore them), true for the
+// pre-tokenizer, where add_prefix_space would change the ids.
+Status ParseByteLevelOptions(const Ctx& c, const Json& b, bool affects_ids = true) {
   MOE_TRY(OnlyKeys(c, b, {"type", "add_prefix_space", "trim_offsets", "use_regex"}));
+  if (!affects_ids) {
+    for (const char* k : {"add_prefix_space", "trim_offsets", "use_regex"}) {
+      MOE_ASSIGN_OR_RETURN(bool v, GetBoolOr(c, b, k, false));
+      (void)v;  // type-checked, no effect on ids or decoded text
+    }
+    return Status::Ok();
+  }
   MOE_TRY(RequireNoop(c, b, "add_prefix_space", false));
   MOE_ASSIGN_OR_RETURN(bool trim_offsets, GetBoolOr(c, b, "trim_offsets", true));
   (void)trim_offsets;  // affects offsets only, never ids
@@ -134,7 +144,7 @@ Status ParseByteLevelStage(const Ctx& c, const Json& d, bool allow_null) {
   if (d.is_null()) return Unsupported(c, "null (a ByteLevel decoder is required)");
   MOE_ASSIGN_OR_RETURN(std::string type, GetType(c, d));
   if (type != "ByteLevel") return Unsupported(c.Sub("type"), "'" + type + "'");
-  return ParseByteLevelOptions(c, d);
+  return ParseByteLevelOptions(c, d, /*affects_ids=*/false);
 }
 
 Status ParseVocab(const Ctx& c, const Json& v, TokenizerSpec* spec) {

@@ -13,6 +13,8 @@
 #include <sstream>
 
 #include "cli_runner.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
 
 namespace moe {
 namespace {
@@ -114,6 +116,69 @@ TEST(EvalCliTest, BadRequestsGetUsageErrors) {
   EXPECT_EQ(r.exit_code, 2) << r.err;
   r = testing::RunCli({"frobnicate"}, s.path);
   EXPECT_EQ(r.exit_code, 2);
+}
+
+}  // namespace
+}  // namespace moe
+
+namespace moe {
+namespace {
+
+// generate --prompt on the bundled model: the prompt text encodes to the ids HF's tokenizer gave
+// (recorded with the fixtures) and the greedy continuation decodes to HF's greedy tokens.
+TEST(GenerateCliTest, PromptTextOnBundledModelMatchesTransformers) {
+  const std::string root = MOE_SOURCE_DIR;
+  const auto fx = nlohmann::json::parse(Slurp(root + "/tests/data/refmodel/fixtures.json"));
+  auto tok = Tokenizer::Load(root + "/models/qwen3-moe-ref");
+  ASSERT_TRUE(tok.ok()) << tok.status().message();
+  Scratch s;
+  for (const auto& p : fx["passages"]) {
+    const std::string text = p["text"];
+    auto ids = tok->Encode(text);
+    ASSERT_TRUE(ids.ok());
+    EXPECT_EQ(*ids, p["token_ids"].get<std::vector<int32_t>>()) << p["name"];
+    const auto greedy = p["greedy_continuation"].get<std::vector<int32_t>>();
+    auto expected = tok->Decode(greedy, /*skip_special_tokens=*/true);
+    ASSERT_TRUE(expected.ok());
+    // No --model: the bundled model is the default.
+    const auto r = testing::RunCli({"generate", "--prompt", text, "-n",
+                                    std::to_string(greedy.size()), "--ignore-eos"},
+                                   s.path);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, *expected + "\n") << p["name"];
+  }
+}
+
+}  // namespace
+}  // namespace moe
+
+namespace moe {
+namespace {
+
+// chat reuses the KV cache across turns: its greedy second reply equals a fresh greedy
+// generation from the whole rendered conversation.
+TEST(ChatCliTest, SecondTurnWithReusedCacheEqualsFreshGeneration) {
+  const std::string root = MOE_SOURCE_DIR;
+  Scratch s;
+  const std::string q1 = "What does \"lantern\" mean?", q2 = "And \"candle\"?";
+  {
+    std::ofstream in(s.path + "/in.txt");
+    in << q1 << "\n" << q2 << "\n";
+  }
+  const auto r = testing::RunCli({"chat", "--no-think", "--temperature", "0", "-n", "24"}, s.path,
+                                 s.path + "/in.txt");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::string a1, a2;
+  ASSERT_TRUE(std::getline(lines, a1));
+  ASSERT_TRUE(std::getline(lines, a2));
+  ASSERT_FALSE(a1.empty());
+  std::vector<ChatMessage> conv = {{"user", q1, std::nullopt}, {"assistant", a1, std::nullopt},
+                                   {"user", q2, std::nullopt}};
+  const std::string rendered = RenderQwen3Chat(conv, {true, false});
+  const auto g = testing::RunCli({"generate", "--prompt", rendered, "-n", "24"}, s.path);
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  EXPECT_EQ(g.out, a2 + "\n");
 }
 
 }  // namespace

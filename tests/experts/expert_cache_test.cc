@@ -187,7 +187,13 @@ TEST(ExpertCacheTest, HintPrefetchesAndMeasuresLookahead) {
   auto cache = MakeCache(src, 6, 2);
   auto prov = cache->NewProvider();
   const std::vector<int32_t> predicted = {1, 2, 3}, actual = {2, 3};
+  // As the session does it: hint layer 1 during layer 0, before layer 0's Begin; the reads are
+  // issued after layer 0's experts are pinned.
   prov->Hint(1, predicted);
+  const std::vector<int32_t> layer0 = {4};
+  ASSERT_TRUE(prov->Begin(0, layer0).ok());
+  ASSERT_TRUE(prov->Wait(0).ok());
+  prov->End();
   ASSERT_TRUE(prov->Begin(1, actual).ok());
   for (size_t i = 0; i < actual.size(); ++i) ASSERT_TRUE(prov->Wait(i).ok());
   prov->End();
@@ -198,7 +204,7 @@ TEST(ExpertCacheTest, HintPrefetchesAndMeasuresLookahead) {
   EXPECT_EQ(s.layers[1].predicted, 3u);
   EXPECT_EQ(s.layers[1].actual, 2u);
   EXPECT_EQ(s.layers[1].predicted_and_actual, 2u);
-  EXPECT_EQ(src.total_reads(), 3);
+  EXPECT_EQ(src.total_reads(), 4);
 }
 
 TEST(ExpertCacheTest, ParseByteSize) {

@@ -100,6 +100,34 @@ TEST_P(StreamingFixtureTest, TinyCacheStillMatchesTransformers) {
   }
 }
 
+TEST_P(StreamingFixtureTest, RouterLookaheadPrefetchKeepsBitsAndMeasuresPrediction) {
+  const std::string dir = ModelDir(GetParam());
+  const std::vector<int32_t> prompt = Prompt(dir);
+  EngineOptions o;
+  o.model_dir = dir;
+  auto resident = Engine::Open(o);
+  ASSERT_TRUE(resident.ok());
+  const std::vector<float> want = RunLogits(**resident, prompt, 32, false);
+  const ExpertSource& src = (*resident)->expert_source();
+  const uint64_t slot = RoundUp(src.geometry().block_bytes(), 4096);
+  for (int64_t n : {(*resident)->top_k() + 1, int64_t{1000}}) {
+    o.expert_cache = std::to_string(n * static_cast<int64_t>(slot));
+    o.prefetch = true;
+    o.cache_policy = PolicyKind::kLayerCyclic;
+    auto e = Engine::Open(o);
+    ASSERT_TRUE(e.ok()) << e.status().message();
+    const std::vector<float> got = RunLogits(**e, prompt, 1, true);
+    EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * 4)) << n;
+    const CacheStats s = (*e)->expert_cache()->Stats();
+    // Every MoE layer after the first is predicted once per token.
+    int64_t n_moe = 0;
+    for (int64_t l = 0; l < src.n_layers(); ++l) n_moe += src.has_experts(l);
+    EXPECT_EQ(s.total.actual > 0, n_moe > 1);
+    EXPECT_LE(s.total.predicted_and_actual, std::min(s.total.predicted, s.total.actual));
+    EXPECT_GE(s.total.predicted, static_cast<uint64_t>(prompt.size()) * (n_moe - 1));
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, StreamingFixtureTest,
                          ::testing::Values("base", "tied", "mha_yarn", "omni", "fused", "fused_t"));
 

@@ -4,7 +4,7 @@
 model and the committed held-out texts (tests/data/analysis/heldout/), using only moestream
 subcommands (trace, experts, perplexity, cache-sim, tokenize, generate). Standard library only.
 
-usage: python3 scripts/analysis_report.py [--build build] [--ppl-tokens 2048] [--threads 0]
+usage: python3 scripts/analysis_report.py [--build build] [--ppl-tokens 1024] [--trace-tokens 4096] [--threads 0]
        (scripts/analysis_report.sh wraps it)
 """
 import argparse
@@ -44,8 +44,10 @@ def run(args, **kw):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
-    ap.add_argument("--ppl-tokens", type=int, default=2048,
+    ap.add_argument("--ppl-tokens", type=int, default=1024,
                     help="tokens per domain for the perplexity variants")
+    ap.add_argument("--trace-tokens", type=int, default=4096,
+                    help="tokens per domain for the routing traces")
     ap.add_argument("--threads", default="0")
     ap.add_argument("--out", default="docs/routing_report.md")
     a = ap.parse_args()
@@ -66,7 +68,7 @@ def main():
     for d in DOMAINS:
         out = os.path.join(work, d + ".trace.jsonl")
         run([mbin, "trace", "--model", model, "--file", os.path.join(data, d + ".txt"),
-             "--ctx", "512", "--out", out] + thr)
+             "--ctx", "512", "--max-tokens", str(a.trace_tokens), "--out", out] + thr)
         traces.append(out)
     # 2. Expert statistics.
     run([mbin, "experts", "--trace"] + traces + ["--labels", ",".join(DOMAINS), "--out-dir",
@@ -87,15 +89,11 @@ def main():
     # 4. Greedy samples: full routing vs masked to 4 experts.
     samples = []
     for d, prompt in SAMPLE_PROMPTS.items():
-        r, _ = run([mbin, "tokenize", "--tokenizer", model], input=prompt)
-        ids = ",".join(r.stdout.split())
         row = [d, prompt]
         for flags in ([], ["--expert-mask", "0-3"]):
-            g, _ = run([mbin, "generate", "--model", model, "--tokens", ids, "-n", "48",
-                        "--ignore-eos"] + flags + thr)
-            dec, _ = run([mbin, "tokenize", "--tokenizer", model, "--decode"],
-                         input=g.stdout.replace(",", " "))
-            row.append(dec.stdout)
+            g, _ = run([mbin, "generate", "--model", model, "--prompt", prompt, "-n", "48"]
+                       + flags + thr)
+            row.append(g.stdout)
         samples.append(row)
 
     # 5. Cache simulation: all domains' traces back to back, replayed token by token (decode).

@@ -2,27 +2,10 @@
 #include "analysis_cli.h"
 
 #include <cstdio>
-#include <cstdlib>
-#include <filesystem>
 
 #include "util/file.h"
 
 namespace moe::app {
-
-std::string AnalysisModelDir(const std::string& given) {
-  namespace fs = std::filesystem;
-  if (!given.empty()) return given;
-  if (const char* env = std::getenv("MOESTREAM_MODEL"); env && *env) return env;
-  const char* rel = "models/qwen3-moe-ref";
-  std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    for (const fs::path& base : {exe.parent_path(), exe.parent_path().parent_path()}) {
-      if (fs::exists(base / rel / "config.json", ec)) return (base / rel).string();
-    }
-  }
-  return rel;  // relative to the working directory; Engine::Open names it if missing
-}
 
 int TakePositional(int argc, char** argv, std::string* positional) {
   if (argc < 2 || argv[1][0] == '-') return argc;

@@ -10,12 +10,6 @@
 
 namespace moe::app {
 
-// The bundled reference model when --model is absent: $MOESTREAM_MODEL, else
-// models/qwen3-moe-ref next to or one level above the binary's folder (build/moestream →
-// <repo>/models/qwen3-moe-ref). TODO(analysis): switch to the lead's DefaultModelDir() in
-// model_flags.h once merged; this is the only copy.
-std::string AnalysisModelDir(const std::string& given);
-
 // Moves a leading positional argument (argv[1] not starting with '-') into *positional and
 // removes it from argv; returns the new argc.
 int TakePositional(int argc, char** argv, std::string* positional);

@@ -53,7 +53,8 @@ int Perplexity(int argc, char** argv) {
   if (st.ok() && file.empty()) st = Error(StatusCode::kUsage, "give the text FILE");
   if (st.ok() && max_tokens < 0) st = Error(StatusCode::kUsage, "--max-tokens must be ≥ 0");
   if (!st.ok()) return flags.Fail(st);
-  model.engine.model_dir = AnalysisModelDir(model.engine.model_dir);
+  st = model.ResolveModelDir();
+  if (!st.ok()) return flags.Fail(st);
   model.WarnIfLossy();
   auto text = ReadFileToString(file, uint64_t{1} << 30);
   if (!text.ok()) return flags.Fail(text.status());

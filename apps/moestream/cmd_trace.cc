@@ -26,6 +26,8 @@ int Trace(int argc, char** argv) {
   flags.String("prompt", &prompt, "the text to trace");
   flags.String("file", &file, "a UTF-8 text file to trace");
   flags.String("out", &out, "output file (default: stdout)");
+  int64_t max_tokens = 0;
+  flags.Int("max-tokens", &max_tokens, "trace only the first N tokens of the text (0 = all)");
   Status st = flags.Parse(argc, argv);
   if (flags.help_requested()) {
     flags.PrintUsage(stdout);
@@ -34,8 +36,10 @@ int Trace(int argc, char** argv) {
   if (st.ok() && prompt.empty() == file.empty()) {
     st = Error(StatusCode::kUsage, "give exactly one of --prompt and --file");
   }
+  if (st.ok() && max_tokens < 0) st = Error(StatusCode::kUsage, "--max-tokens must be ≥ 0");
   if (!st.ok()) return flags.Fail(st);
-  model.engine.model_dir = AnalysisModelDir(model.engine.model_dir);
+  st = model.ResolveModelDir();
+  if (!st.ok()) return flags.Fail(st);
   model.WarnIfLossy();
   if (!file.empty()) {
     auto text = ReadFileToString(file, uint64_t{1} << 30);
@@ -46,6 +50,9 @@ int Trace(int argc, char** argv) {
   if (!tok.ok()) return flags.Fail(tok.status());
   auto ids = tok->Encode(prompt);
   if (!ids.ok()) return flags.Fail(ids.status());
+  if (max_tokens > 0 && static_cast<int64_t>(ids->size()) > max_tokens) {
+    ids->resize(static_cast<size_t>(max_tokens));
+  }
   if (ids->empty()) return flags.Fail(Error(StatusCode::kUsage, "the text has no tokens"));
   auto engine = Engine::Open(model.engine);
   if (!engine.ok()) return flags.Fail(engine.status());

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdint>
 
 #include "analysis/svg.h"
 
@@ -11,23 +12,40 @@ namespace moe {
 
 std::vector<ExpertKey> RuntimeAccessOrder(const std::vector<RouteRecord>& trace, int64_t batch) {
   const int64_t b = std::max<int64_t>(1, batch);
-  std::vector<ExpertKey> out;
-  std::vector<int32_t> group;
-  auto flush = [&](int64_t layer) {
-    std::sort(group.begin(), group.end());
-    group.erase(std::unique(group.begin(), group.end()), group.end());
-    for (int32_t e : group) out.push_back({static_cast<int32_t>(layer), e});
-    group.clear();
-  };
-  for (size_t i = 0; i < trace.size(); ++i) {
-    const RouteRecord& r = trace[i];
-    if (i > 0) {
-      const RouteRecord& p = trace[i - 1];
-      if (p.layer != r.layer || p.pos / b != r.pos / b || r.pos <= p.pos) flush(p.layer);
-    }
-    group.insert(group.end(), r.experts.begin(), r.experts.end());
+  int64_t first_layer = INT64_MAX, n_layers = 0;
+  for (const RouteRecord& r : trace) {
+    first_layer = std::min(first_layer, r.layer);
+    n_layers = std::max(n_layers, r.layer + 1);
   }
-  if (!trace.empty()) flush(trace.back().layer);
+  std::vector<ExpertKey> out;
+  // One window: experts[pos][layer] (union over duplicate records), replayed chunk by chunk.
+  std::vector<std::vector<std::vector<int32_t>>> window;
+  auto flush = [&] {
+    const auto n_pos = static_cast<int64_t>(window.size());
+    for (int64_t c = 0; c < n_pos; c += b) {
+      for (int64_t l = 0; l < n_layers; ++l) {
+        std::vector<int32_t> group;
+        for (int64_t p = c; p < std::min(n_pos, c + b); ++p) {
+          const auto& e = window[static_cast<size_t>(p)][static_cast<size_t>(l)];
+          group.insert(group.end(), e.begin(), e.end());
+        }
+        std::sort(group.begin(), group.end());
+        group.erase(std::unique(group.begin(), group.end()), group.end());
+        for (int32_t e : group) out.push_back({static_cast<int32_t>(l), e});
+      }
+    }
+    window.clear();
+  };
+  for (const RouteRecord& r : trace) {
+    if (r.pos == 0 && r.layer == first_layer) flush();  // a new window starts at pos 0
+    const auto pos = static_cast<size_t>(r.pos);
+    if (window.size() <= pos) {
+      window.resize(pos + 1, std::vector<std::vector<int32_t>>(static_cast<size_t>(n_layers)));
+    }
+    auto& slot = window[pos][static_cast<size_t>(r.layer)];
+    slot.insert(slot.end(), r.experts.begin(), r.experts.end());
+  }
+  flush();
   return out;
 }
 
@@ -60,7 +78,10 @@ Result<CacheSimResult> SimulateCache(const std::vector<ExpertKey>& accesses,
                    "access {}: layer {} expert {} outside {} layers × {} experts", i, k.layer,
                    k.expert, u.n_layers, u.n_experts);
     }
-    if (!seen[u.Index(k)]++) ++r.n_distinct;
+    if (!seen[u.Index(k)]) {
+      seen[u.Index(k)] = 1;
+      ++r.n_distinct;
+    }
   }
   for (PolicyKind kind : policies) {
     for (uint64_t cap : capacities) {

@@ -5,14 +5,17 @@
 //
 // Access order: the runtime requests, for each forward batch and each MoE layer, the batch's
 // distinct active experts in ascending id order, once per batch (ExpertCache counts one hit or
-// miss per (batch, layer, expert), however many tokens of the batch chose it). A trace recorded
-// with prefill batches of B tokens (Session max_batch; windows start at pos 0) is replayed by
-// grouping consecutive records of one layer whose positions fall in the same chunk
-// [B·⌊pos/B⌋, B·⌊pos/B⌋ + B); B = 1 is token-by-token decoding.
+// miss per (batch, layer, expert), however many tokens of the batch chose it). A trace is cut
+// into windows (a window starts at a record with pos 0 of the lowest layer: trace, perplexity
+// and eval run each window as one Session::Forward from an empty context); each window is
+// replayed as the runtime would run it with prefill batches of B tokens: chunks of positions
+// [0, B), [B, 2B), …, and within a chunk layer by layer. The order is rebuilt from (pos, layer),
+// so it does not depend on the batch size the trace was recorded with; B = 1 is token-by-token
+// decoding.
 // Pins: the runtime never evicts the current layer's experts while it uses them; ReplayTrace has
-// no pins. With LRU and LFU-free choices this changes nothing as long as a batch's active experts
-// fit in the cache (they are the most recently used entries, never the LRU victim), which the
-// report checks by comparing against the runtime's counters.
+// no pins. For LRU this changes nothing as long as a batch's active experts fit in the cache
+// (they are the most recently used entries, never the LRU victim); the report and the tests
+// compare the runtime's counters with the simulator's.
 #pragma once
 
 #include <cstdint>
@@ -25,7 +28,8 @@
 
 namespace moe {
 
-// The runtime's access sequence for `trace` recorded with prefill batches of `batch` tokens.
+// The runtime's access sequence for the windows of `trace` run with prefill batches of `batch`.
+// Positions a window lacks are skipped.
 std::vector<ExpertKey> RuntimeAccessOrder(const std::vector<RouteRecord>& trace, int64_t batch);
 
 struct CacheSimPoint {

@@ -104,7 +104,7 @@ TEST_F(AnalysisCliTest, PerplexityMatchesEvalLogits) {
 // Every budget gives bit-identical per-token NLLs (resident, 4 slots, 24 slots).
 TEST_F(AnalysisCliTest, PerplexityIdenticalAtEveryCacheBudget) {
   std::vector<std::string> nll, sums;
-  for (const std::string& budget : {"", "384K", "2304K"}) {
+  for (const std::string budget : {"", "384K", "2304K"}) {
     std::vector<std::string> args = {"perplexity", text_, "--model", kModel, "--nll-out",
                                      dir_ + "/nll.bin", "--json-out", dir_ + "/p.json"};
     if (!budget.empty()) args.insert(args.end(), {"--expert-cache", budget});

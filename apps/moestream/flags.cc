@@ -107,44 +107,4 @@ int Flags::Fail(const Status& s) const {
   return ExitCodeFor(s.code());
 }
 
-Result<std::vector<int32_t>> ParseIdList(const std::string& s, const char* flag) {
-  std::vector<int32_t> ids;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t end = s.find(',', start);
-    if (end == std::string::npos) end = s.size();
-    const std::string item = s.substr(start, end - start);
-    MOE_ASSIGN_OR_RETURN(int64_t v, ParseInt(item, flag));
-    if (v < 0 || v > INT32_MAX) return Error(StatusCode::kUsage, "--{}: id {} out of range", flag, v);
-    ids.push_back(static_cast<int32_t>(v));
-    start = end + 1;
-  }
-  if (ids.empty()) return Error(StatusCode::kUsage, "--{}: empty list", flag);
-  return ids;
-}
-
-Result<std::vector<int32_t>> ParseRangeList(const std::string& s, const char* flag) {
-  std::vector<int32_t> ids;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t end = s.find(',', start);
-    if (end == std::string::npos) end = s.size();
-    const std::string item = s.substr(start, end - start);
-    const size_t dash = item.find('-', 1);
-    MOE_ASSIGN_OR_RETURN(int64_t lo, ParseInt(item.substr(0, dash), flag));
-    int64_t hi = lo;
-    if (dash != std::string::npos) {
-      MOE_ASSIGN_OR_RETURN(hi, ParseInt(item.substr(dash + 1), flag));
-    }
-    if (lo < 0 || hi < lo || hi > 1'000'000) {
-      return Error(StatusCode::kUsage, "--{}: bad range '{}'", flag, item);
-    }
-    for (int64_t v = lo; v <= hi; ++v) ids.push_back(static_cast<int32_t>(v));
-    start = end + 1;
-  }
-  std::sort(ids.begin(), ids.end());
-  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-  return ids;
-}
-
 }  // namespace moe::app

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "util/cli_parse.h"
 #include "util/status.h"
 
 namespace moe::app {
@@ -44,10 +45,5 @@ class Flags {
   std::vector<Flag> flags_;
   bool help_ = false;
 };
-
-// "5,17,300" → ids (each a non-negative integer).
-Result<std::vector<int32_t>> ParseIdList(const std::string& s, const char* flag);
-// "0-7,12" → sorted unique ids.
-Result<std::vector<int32_t>> ParseRangeList(const std::string& s, const char* flag);
 
 }  // namespace moe::app

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "experts/store_check.h"
 #include "experts/store_format.h"
 #include "util/check.h"
 
@@ -81,10 +82,6 @@ class StoreSource final : public ExpertSource {
   std::string path_;
 };
 
-Status Bad(const std::string& path, const std::string& what) {
-  return Error(StatusCode::kInvalidFormat, "{}: {}", path, what);
-}
-
 }  // namespace
 
 Result<IoMode> ParseIoMode(const std::string& s) {
@@ -141,71 +138,25 @@ Result<std::unique_ptr<ExpertSource>> OpenExpertStore(const std::string& dir,
   const off_t size_or = ::lseek(s->buffered_.get(), 0, SEEK_END);
   const uint64_t size = size_or < 0 ? 0 : static_cast<uint64_t>(size_or);
   store::Header& h = s->h_;
-  if (size < sizeof(h) + sizeof(store::Footer)) return Bad(path, "truncated: too small for a store");
+  if (size < sizeof(h) + sizeof(store::Footer)) {
+    return Error(StatusCode::kInvalidFormat, "{}: truncated: too small for a store", path);
+  }
   MOE_TRY(PreadFully(s->pread_, s->buffered_.get(), 0, &h, sizeof(h), path));
-  if (std::memcmp(h.magic, store::kMagic, 8) != 0) return Bad(path, "bad magic: not an expert store");
-  if (h.version > store::kVersion) {
-    return Error(StatusCode::kUnsupported, "{}: store version {} is newer than {} (upgrade "
-                 "moestream or re-convert)", path, h.version, store::kVersion);
-  }
-  if (h.header_bytes < sizeof(store::Header) || h.header_bytes > store::kBlocksOffset) {
-    return Bad(path, fmt::format("header_bytes {} out of range", h.header_bytes));
-  }
   store::Footer f;
   MOE_TRY(PreadFully(s->pread_, s->buffered_.get(), size - sizeof(f), &f, sizeof(f), path));
-  if (std::memcmp(f.magic, store::kFooterMagic, 8) != 0 || f.file_bytes != size) {
-    return Error(StatusCode::kIntegrity, "{}: no footer or size {} differs from the footer's: "
-                 "truncated or incomplete store", path, size);
-  }
-  if (h.dtype > 2) return Bad(path, fmt::format("dtype code {} unknown", h.dtype));
+  MOE_TRY(CheckStoreHeader(path, h, f, size, expect, n_layers, n_experts));
   s->g_.hidden = h.hidden;
   s->g_.intermediate = h.intermediate;
   s->g_.type = ToWeightType(h.dtype);
-  if (h.hidden != expect.hidden || h.intermediate != expect.intermediate ||
-      static_cast<int64_t>(h.n_layers) != n_layers || static_cast<int64_t>(h.n_experts) != n_experts) {
-    return Bad(path, fmt::format("geometry H={} I={} layers={} experts={} differs from config.json "
-                                 "(H={} I={} layers={} experts={})", h.hidden, h.intermediate,
-                                 h.n_layers, h.n_experts, expect.hidden, expect.intermediate,
-                                 n_layers, n_experts));
-  }
-  if (h.block_bytes != s->g_.block_bytes() || h.block_stride % store::kAlign != 0 ||
-      h.block_stride < h.block_bytes || h.blocks_offset % store::kAlign != 0 ||
-      h.n_blocks > (1u << 24) || h.index_bytes != h.n_blocks * sizeof(store::IndexEntry) ||
-      h.index_offset != h.blocks_offset + h.n_blocks * h.block_stride ||
-      f.index_offset != h.index_offset ||
-      h.index_offset + h.index_bytes + sizeof(store::Footer) != size) {
-    return Bad(path, "inconsistent header sizes/offsets (truncated or corrupt)");
-  }
   s->index_.resize(h.n_blocks);
   MOE_TRY(PreadFully(s->pread_, s->buffered_.get(), h.index_offset, s->index_.data(),
                      h.index_bytes, path));
-  if (XXH64(s->index_.data(), h.index_bytes, h.model_id) != f.index_xxh64) {
-    return Error(StatusCode::kIntegrity, "{}: index checksum mismatch", path);
-  }
+  MOE_ASSIGN_OR_RETURN(StoreIndexMap map,
+                       CheckStoreIndex(path, h, f, s->index_, n_layers, n_experts));
   s->n_layers_ = n_layers;
   s->n_experts_ = n_experts;
-  s->has_.assign(static_cast<size_t>(n_layers), 0);
-  s->entry_of_.assign(static_cast<size_t>(n_layers * n_experts), SIZE_MAX);
-  for (size_t i = 0; i < s->index_.size(); ++i) {
-    const store::IndexEntry& e = s->index_[i];
-    if (e.layer >= h.n_layers || e.expert >= h.n_experts || e.size != h.block_bytes ||
-        e.dtype != h.dtype || e.offset % store::kAlign != 0 || e.offset < h.blocks_offset ||
-        e.offset + h.block_stride > h.index_offset) {
-      return Bad(path, fmt::format("index entry {}: bad layer/expert/offset/size", i));
-    }
-    size_t& slot = s->entry_of_[e.layer * h.n_experts + e.expert];
-    if (slot != SIZE_MAX) return Bad(path, fmt::format("index entry {}: duplicate block", i));
-    slot = i;
-    s->has_[e.layer] = 1;
-  }
-  for (int64_t l = 0; l < n_layers; ++l) {
-    if (!s->has_[static_cast<size_t>(l)]) continue;
-    for (int64_t e = 0; e < n_experts; ++e) {
-      if (s->entry_of_[static_cast<size_t>(l * n_experts + e)] == SIZE_MAX) {
-        return Bad(path, fmt::format("index: layer {} expert {} missing", l, e));
-      }
-    }
-  }
+  s->has_ = std::move(map.has);
+  s->entry_of_ = std::move(map.entry_of);
   if (opts.io != IoMode::kBuffered) {
     s->direct_ = Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT));
     if (s->direct_.get() < 0 && opts.io == IoMode::kDirect) {

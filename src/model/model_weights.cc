@@ -76,6 +76,13 @@ class WeightBinder {
     MOE_TRY(first_error_);
     MOE_TRY(CheckUnexpected());
     if (cfg_.tie_word_embeddings) pending_tie_ = true;
+    if (opts.load_dense && opts.max_dense_bytes && arena_bytes_ > opts.max_dense_bytes) {
+      return Error(StatusCode::kResourceExhausted,
+                   "{}: dense weights need {} bytes ({:.1f} GiB), more than the {} bytes "
+                   "({:.1f} GiB) of MemAvailable: refused before allocating", ckpt_.dir(),
+                   arena_bytes_, arena_bytes_ / 1073741824.0, opts.max_dense_bytes,
+                   opts.max_dense_bytes / 1073741824.0);
+    }
     if (opts.load_dense) MOE_TRY(LoadDense());
     if (pending_tie_) m_->lm_head_ = m_->embed_;
     return Status::Ok();

@@ -53,6 +53,9 @@ struct BindOptions {
   // false: routed experts are not in this checkpoint (a converted expert store keeps them in
   // experts.bin); expert_table() stays empty.
   bool locate_experts = true;
+  // Refuse (kResourceExhausted, before allocating) when the dense weights need more bytes than
+  // this; 0 = no limit. Engine passes MemAvailable (bad-inputs.md C4, P1).
+  uint64_t max_dense_bytes = 0;
 };
 
 // Owns the dense weights. Immutable after Bind; thread-safe.

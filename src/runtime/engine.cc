@@ -11,6 +11,8 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& opts) {
   e->checkpoint_ = std::make_unique<Checkpoint>(std::move(ckpt));
   BindOptions bind;
   bind.locate_experts = !IsExpertStore(opts.model_dir);  // a store keeps experts in experts.bin
+  // Dense weights larger than MemAvailable are refused before allocating (bad-inputs.md C4/P1).
+  if (auto avail = MemAvailableBytes(); avail.ok()) bind.max_dense_bytes = *avail;
   MOE_ASSIGN_OR_RETURN(e->weights_, ModelWeights::Bind(cfg, *e->checkpoint_, bind));
   const Qwen3MoeConfig& c = e->weights_->config();
   for (int32_t x : opts.expert_mask) {

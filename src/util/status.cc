@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "util/status.h"
 
+#include <algorithm>
+
 namespace moe {
 
 int ExitCodeFor(StatusCode code) {
@@ -31,6 +33,27 @@ const char* StatusCodeName(StatusCode code) {
     case StatusCode::kInternal: return "internal error";
   }
   return "unknown";
+}
+
+Status::Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {
+  auto is_control = [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; };
+  if (std::none_of(message_.begin(), message_.end(), is_control)) return;
+  std::string out;
+  out.reserve(message_.size() + 16);
+  for (char c : message_) {
+    if (!is_control(c)) {
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else {
+      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
+    }
+  }
+  message_ = std::move(out);
 }
 
 Status Status::WithContext(std::string_view context) const {

@@ -31,7 +31,9 @@ const char* StatusCodeName(StatusCode code);
 class [[nodiscard]] Status {
  public:
   Status() = default;
-  Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
+  // Control characters in `message` (a newline inside a JSON key or tensor name quoted from an
+  // untrusted file) are escaped as \n, \r, \t or \xNN: an error is always one line.
+  Status(StatusCode code, std::string message);
   static Status Ok() { return Status(); }
 
   bool ok() const { return code_ == StatusCode::kOk; }

@@ -28,6 +28,15 @@ TEST(StatusTest, ResultCarriesValueOrError) {
   EXPECT_EQ(ExitCodeFor(s.code()), 3);
 }
 
+TEST(StatusTest, MessagesAreAlwaysOneLine) {
+  // A JSON key or tensor name may hold any character; quoted into an error it must not break
+  // the one-line message rule (found by the hf_config and safetensors_header fuzzers).
+  Status s = Error(StatusCode::kInvalidFormat, "f.json: key '{}': bad", "a\nb\r\tc\x01\x7f");
+  EXPECT_EQ(s.message(), "f.json: key 'a\\nb\\r\\tc\\x01\\x7f': bad");
+  EXPECT_EQ(s.WithContext("ctx\n").message(), "ctx\\n: " + s.message());
+  EXPECT_EQ(Error(StatusCode::kIoError, "plain {}", "text").message(), "plain text");
+}
+
 TEST(CheckedMathTest, DetectsOverflow) {
   EXPECT_FALSE(CheckedMul(4194305ull * 4194305ull, 211106198978564ull).has_value());
   EXPECT_EQ(*CheckedMul(3, 5), 15u);

@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: Apache-2.0
+// The expert-store header/index checks the fuzzer drives (experts/store_check.h), on hand-made
+// stores: bad-inputs.md F1 (magic, version), F3 (past EOF, overlap, overflowing sizes), F4 (no
+// footer), plus the regression the fuzz target pinned (wrapped block stride).
+#include <gtest/gtest.h>
+#include <xxhash.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "experts/store_check.h"
+
+namespace moe {
+namespace {
+
+// H=8 I=4 BF16, 2 layers × 4 experts, laid out as the writer does.
+struct TinyStore {
+  store::Header h{};
+  store::Footer f{};
+  std::vector<store::IndexEntry> index;
+  uint64_t size = 0;
+  ExpertGeometry g{8, 4, kernels::WeightType::kBF16};
+
+  TinyStore() {
+    std::memcpy(h.magic, store::kMagic, 8);
+    h.version = 1;
+    h.header_bytes = sizeof(h);
+    h.model_id = 0x1234;
+    h.n_layers = 2;
+    h.n_experts = 4;
+    h.hidden = 8;
+    h.intermediate = 4;
+    h.dtype = 1;
+    h.block_bytes = 3 * 8 * 4 * 2;
+    h.block_stride = 4096;
+    h.blocks_offset = 4096;
+    h.n_blocks = 8;
+    for (uint32_t l = 0; l < 2; ++l) {
+      for (uint32_t e = 0; e < 4; ++e) {
+        index.push_back({l, e, 4096 + (l * 4 + e) * 4096ull, h.block_bytes, 1, 0, 0});
+      }
+    }
+    Seal();
+  }
+  // Recomputes the dependent fields as a correct writer would.
+  void Seal() {
+    h.index_offset = h.blocks_offset + h.n_blocks * h.block_stride;
+    h.index_bytes = h.n_blocks * sizeof(store::IndexEntry);
+    size = h.index_offset + h.index_bytes + sizeof(store::Footer);
+    std::memcpy(f.magic, store::kFooterMagic, 8);
+    f.index_offset = h.index_offset;
+    f.file_bytes = size;
+    SealIndex();
+  }
+  void SealIndex() { f.index_xxh64 = XXH64(index.data(), index.size() * 40, h.model_id); }
+  Status Header() const { return CheckStoreHeader("s/experts.bin", h, f, size, g, 2, 4); }
+  Status Index() const {
+    auto m = CheckStoreIndex("s/experts.bin", h, f, index, 2, 4);
+    return m.ok() ? Status::Ok() : m.status();
+  }
+};
+
+void ExpectError(const Status& s, StatusCode code, const std::string& needle) {
+  EXPECT_EQ(s.code(), code) << s.message();
+  EXPECT_NE(s.message().find("s/experts.bin"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find(needle), std::string::npos) << s.message();
+}
+
+TEST(StoreCheck, ValidStoreAccepted) {
+  TinyStore s;
+  EXPECT_TRUE(s.Header().ok()) << s.Header().message();
+  auto m = CheckStoreIndex("s", s.h, s.f, s.index, 2, 4);
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  EXPECT_EQ(m->entry_of[1 * 4 + 3], 7u);
+}
+
+TEST(StoreCheck, F1BadMagicAndFutureVersion) {
+  TinyStore s;
+  s.h.magic[0] = 'X';
+  ExpectError(s.Header(), StatusCode::kInvalidFormat, "bad magic");
+  TinyStore v;
+  v.h.version = 2;
+  ExpectError(v.Header(), StatusCode::kUnsupported, "version 2");
+}
+
+TEST(StoreCheck, F4MissingFooterIsIncomplete) {
+  TinyStore s;
+  std::memset(s.f.magic, 0, 8);
+  ExpectError(s.Header(), StatusCode::kIntegrity, "incomplete");
+  TinyStore t;
+  t.size -= 4096;  // truncated file: the footer's size disagrees
+  ExpectError(t.Header(), StatusCode::kIntegrity, "incomplete");
+}
+
+TEST(StoreCheck, F3SizesThatWrapAreRefused) {
+  TinyStore s;  // 8 × 2^61 wraps to 0: index_offset == blocks_offset passed the unchecked sum
+  s.h.block_stride = uint64_t{1} << 61;
+  s.h.index_offset = s.h.blocks_offset;
+  s.size = s.h.index_offset + s.h.index_bytes + sizeof(store::Footer);
+  s.f.index_offset = s.h.index_offset;
+  s.f.file_bytes = s.size;
+  ExpectError(s.Header(), StatusCode::kInvalidFormat, "inconsistent header");
+  TinyStore t;  // index_bytes disagreeing with n_blocks (and wrapping the file end)
+  t.h.index_bytes = ~uint64_t{0} - 8;
+  ExpectError(t.Header(), StatusCode::kInvalidFormat, "inconsistent header");
+  TinyStore u;  // blocks inside the header page
+  u.h.blocks_offset = 0;
+  u.Seal();
+  ExpectError(u.Header(), StatusCode::kInvalidFormat, "inconsistent header");
+}
+
+TEST(StoreCheck, F3EntryPastEndOverlapOrDuplicateRefused) {
+  TinyStore s;
+  s.index[3].offset = s.h.index_offset;  // block would overlap the index
+  s.SealIndex();
+  ExpectError(s.Index(), StatusCode::kInvalidFormat, "index entry 3");
+  TinyStore w;  // offset + stride wraps past 2^64
+  w.index[2].offset = 0 - w.h.block_stride;
+  w.SealIndex();
+  ExpectError(w.Index(), StatusCode::kInvalidFormat, "index entry 2");
+  TinyStore o;  // two entries share a block
+  o.index[5].offset = o.index[4].offset;
+  o.SealIndex();
+  ExpectError(o.Index(), StatusCode::kInvalidFormat, "overlap");
+  TinyStore d;  // (layer 0, expert 1) twice, (0, 2) missing
+  d.index[2].expert = 1;
+  d.SealIndex();
+  ExpectError(d.Index(), StatusCode::kInvalidFormat, "duplicate block");
+  TinyStore c;  // any change without a new index checksum
+  c.index[0].offset += 4096;
+  ExpectError(c.Index(), StatusCode::kIntegrity, "index checksum");
+}
+
+}  // namespace
+}  // namespace moe

@@ -19,8 +19,11 @@ namespace {
 namespace fs = std::filesystem;
 
 kernels::WeightType ToWeightType(uint32_t d) {
-  return d == 0 ? kernels::WeightType::kF32
-                : d == 1 ? kernels::WeightType::kBF16 : kernels::WeightType::kF16;
+  return d == 0   ? kernels::WeightType::kF32
+         : d == 1 ? kernels::WeightType::kBF16
+         : d == 2 ? kernels::WeightType::kF16
+         : d == 3 ? kernels::WeightType::kQ8
+                  : kernels::WeightType::kQ4;
 }
 
 class Fd {
@@ -157,7 +160,7 @@ Result<std::unique_ptr<ExpertSource>> OpenExpertStore(const std::string& dir,
     return Error(StatusCode::kIntegrity, "{}: no footer or size {} differs from the footer's: "
                  "truncated or incomplete store", path, size);
   }
-  if (h.dtype > 2) return Bad(path, fmt::format("dtype code {} unknown", h.dtype));
+  if (h.dtype > 4) return Bad(path, fmt::format("dtype code {} unknown", h.dtype));
   s->g_.hidden = h.hidden;
   s->g_.intermediate = h.intermediate;
   s->g_.type = ToWeightType(h.dtype);

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 pkgs=(build-essential cmake ninja-build pkg-config git python3
       libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libfmt-dev libhwy-dev
-      libpcre2-dev libutf8proc-dev libxxhash-dev liburing-dev
+      libpcre2-dev libutf8proc-dev libxxhash-dev liburing-dev fio
       clang-14 libclang-rt-14-dev libfuzzer-14-dev)
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)

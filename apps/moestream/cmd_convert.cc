@@ -2,6 +2,7 @@
 // moestream convert: HF folder → expert store (docs/expert_store_format.md); --verify checks
 // every block checksum of an existing store. A thin wrapper around experts/store_writer.h.
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,20 @@ int Convert(int argc, char** argv) {
   flags.String("out", &out, "store directory to create (must not exist; OUT.partial is resumed)");
   flags.String("verify", &verify, "check every block checksum of an existing store");
   flags.Bool("quiet", &quiet, "no progress bar");
+  std::optional<kernels::WeightType> quant;  // perf: block-quantized experts
+  flags.Custom("quant",
+               [&](const std::string& v) -> Status {
+                 if (v == "q8") {
+                   quant = kernels::WeightType::kQ8;
+                 } else if (v == "q4") {
+                   quant = kernels::WeightType::kQ4;
+                 } else {
+                   return Error(StatusCode::kUsage, "--quant '{}': expected q8 or q4", v);
+                 }
+                 return Status::Ok();
+               },
+               "quantize expert blocks: q8 (int8) or q4 (4-bit), 32 values per f32 scale",
+               "TYPE");
   flags.Int("slow-us-per-block", &slow_us, "testing only: sleep per block (crash/resume tests)");
   Status st = flags.Parse(argc, argv);
   if (flags.help_requested()) {
@@ -95,6 +110,7 @@ int Convert(int argc, char** argv) {
   in.dense_tensors = DenseNames(**w);
   in.progress = quiet ? nullptr : stderr;
   in.slow_us_per_block = static_cast<uint64_t>(slow_us);
+  in.quant = quant;
   auto r = WriteExpertStore(in);
   if (!r.ok()) return flags.Fail(r.status());
   std::fprintf(stderr, "%s: %llu blocks written, %llu resumed%s, %.1f MiB in %.2f s (%.1f MB/s)\n",

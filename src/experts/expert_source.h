@@ -19,8 +19,11 @@ struct ExpertGeometry {
   uint64_t intermediate = 0;  // I
   kernels::WeightType type = kernels::WeightType::kBF16;
 
-  uint64_t matrix_bytes() const { return hidden * intermediate * kernels::WeightTypeBytes(type); }
-  uint64_t block_bytes() const { return 3 * matrix_bytes(); }
+  // gate (= up) [I, H]; for f32/bf16/f16 also the size of down.
+  uint64_t matrix_bytes() const { return kernels::WeightMatrixBytes(type, intermediate, hidden); }
+  // down [H, I] (differs from matrix_bytes only for quantized types with I % 32 != 0).
+  uint64_t down_bytes() const { return kernels::WeightMatrixBytes(type, hidden, intermediate); }
+  uint64_t block_bytes() const { return 2 * matrix_bytes() + down_bytes(); }
 };
 
 struct ExpertView {

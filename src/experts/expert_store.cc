@@ -20,8 +20,11 @@ namespace {
 namespace fs = std::filesystem;
 
 kernels::WeightType ToWeightType(uint32_t d) {
-  return d == 0 ? kernels::WeightType::kF32
-                : d == 1 ? kernels::WeightType::kBF16 : kernels::WeightType::kF16;
+  return d == 0   ? kernels::WeightType::kF32
+         : d == 1 ? kernels::WeightType::kBF16
+         : d == 2 ? kernels::WeightType::kF16
+         : d == 3 ? kernels::WeightType::kQ8
+                  : kernels::WeightType::kQ4;
 }
 
 class Fd {

@@ -33,7 +33,9 @@ Status CheckStoreHeader(const std::string& path, const store::Header& h, const s
     return Error(StatusCode::kIntegrity, "{}: no footer or size {} differs from the footer's: "
                  "truncated or incomplete store", path, size);
   }
-  if (h.dtype > 2) return Bad(path, fmt::format("dtype code {} unknown", h.dtype));
+  if (h.dtype > static_cast<uint32_t>(store::StoreDType::kQ4)) {
+    return Bad(path, fmt::format("dtype code {} unknown", h.dtype));
+  }
   if (h.hidden != expect.hidden || h.intermediate != expect.intermediate ||
       static_cast<int64_t>(h.n_layers) != n_layers || static_cast<int64_t>(h.n_experts) != n_experts) {
     return Bad(path, fmt::format("geometry H={} I={} layers={} experts={} differs from config.json "
@@ -42,8 +44,7 @@ Status CheckStoreHeader(const std::string& path, const store::Header& h, const s
                                  n_layers, n_experts));
   }
   ExpertGeometry g = expect;
-  g.type = h.dtype == 0 ? kernels::WeightType::kF32
-                        : h.dtype == 1 ? kernels::WeightType::kBF16 : kernels::WeightType::kF16;
+  g.type = static_cast<kernels::WeightType>(h.dtype);  // codes match (store_format.h)
   // blocks_offset + n_blocks × block_stride and the index/footer ends, all without wrapping.
   const auto blocks = CheckedMul(h.n_blocks, h.block_stride);
   const auto index_at = blocks ? CheckedAdd(h.blocks_offset, *blocks) : std::nullopt;

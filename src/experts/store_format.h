@@ -6,7 +6,8 @@
 // bound to its identity (seeded with model id, layer and expert), so corrupt or swapped blocks
 // are detected; readers of version 1 can read files whose header grew (header_bytes); an
 // incomplete file (no footer) is refused.
-// Non-goals: quantisation, compression, cross-endian files (little-endian only).
+// Quantised blocks (dtype q8/q4) keep the same layout with quantised rows.
+// Non-goals: compression, cross-endian files (little-endian only).
 #pragma once
 
 #include <bit>
@@ -26,7 +27,8 @@ inline constexpr char kMarkerFile[] = "moestream-store.json";  // written last: 
 inline constexpr char kDenseFile[] = "model.safetensors";     // non-expert tensors
 
 // Expert dtype codes (match kernels::WeightType).
-enum class StoreDType : uint32_t { kF32 = 0, kBF16 = 1, kF16 = 2 };
+// kQ8/kQ4: block-quantized rows (kernels.h), written by `moestream convert --quant q8|q4`.
+enum class StoreDType : uint32_t { kF32 = 0, kBF16 = 1, kF16 = 2, kQ8 = 3, kQ4 = 4 };
 
 // At offset 0. Fields are only ever appended; header_bytes says how many were written.
 struct Header {
@@ -40,7 +42,7 @@ struct Header {
   uint64_t intermediate;
   uint32_t dtype;  // StoreDType
   uint32_t reserved;
-  uint64_t block_bytes;   // 3 × I × H × dtype bytes
+  uint64_t block_bytes;   // gate + up + down bytes (kernels::WeightMatrixBytes)
   uint64_t block_stride;  // block_bytes rounded up to kAlign
   uint64_t blocks_offset;
   uint64_t n_blocks;

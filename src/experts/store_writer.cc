@@ -79,7 +79,8 @@ Status SyncDir(const std::string& dir) {
 }
 
 // Identity of the source: names, sizes and mtimes of its files (changes → no resume).
-uint64_t SourceFingerprint(const std::string& dir, const std::vector<std::string>& dense) {
+uint64_t SourceFingerprint(const std::string& dir, const std::vector<std::string>& dense,
+                           const char* out_type) {
   std::vector<std::string> rows;
   std::error_code ec;
   for (const auto& ent : fs::directory_iterator(dir, ec)) {
@@ -92,6 +93,7 @@ uint64_t SourceFingerprint(const std::string& dir, const std::vector<std::string
   std::string all = fmt::format("v{}\n", store::kVersion);
   for (const auto& r : rows) all += r + "\n";
   for (const auto& d : dense) all += d + "\n";
+  all += std::string("type ") + out_type + "\n";
   return XXH64(all.data(), all.size(), 0);
 }
 
@@ -150,6 +152,21 @@ Status WriteDense(const StoreWriterInput& in, const std::string& path) {
   return f.Sync();
 }
 
+// gate|up|down of `g` at src → the same matrices block-quantized to `type` at dst.
+void QuantizeBlock(const ExpertGeometry& g, const char* src, kernels::WeightType type, float* row,
+                   char* dst) {
+  const ExpertView v = MakeExpertView(g, src);
+  for (const kernels::WeightView* m : {&v.gate, &v.up, &v.down}) {
+    const uint64_t in_row = kernels::WeightMatrixBytes(m->type, 1, m->cols);
+    const uint64_t out_row = kernels::WeightMatrixBytes(type, 1, m->cols);
+    for (size_t r = 0; r < m->rows; ++r) {
+      kernels::ToFloat(static_cast<const char*>(m->data) + r * in_row, m->type, m->cols, row);
+      kernels::QuantizeRow(row, m->cols, type, dst);
+      dst += out_row;
+    }
+  }
+}
+
 Status CopyFile(const std::string& from, const std::string& to) {
   std::error_code ec;
   fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
@@ -183,9 +200,15 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
   h.n_experts = static_cast<uint32_t>(src.n_experts());
   h.hidden = src.geometry().hidden;
   h.intermediate = src.geometry().intermediate;
-  h.dtype = static_cast<uint32_t>(src.geometry().type == kernels::WeightType::kF32 ? 0
-                                  : src.geometry().type == kernels::WeightType::kBF16 ? 1 : 2);
-  h.block_bytes = src.geometry().block_bytes();
+  ExpertGeometry out_g = src.geometry();
+  if (in.quant) {
+    if (!kernels::IsQuantized(*in.quant)) {
+      return Error(StatusCode::kUsage, "--quant: only q8 and q4 are supported");
+    }
+    out_g.type = *in.quant;
+  }
+  h.dtype = static_cast<uint32_t>(out_g.type);  // StoreDType codes match kernels::WeightType
+  h.block_bytes = out_g.block_bytes();
   h.block_stride = RoundUp(h.block_bytes, store::kAlign);
   h.blocks_offset = store::kBlocksOffset;
   std::vector<store::IndexEntry> index;
@@ -207,7 +230,8 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
   const uint64_t file_bytes = h.index_offset + h.index_bytes + sizeof(store::Footer);
 
   // Resume from the journal when the source is unchanged; otherwise start clean.
-  const uint64_t fp = SourceFingerprint(in.source_dir, in.dense_tensors);
+  const uint64_t fp =
+      SourceFingerprint(in.source_dir, in.dense_tensors, kernels::WeightTypeName(out_g.type));
   std::vector<uint8_t> done(index.size(), 0);
   if (fs::exists(part, ec)) {
     std::string j;
@@ -245,6 +269,9 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
   std::unique_ptr<char, void (*)(void*)> buf(
       static_cast<char*>(std::aligned_alloc(store::kAlign, h.block_stride)), std::free);
   if (!buf) return Error(StatusCode::kResourceExhausted, "cannot allocate a block buffer");
+  // Quantizing: the source block is read here, then each row is converted into buf.
+  std::vector<char> src_block(in.quant ? src.dst_bytes() : 0);
+  std::vector<float> row(in.quant ? std::max(out_g.hidden, out_g.intermediate) : 0);
   std::vector<JournalRecord> pending;
   auto flush = [&]() -> Status {
     if (pending.empty()) return Status::Ok();
@@ -260,7 +287,12 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
     if (done[i]) continue;
     store::IndexEntry& x = index[i];
     std::memset(buf.get(), 0, h.block_stride);
-    MOE_TRY(src.Read(x.layer, x.expert, buf.get()));
+    if (in.quant) {
+      MOE_TRY(src.Read(x.layer, x.expert, src_block.data()));
+      QuantizeBlock(src.geometry(), src_block.data(), out_g.type, row.data(), buf.get());
+    } else {
+      MOE_TRY(src.Read(x.layer, x.expert, buf.get()));
+    }
     x.xxh64 = XXH64(buf.get(), h.block_bytes, store::BlockSeed(h.model_id, x.layer, x.expert));
     MOE_TRY(out.WriteAt(x.offset, buf.get(), h.block_stride));
     pending.push_back({i, x.xxh64});

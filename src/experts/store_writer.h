@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,9 @@ struct StoreWriterInput {
   std::vector<std::string> dense_tensors;  // names copied into model.safetensors
   FILE* progress = nullptr;                // progress bar target (null = quiet)
   uint64_t slow_us_per_block = 0;          // testing only: sleep per block (kill -9 tests)
+  // perf: --quant q8|q4: expert blocks are block-quantized (kernels.h kQ8/kQ4) from the
+  // source's values; dense tensors are copied unchanged. nullopt = the source's type.
+  std::optional<kernels::WeightType> quant;
 };
 
 struct StoreWriterResult {

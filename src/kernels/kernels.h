@@ -16,9 +16,39 @@
 
 namespace moe::kernels {
 
-enum class WeightType : uint8_t { kF32, kBF16, kF16 };
+// kQ8 / kQ4: block-quantized rows (docs/kernels.md "Quantized weights"). Each row of `cols`
+// values is cut into ceil(cols / 32) blocks of 32 along the input dimension; a block is
+//   kQ8: f32 scale d, then 32 int8 q             (36 bytes): w = d · q
+//   kQ4: f32 scale d, then 16 bytes of nibbles   (20 bytes): w = d · (nibble − 8); byte j holds
+//        element j in its low nibble and element j + 16 in its high nibble.
+// The last block of a row is zero-padded (q = 0, nibble 8). Rows are contiguous; weights are
+// only ever used as MatMul/ToFloat inputs (never as norm weights).
+enum class WeightType : uint8_t { kF32, kBF16, kF16, kQ8, kQ4 };
 
+inline constexpr size_t kQuantBlock = 32;
+
+// Bytes per element for f32/bf16/f16; 0 for the block-quantized types (use WeightMatrixBytes).
 size_t WeightTypeBytes(WeightType t);
+
+// Bytes of a row-major [rows, cols] matrix of type t (quantized: scales included).
+uint64_t WeightMatrixBytes(WeightType t, size_t rows, size_t cols);
+
+// "f32", "bf16", "f16", "q8", "q4".
+const char* WeightTypeName(WeightType t);
+
+// Bytes of one quantized block (36 for kQ8, 20 for kQ4) and of one row of `cols` values.
+inline constexpr size_t QuantBlockBytes(WeightType t) { return t == WeightType::kQ8 ? 36 : 20; }
+inline constexpr size_t QuantRowBytes(WeightType t, size_t cols) {
+  return (cols + kQuantBlock - 1) / kQuantBlock * QuantBlockBytes(t);
+}
+
+// True for kQ8 and kQ4.
+inline bool IsQuantized(WeightType t) { return t == WeightType::kQ8 || t == WeightType::kQ4; }
+
+// Quantizes one row of n floats to t (kQ8 or kQ4) into dst (WeightMatrixBytes(t, 1, n) bytes).
+// Per block: d = max|x| / 127 (q8) or / 7 (q4), q = round-half-away(x / d) clamped to the
+// type's range; an all-zero block gets d = 0. Deterministic, scalar.
+void QuantizeRow(const float* src, size_t n, WeightType t, void* dst);
 
 // A row-major [rows, cols] weight matrix in its stored type. Non-owning.
 struct WeightView {
@@ -40,7 +70,7 @@ void MatMul(const WeightView& w, const float* x, size_t n_tokens, size_t x_strid
 // `out` may alias `x`.
 void RmsNorm(const float* x, const void* w, WeightType w_type, size_t n, float eps, float* out);
 
-// dst[i] = float(src[i]) for i < n.
+// dst[i] = float(src[i]) for i < n (a quantized src is one row of n columns).
 void ToFloat(const void* src, WeightType type, size_t n, float* dst);
 
 // gate[i] = silu(gate[i]) · up[i], i < n.

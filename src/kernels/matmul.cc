@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// MatMul: f32 activations × f32/bf16/f16 weight rows, one Highway implementation per target.
+// MatMul: f32 activations × f32/bf16/f16/q8/q4 weight rows, one Highway implementation per target.
 //
 // Per output element (row r, token t) the instruction sequence is fixed: one f32 vector
 // accumulator, acc = MulAdd(w[r, c:c+N], x[t, c:c+N], acc) for c = 0, N, 2N, ... in order, the
@@ -7,6 +7,8 @@
 // independent chains run side by side (rows × tokens per tile); it never changes any chain, so
 // results are bit-identical for any n_tokens, row range or thread split.
 #include "kernels/targets.h"
+
+#include <cstring>
 
 #include "kernels/kernels.h"
 
@@ -114,6 +116,105 @@ void MatMulT(const Args& a, size_t n_tokens, size_t row_begin, size_t row_end) {
   }
 }
 
+// --- Block-quantized weights (kQ8, kQ4; kernels.h). Per output element the sequence is fixed:
+// for each block b and each chunk c of N lanes inside it, w = f32(q) · d_b (one f32 multiply,
+// exactly the reference's dequantized value) and acc = MulAdd(w, x[c:c+N], acc); the x chunk
+// that crosses `cols` is zero-padded. N ≤ 16 divides the block (32).
+using DQ = hn::CappedTag<float, 16>;
+using VQ = hn::Vec<DQ>;
+
+struct QArgs {
+  const uint8_t* w;
+  size_t cols, row_bytes, n_blocks;
+  const float* x;
+  size_t x_stride;
+  float* y;
+  size_t y_stride;
+};
+
+template <WeightType kW>
+HWY_INLINE VQ Dequant(DQ dq, const uint8_t* HWY_RESTRICT blk, size_t j, VQ scale) {
+  const hn::Rebind<int32_t, DQ> di;
+  if constexpr (kW == WeightType::kQ8) {
+    const hn::Rebind<int8_t, DQ> di8;
+    const auto q = hn::PromoteTo(di, hn::LoadU(di8, reinterpret_cast<const int8_t*>(blk + 4 + j)));
+    return hn::Mul(hn::ConvertTo(dq, q), scale);
+  } else {
+    const hn::Rebind<uint8_t, DQ> du8;
+    auto q = hn::PromoteTo(di, hn::LoadU(du8, blk + 4 + (j & 15)));
+    q = j < 16 ? hn::And(q, hn::Set(di, 15)) : hn::ShiftRight<4>(q);
+    return hn::Mul(hn::ConvertTo(dq, hn::Sub(q, hn::Set(di, 8))), scale);
+  }
+}
+
+HWY_INLINE VQ LoadX(DQ dq, const float* HWY_RESTRICT p, size_t avail) {
+  const size_t N = hn::Lanes(dq);
+  if (avail >= N) return hn::LoadU(dq, p);
+  HWY_ALIGN float buf[16] = {};
+  std::memcpy(buf, p, avail * sizeof(float));
+  return hn::LoadU(dq, buf);
+}
+
+template <size_t kR, size_t kT, WeightType kW>
+HWY_INLINE void QTile(const QArgs& a, size_t r, size_t t) {
+  const DQ dq;
+  const size_t N = hn::Lanes(dq);
+  constexpr size_t bb = QuantBlockBytes(kW);
+  const uint8_t* HWY_RESTRICT w[kR];
+  for (size_t i = 0; i < kR; ++i) w[i] = a.w + (r + i) * a.row_bytes;
+  const float* HWY_RESTRICT x[kT];
+  for (size_t j = 0; j < kT; ++j) x[j] = a.x + (t + j) * a.x_stride;
+  VQ acc[kR][kT];
+  for (size_t i = 0; i < kR; ++i) {
+    for (size_t j = 0; j < kT; ++j) acc[i][j] = hn::Zero(dq);
+  }
+  for (size_t b = 0; b < a.n_blocks; ++b) {
+    VQ sc[kR];
+    for (size_t i = 0; i < kR; ++i) {
+      float d;
+      std::memcpy(&d, w[i] + b * bb, 4);
+      sc[i] = hn::Set(dq, d);
+    }
+    const size_t c0 = b * kQuantBlock;
+    for (size_t k = 0; k < kQuantBlock && c0 + k < a.cols; k += N) {
+      const size_t c = c0 + k;
+      VQ xv[kT];
+      for (size_t j = 0; j < kT; ++j) xv[j] = LoadX(dq, x[j] + c, a.cols - c);
+      for (size_t i = 0; i < kR; ++i) {
+        const VQ wv = Dequant<kW>(dq, w[i] + b * bb, k, sc[i]);
+        for (size_t j = 0; j < kT; ++j) acc[i][j] = hn::MulAdd(wv, xv[j], acc[i][j]);
+      }
+    }
+  }
+  for (size_t j = 0; j < kT; ++j) {
+    for (size_t i = 0; i < kR; ++i) {
+      a.y[(t + j) * a.y_stride + r + i] = hn::GetLane(hn::SumOfLanes(dq, acc[i][j]));
+    }
+  }
+}
+
+template <size_t kR, size_t kT, WeightType kW>
+HWY_INLINE void QRowsForTokens(const QArgs& a, size_t row_begin, size_t row_end, size_t t) {
+  size_t r = row_begin;
+  for (; r + kR <= row_end; r += kR) QTile<kR, kT, kW>(a, r, t);
+  for (; r < row_end; ++r) QTile<1, kT, kW>(a, r, t);
+}
+
+template <WeightType kW>
+void MatMulQ(const QArgs& a, size_t n_tokens, size_t row_begin, size_t row_end) {
+  constexpr size_t kQDecodeRows = 4;
+  if (n_tokens == 1) return QRowsForTokens<kQDecodeRows, 1, kW>(a, row_begin, row_end, 0);
+  constexpr size_t kBlockRows = 16;
+  for (size_t rb = row_begin; rb < row_end; rb += kBlockRows) {
+    const size_t re = HWY_MIN(row_end, rb + kBlockRows);
+    size_t t = 0;
+    for (; t + kTokenTile <= n_tokens; t += kTokenTile) {
+      QRowsForTokens<kPrefillRows, kTokenTile, kW>(a, rb, re, t);
+    }
+    for (; t < n_tokens; ++t) QRowsForTokens<kQDecodeRows, 1, kW>(a, rb, re, t);
+  }
+}
+
 }  // namespace
 
 void MatMulImpl(const WeightView& w, const float* x, size_t n_tokens, size_t x_stride, float* y,
@@ -123,6 +224,13 @@ void MatMulImpl(const WeightView& w, const float* x, size_t n_tokens, size_t x_s
     case WeightType::kF32: return MatMulT<float>(a, n_tokens, row_begin, row_end);
     case WeightType::kBF16: return MatMulT<hwy::bfloat16_t>(a, n_tokens, row_begin, row_end);
     case WeightType::kF16: return MatMulT<hwy::float16_t>(a, n_tokens, row_begin, row_end);
+    case WeightType::kQ8:
+    case WeightType::kQ4: {
+      const QArgs q{static_cast<const uint8_t*>(w.data), w.cols, QuantRowBytes(w.type, w.cols),
+                    (w.cols + kQuantBlock - 1) / kQuantBlock, x, x_stride, y, y_stride};
+      if (w.type == WeightType::kQ8) return MatMulQ<WeightType::kQ8>(q, n_tokens, row_begin, row_end);
+      return MatMulQ<WeightType::kQ4>(q, n_tokens, row_begin, row_end);
+    }
   }
 }
 

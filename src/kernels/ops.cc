@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "kernels/kernels.h"
+#include "kernels/reference.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/ops.cc"
@@ -86,6 +87,8 @@ void ToFloatImpl(const void* src, WeightType type, size_t n, float* dst) {
     case WeightType::kF32: return ToFloatT(static_cast<const float*>(src), n, dst);
     case WeightType::kBF16: return ToFloatT(static_cast<const hwy::bfloat16_t*>(src), n, dst);
     case WeightType::kF16: return ToFloatT(static_cast<const hwy::float16_t*>(src), n, dst);
+    case WeightType::kQ8:
+    case WeightType::kQ4: return reference::DequantizeRow(src, type, n, 0, dst);
   }
 }
 
@@ -97,6 +100,20 @@ void RmsNormImpl(const float* x, const void* w, WeightType w_type, size_t n, flo
     case WeightType::kBF16:
       return RmsNormT(x, static_cast<const hwy::bfloat16_t*>(w), n, eps, out);
     case WeightType::kF16: return RmsNormT(x, static_cast<const hwy::float16_t*>(w), n, eps, out);
+    case WeightType::kQ8:
+    case WeightType::kQ4: {  // never produced by convert; supported for completeness
+      const float inv = 1.0f / std::sqrt(DotF32(x, x, n) / static_cast<float>(n) + eps);
+      float buf[kQuantBlock];
+      const auto* wb = static_cast<const uint8_t*>(w);
+      for (size_t b = 0; b * kQuantBlock < n; ++b) {
+        const size_t len = HWY_MIN(kQuantBlock, n - b * kQuantBlock);
+        reference::DequantizeRow(wb + b * QuantBlockBytes(w_type), w_type, len, 0, buf);
+        for (size_t j = 0; j < len; ++j) {
+          out[b * kQuantBlock + j] = x[b * kQuantBlock + j] * inv * buf[j];
+        }
+      }
+      return;
+    }
   }
 }
 

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 namespace moe::kernels {
 
@@ -11,8 +12,26 @@ size_t WeightTypeBytes(WeightType t) {
     case WeightType::kF32: return 4;
     case WeightType::kBF16: return 2;
     case WeightType::kF16: return 2;
+    case WeightType::kQ8:
+    case WeightType::kQ4: return 0;
   }
   return 0;
+}
+
+uint64_t WeightMatrixBytes(WeightType t, size_t rows, size_t cols) {
+  if (IsQuantized(t)) return static_cast<uint64_t>(rows) * QuantRowBytes(t, cols);
+  return static_cast<uint64_t>(rows) * cols * WeightTypeBytes(t);
+}
+
+const char* WeightTypeName(WeightType t) {
+  switch (t) {
+    case WeightType::kF32: return "f32";
+    case WeightType::kBF16: return "bf16";
+    case WeightType::kF16: return "f16";
+    case WeightType::kQ8: return "q8";
+    case WeightType::kQ4: return "q4";
+  }
+  return "?";
 }
 
 namespace reference {
@@ -58,12 +77,46 @@ float LoadWeight(const void* data, WeightType type, size_t index) {
     case WeightType::kF32: return static_cast<const float*>(data)[index];
     case WeightType::kBF16: return Bf16ToF32(static_cast<const uint16_t*>(data)[index]);
     case WeightType::kF16: return F16ToF32(static_cast<const uint16_t*>(data)[index]);
+    case WeightType::kQ8:
+    case WeightType::kQ4: return 0.f;  // quantized: use DequantizeRow (rows are blocked)
   }
   return 0.f;
 }
 
+void DequantizeRow(const void* data, WeightType type, size_t cols, size_t row, float* out) {
+  const size_t nb = (cols + kQuantBlock - 1) / kQuantBlock;
+  const auto* p = static_cast<const uint8_t*>(data) + row * QuantRowBytes(type, cols);
+  const size_t bb = QuantBlockBytes(type);
+  for (size_t b = 0; b < nb; ++b, p += bb) {
+    float d;
+    std::memcpy(&d, p, 4);
+    for (size_t j = 0; j < kQuantBlock && b * kQuantBlock + j < cols; ++j) {
+      int q;
+      if (type == WeightType::kQ8) {
+        q = static_cast<int8_t>(p[4 + j]);
+      } else {
+        const uint8_t byte = p[4 + (j % 16)];
+        q = (j < 16 ? (byte & 0xF) : (byte >> 4)) - 8;
+      }
+      out[b * kQuantBlock + j] = d * static_cast<float>(q);
+    }
+  }
+}
+
 void MatMul(const WeightView& w, const float* x, size_t n_tokens, size_t x_stride, float* y,
             size_t y_stride, size_t row_begin, size_t row_end) {
+  if (IsQuantized(w.type)) {
+    std::vector<float> row(w.cols);
+    for (size_t r = row_begin; r < row_end; ++r) {
+      DequantizeRow(w.data, w.type, w.cols, r, row.data());
+      for (size_t t = 0; t < n_tokens; ++t) {
+        double acc = 0.0;
+        for (size_t c = 0; c < w.cols; ++c) acc += static_cast<double>(row[c]) * x[t * x_stride + c];
+        y[t * y_stride + r] = static_cast<float>(acc);
+      }
+    }
+    return;
+  }
   for (size_t t = 0; t < n_tokens; ++t) {
     const float* xt = x + t * x_stride;
     for (size_t r = row_begin; r < row_end; ++r) {
@@ -104,6 +157,7 @@ void Softmax(float* x, size_t n) {
 }
 
 void ToFloat(const void* src, WeightType type, size_t n, float* dst) {
+  if (IsQuantized(type)) return DequantizeRow(src, type, n, 0, dst);
   for (size_t i = 0; i < n; ++i) dst[i] = LoadWeight(src, type, i);
 }
 

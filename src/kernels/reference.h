@@ -6,7 +6,9 @@
 
 namespace moe::kernels::reference {
 
-float LoadWeight(const void* data, WeightType type, size_t index);
+float LoadWeight(const void* data, WeightType type, size_t index);  // f32/bf16/f16 only
+// Row `row` of a quantized [*, cols] matrix, dequantized to f32 (d · q, one f32 multiply).
+void DequantizeRow(const void* data, WeightType type, size_t cols, size_t row, float* out);
 void MatMul(const WeightView& w, const float* x, size_t n_tokens, size_t x_stride, float* y,
             size_t y_stride, size_t row_begin, size_t row_end);
 void RmsNorm(const float* x, const void* w, WeightType w_type, size_t n, float eps, float* out);

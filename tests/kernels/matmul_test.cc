@@ -24,6 +24,8 @@ const char* TypeName(WeightType t) {
     case WeightType::kF32: return "f32";
     case WeightType::kBF16: return "bf16";
     case WeightType::kF16: return "f16";
+    case WeightType::kQ8:
+    case WeightType::kQ4: return WeightTypeName(t);  // quant_matmul_test.cc
   }
   return "?";
 }

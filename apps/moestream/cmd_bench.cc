@@ -1,0 +1,341 @@
+// SPDX-License-Identifier: Apache-2.0
+// moestream bench: a prompt of P tokens (prefill) then D greedy decode steps, repeated R times;
+// prints ONE JSON object (docs/benchmarks.md): speeds, time to first token, expert cache
+// behaviour during decode, achieved memory and disk bandwidth, and the build/CPU/SIMD target.
+// Timings are medians over the repeats; cache figures are summed over the decode phases of all
+// repeats (prefill phases are reported separately).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <numeric>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "command.h"
+#include "kernels/kernels.h"
+#include "model_flags.h"
+#include "runtime/session.h"
+#include "tokenizer/tokenizer.h"
+#include "util/file.h"
+#include "util/thread_pool.h"
+
+#ifndef MOE_GIT_COMMIT
+#define MOE_GIT_COMMIT "unknown"
+#endif
+
+namespace moe::app {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+std::string CpuModel() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      const size_t colon = line.find(':');
+      if (colon != std::string::npos) {
+        size_t b = colon + 1;
+        while (b < line.size() && line[b] == ' ') ++b;
+        return line.substr(b);
+      }
+    }
+  }
+  return "unknown";
+}
+
+// JSON string literal (quotes, backslashes and control characters escaped).
+std::string JsonStr(const std::string& s) {
+  std::string o = "\"";
+  for (const char c : s) {
+    if (c == '"' || c == '\\') {
+      o += '\\';
+      o += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      o += fmt::format("\\u{:04x}", static_cast<int>(c));
+    } else {
+      o += c;
+    }
+  }
+  return o + "\"";
+}
+
+uint64_t ViewBytes(const kernels::WeightView& v) {
+  return v.data ? kernels::WeightMatrixBytes(v.type, v.rows, v.cols) : 0;
+}
+
+// Weight bytes one decode token reads: every dense matrix and norm, one embedding row, the
+// final norm and lm_head, plus top_k expert blocks per MoE layer.
+uint64_t WeightBytesPerDecodeToken(const Engine& e) {
+  const ModelWeights& w = e.weights();
+  uint64_t b = ViewBytes(w.final_norm().view) + ViewBytes(w.lm_head().view);
+  const kernels::WeightView& emb = w.embed().view;
+  b += kernels::WeightMatrixBytes(emb.type, 1, emb.cols);
+  const uint64_t block = e.expert_source().geometry().block_bytes();
+  for (int64_t l = 0; l < w.config().num_hidden_layers; ++l) {
+    const LayerWeights& lw = w.layer(l);
+    for (const DenseTensor* t :
+         {&lw.input_layernorm, &lw.post_attention_layernorm, &lw.attn.q_proj, &lw.attn.k_proj,
+          &lw.attn.v_proj, &lw.attn.o_proj, &lw.attn.q_norm, &lw.attn.k_norm, &lw.router,
+          &lw.mlp_gate, &lw.mlp_up, &lw.mlp_down}) {
+      b += ViewBytes(t->view);
+    }
+    if (lw.is_moe) b += static_cast<uint64_t>(e.top_k()) * block;
+  }
+  return b;
+}
+
+LayerCacheStats Diff(const LayerCacheStats& a, const LayerCacheStats& b) {  // b − a
+  LayerCacheStats d;
+  d.hits = b.hits - a.hits;
+  d.joins = b.joins - a.joins;
+  d.misses = b.misses - a.misses;
+  d.evictions = b.evictions - a.evictions;
+  d.bytes_read = b.bytes_read - a.bytes_read;
+  d.read_ns = b.read_ns - a.read_ns;
+  d.wait_ns = b.wait_ns - a.wait_ns;
+  return d;
+}
+
+LayerCacheStats Totals(const Engine& e) {
+  return e.expert_cache() ? e.expert_cache()->Stats().total : LayerCacheStats{};
+}
+
+// Best-of-3 read bandwidth of a 512 MiB prefaulted buffer, split over the pool's threads
+// (each sums its share with kernels::Dot, which reads one stream when both operands alias).
+double MeasureMemoryGbS(ThreadPool& pool) {
+  const size_t n = (512u << 20) / sizeof(float);
+  std::vector<float> buf(n, 1.0f);  // first touch here, outside the timing
+  std::vector<float> sink(pool.n_threads(), 0.f);
+  const size_t parts = pool.n_threads();
+  double best = 0;
+  for (int rep = 0; rep < 4; ++rep) {
+    const auto t0 = Clock::now();
+    pool.ParallelFor(parts, [&](size_t task, size_t worker) {
+      const size_t per = n / parts, b = task * per, len = task + 1 == parts ? n - b : per;
+      sink[worker] += kernels::Dot(&buf[b], &buf[b], len);
+    });
+    const double s = Seconds(t0, Clock::now());
+    if (rep > 0 && s > 0) best = std::max(best, static_cast<double>(n * sizeof(float)) / s / 1e9);
+  }
+  if (sink[0] < 0) std::fputs("", stderr);  // keep the sums alive
+  return best;
+}
+
+// Mean next-token NLL (nats) of `ids` in windows of `window` tokens, each window a fresh
+// context; every position after the first of a window is predicted.
+Result<std::pair<double, int64_t>> MeanNll(Session& session, const std::vector<int32_t>& ids,
+                                           int64_t window) {
+  const size_t V = static_cast<size_t>(session.vocab_size());
+  std::vector<float> logits(static_cast<size_t>(window) * V);
+  double nll = 0;
+  int64_t n = 0;
+  for (size_t b = 0; b + 1 < ids.size(); b += static_cast<size_t>(window)) {
+    const size_t len = std::min(ids.size() - b, static_cast<size_t>(window));
+    if (len < 2) break;
+    session.Reset();
+    MOE_TRY(session.Forward(std::span<const int32_t>(&ids[b], len), LogitsMode::kAll,
+                            logits.data()));
+    for (size_t t = 0; t + 1 < len; ++t) {
+      const float* row = &logits[t * V];
+      const double mx = *std::max_element(row, row + V);
+      double sum = 0;
+      for (size_t v = 0; v < V; ++v) sum += std::exp(static_cast<double>(row[v]) - mx);
+      nll += mx + std::log(sum) - row[ids[b + t + 1]];
+      ++n;
+    }
+  }
+  return std::make_pair(n ? nll / static_cast<double>(n) : 0.0, n);
+}
+
+size_t ArgMax(const std::vector<float>& v) {
+  return static_cast<size_t>(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+int Bench(int argc, char** argv) {
+  Flags flags("bench", "prefill P tokens then decode D tokens, R times; print one JSON object");
+  ModelFlags model;
+  model.Register(flags);
+  int64_t prompt_tokens = 64, decode_tokens = 32, repeat = 3, seed = 1;
+  flags.Int("prompt-tokens", &prompt_tokens, "prompt length P (default 64)");
+  flags.Int("decode-tokens", &decode_tokens, "greedy decode steps D after the prompt (default 32)");
+  flags.Int("repeat", &repeat, "repetitions R; timings are medians (default 3)");
+  flags.Int("seed", &seed, "seed of the deterministic pseudo-random prompt ids (default 1)");
+  std::string ppl_text;
+  int64_t ppl_window = 256;
+  flags.String("ppl-text", &ppl_text, "also report perplexity of this text file (model tokenizer)");
+  flags.Int("ppl-window", &ppl_window, "tokens per perplexity window (default 256)");
+  bool measure_memory = false;
+  flags.Bool("measure-memory", &measure_memory,
+             "also measure memory read bandwidth (512 MiB, --threads) and the decode roofline");
+  Status st = flags.Parse(argc, argv);
+  if (flags.help_requested()) {
+    flags.PrintUsage(stdout);
+    return 0;
+  }
+  if (st.ok()) st = model.ResolveModelDir();
+  if (st.ok() && (prompt_tokens < 1 || decode_tokens < 1 || repeat < 1)) {
+    st = Error(StatusCode::kUsage, "--prompt-tokens, --decode-tokens and --repeat must be ≥ 1");
+  }
+  if (!st.ok()) return flags.Fail(st);
+  model.WarnIfLossy();
+
+  double mem_gb_s = 0;
+  if (measure_memory) {
+    ThreadPool mpool(model.n_threads());
+    mem_gb_s = MeasureMemoryGbS(mpool);
+  }
+  const auto t_open = Clock::now();
+  auto engine_r = Engine::Open(model.engine);
+  if (!engine_r.ok()) return flags.Fail(engine_r.status());
+  const Engine& engine = **engine_r;
+  const double open_s = Seconds(t_open, Clock::now());
+  ThreadPool pool(model.n_threads());
+  SessionOptions so = model.session;
+  so.max_context = std::max<int64_t>(so.max_context, prompt_tokens + decode_tokens);
+  Session session(engine, pool, so);
+  const int64_t V = session.vocab_size();
+  if (prompt_tokens + decode_tokens > session.max_context()) {
+    return flags.Fail(Error(StatusCode::kUsage, "P + D = {} exceed the model's context of {}",
+                            prompt_tokens + decode_tokens, session.max_context()));
+  }
+  // Deterministic prompt ids (splitmix64), the same for every run of the same seed.
+  std::vector<int32_t> prompt(static_cast<size_t>(prompt_tokens));
+  uint64_t s = static_cast<uint64_t>(seed);
+  for (int32_t& id : prompt) {
+    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    id = static_cast<int32_t>((z ^ (z >> 31)) % static_cast<uint64_t>(V));
+  }
+
+  double ppl_nll = 0;
+  int64_t ppl_n = 0;
+  if (!ppl_text.empty()) {
+    auto text = ReadFileToString(ppl_text, 1ull << 30);
+    if (!text.ok()) return flags.Fail(text.status());
+    auto tok = Tokenizer::Load(model.engine.model_dir);
+    if (!tok.ok()) return flags.Fail(tok.status());
+    auto ids = tok->Encode(*text);
+    if (!ids.ok()) return flags.Fail(ids.status());
+    if (ppl_window < 2 || ppl_window > session.max_context()) {
+      return flags.Fail(Error(StatusCode::kUsage, "--ppl-window {}: expected 2..{}", ppl_window,
+                              session.max_context()));
+    }
+    auto r = MeanNll(session, *ids, ppl_window);
+    if (!r.ok()) return flags.Fail(r.status());
+    std::tie(ppl_nll, ppl_n) = *r;
+  }
+  std::vector<float> logits(static_cast<size_t>(V));
+  std::vector<double> prefill_s, decode_s, ttft_s;
+  LayerCacheStats prefill_cache, decode_cache;
+  std::vector<int32_t> first_run_ids;
+  for (int64_t r = 0; r < repeat; ++r) {
+    session.Reset();
+    const LayerCacheStats c0 = Totals(engine);
+    const auto t0 = Clock::now();
+    st = session.Forward(prompt, LogitsMode::kLast, logits.data());
+    if (!st.ok()) return flags.Fail(st);
+    int32_t next = static_cast<int32_t>(ArgMax(logits));
+    const auto t1 = Clock::now();
+    const LayerCacheStats c1 = Totals(engine);
+    for (int64_t d = 0; d < decode_tokens; ++d) {
+      if (r == 0) first_run_ids.push_back(next);
+      st = session.Forward(std::span<const int32_t>(&next, 1), LogitsMode::kLast, logits.data());
+      if (!st.ok()) return flags.Fail(st);
+      next = static_cast<int32_t>(ArgMax(logits));
+    }
+    const auto t2 = Clock::now();
+    prefill_cache.Add(Diff(c0, c1));
+    decode_cache.Add(Diff(c1, Totals(engine)));
+    prefill_s.push_back(Seconds(t0, t1));
+    ttft_s.push_back(Seconds(t0, t1));
+    decode_s.push_back(Seconds(t1, t2));
+  }
+  const double P = static_cast<double>(prompt_tokens), D = static_cast<double>(decode_tokens);
+  const double R = static_cast<double>(repeat);
+  const double pf = Median(prefill_s), dc = Median(decode_s);
+  const double decode_total_s = std::accumulate(decode_s.begin(), decode_s.end(), 0.0);
+  const double decode_tps = dc > 0 ? D / dc : 0;
+  const uint64_t wbytes = WeightBytesPerDecodeToken(engine);
+  const LayerCacheStats& dcs = decode_cache;
+  const uint64_t requests = dcs.hits + dcs.joins + dcs.misses;
+  const bool streaming = engine.expert_cache() != nullptr;
+  const ExpertGeometry& g = engine.expert_source().geometry();
+
+  std::string j = "{";
+  j += fmt::format("\"model\":{},", JsonStr(model.engine.model_dir));
+  j += fmt::format("\"mode\":\"{}\",", streaming ? "streaming" : "resident");
+  j += fmt::format("\"expert_cache_bytes\":{},",
+                   streaming ? engine.expert_cache()->n_slots() * engine.expert_cache()->slot_bytes()
+                             : 0);
+  j += fmt::format("\"io\":{},", JsonStr(model.engine.io_mode));
+  j += fmt::format("\"expert_dtype\":\"{}\",", kernels::WeightTypeName(g.type));
+  j += fmt::format("\"expert_block_bytes\":{},", g.block_bytes());
+  j += fmt::format("\"threads\":{},", pool.n_threads());
+  j += fmt::format("\"prompt_tokens\":{},\"decode_tokens\":{},\"repeat\":{},", prompt_tokens,
+                   decode_tokens, repeat);
+  j += fmt::format("\"open_s\":{:.4f},", open_s);
+  j += fmt::format("\"prefill_tok_s\":{:.3f},", pf > 0 ? P / pf : 0);
+  j += fmt::format("\"decode_tok_s\":{:.3f},", decode_tps);
+  j += fmt::format("\"ttft_ms\":{:.3f},", Median(ttft_s) * 1e3);
+  j += fmt::format("\"weight_bytes_per_decode_token\":{},", wbytes);
+  j += fmt::format("\"memory_gb_s\":{:.3f},", static_cast<double>(wbytes) * decode_tps / 1e9);
+  if (measure_memory) {
+    const double roof = mem_gb_s * 1e9 / static_cast<double>(wbytes);
+    j += fmt::format("\"measured_memory_gb_s\":{:.3f},", mem_gb_s);
+    j += fmt::format("\"memory_roofline_tok_s\":{:.3f},", roof);
+    j += fmt::format("\"decode_share_of_memory_roofline\":{:.4f},", roof > 0 ? decode_tps / roof : 0);
+  }
+  j += fmt::format("\"bytes_read_per_token\":{:.1f},", static_cast<double>(dcs.bytes_read) / (D * R));
+  j += fmt::format("\"prefill_bytes_read_per_token\":{:.1f},",
+                   static_cast<double>(prefill_cache.bytes_read) / (P * R));
+  j += fmt::format("\"cache_hit_rate\":{:.4f},",
+                   streaming ? (requests ? static_cast<double>(dcs.hits + dcs.joins) /
+                                               static_cast<double>(requests)
+                                         : 0.0)
+                             : 1.0);
+  j += fmt::format("\"io_wait_share\":{:.4f},",
+                   decode_total_s > 0 ? static_cast<double>(dcs.wait_ns) / 1e9 / decode_total_s : 0);
+  j += fmt::format("\"disk_gb_s\":{:.3f},",
+                   decode_total_s > 0 ? static_cast<double>(dcs.bytes_read) / decode_total_s / 1e9 : 0);
+  j += fmt::format("\"read_gb_s_per_io_thread\":{:.3f},",
+                   dcs.read_ns ? static_cast<double>(dcs.bytes_read) / static_cast<double>(dcs.read_ns)
+                               : 0);
+  j += fmt::format("\"decoded_ids\":[{}],", fmt::join(first_run_ids, ","));
+  if (!ppl_text.empty()) {
+    j += fmt::format("\"ppl_text\":{},\"ppl_tokens_predicted\":{},\"ppl_mean_nll\":{:.6f},"
+                     "\"perplexity\":{:.5f},", JsonStr(ppl_text), ppl_n, ppl_nll, std::exp(ppl_nll));
+  }
+  j += fmt::format("\"simd_target\":\"{}\",", kernels::TargetName());
+  j += fmt::format("\"cpu\":{},", JsonStr(CpuModel()));
+  j += fmt::format("\"git_commit\":{},", JsonStr(MOE_GIT_COMMIT));
+  j += fmt::format("\"peak_rss_bytes\":{}", PeakRssBytes());
+  j += "}\n";
+  std::fputs(j.c_str(), stdout);
+  st = model.ReportExpertStats(engine, false);
+  return st.ok() ? 0 : flags.Fail(st);
+}
+
+}  // namespace
+
+MOE_COMMAND("bench", "prefill + decode benchmark; prints one JSON object (docs/benchmarks.md)",
+            Bench);
+
+}  // namespace moe::app

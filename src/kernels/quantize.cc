@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: Apache-2.0
+// Block quantization of weight rows (kernels.h kQ8/kQ4): scalar and deterministic, used by
+// `moestream convert --quant` and by the tests.
+#include <cmath>
+#include <cstring>
+
+#include "kernels/kernels.h"
+
+namespace moe::kernels {
+
+void QuantizeRow(const float* src, size_t n, WeightType t, void* dst) {
+  const int qmax = t == WeightType::kQ8 ? 127 : 7;
+  const size_t nb = (n + kQuantBlock - 1) / kQuantBlock;
+  auto* p = static_cast<uint8_t*>(dst);
+  const size_t bb = QuantBlockBytes(t);
+  for (size_t b = 0; b < nb; ++b, p += bb) {
+    const size_t base = b * kQuantBlock;
+    const size_t len = n - base < kQuantBlock ? n - base : kQuantBlock;
+    float amax = 0.f;
+    for (size_t j = 0; j < len; ++j) amax = std::fmax(amax, std::fabs(src[base + j]));
+    const float d = amax / static_cast<float>(qmax);
+    const float inv = d > 0 ? 1.0f / d : 0.0f;
+    std::memcpy(p, &d, 4);
+    int q[kQuantBlock] = {};
+    for (size_t j = 0; j < len; ++j) {
+      long v = std::lround(src[base + j] * inv);  // half away from zero
+      if (v > qmax) v = qmax;
+      if (v < -qmax - (t == WeightType::kQ4 ? 1 : 0)) v = -qmax - (t == WeightType::kQ4 ? 1 : 0);
+      q[j] = static_cast<int>(v);
+    }
+    if (t == WeightType::kQ8) {
+      for (size_t j = 0; j < kQuantBlock; ++j) p[4 + j] = static_cast<uint8_t>(static_cast<int8_t>(q[j]));
+    } else {
+      for (size_t j = 0; j < 16; ++j) {
+        p[4 + j] = static_cast<uint8_t>((q[j] + 8) | ((q[j + 16] + 8) << 4));
+      }
+    }
+  }
+}
+
+}  // namespace moe::kernels

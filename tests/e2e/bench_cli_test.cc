@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: Apache-2.0
+// `moestream bench` prints one JSON object whose figures are consistent with the model and the
+// run (never checks timings): the decoded ids match `generate`'s greedy continuation of the
+// same prompt, the weight bytes per token follow from the tensor shapes, and the cache figures
+// follow from the mode.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <sstream>
+#include <string>
+
+#include "cli_runner.h"
+#include "kernels/kernels.h"
+
+namespace moe {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Scratch {
+  Scratch() {
+    char tmpl[] = "/tmp/moe_bench_XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~Scratch() { fs::remove_all(path); }
+  std::string path;
+};
+
+
+// Same splitmix64 ids as cmd_bench.cc's documented prompt (seed 1) — recomputed independently
+// from the published constants.
+std::vector<int32_t> PromptIds(size_t n, uint64_t seed, uint64_t vocab) {
+  std::vector<int32_t> ids;
+  uint64_t s = seed;
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    ids.push_back(static_cast<int32_t>((z ^ (z >> 31)) % vocab));
+  }
+  return ids;
+}
+
+std::string Join(const std::vector<int32_t>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+  return s;
+}
+
+nlohmann::json RunBench(const std::vector<std::string>& extra, const Scratch& s) {
+  std::vector<std::string> args = {"bench", "--prompt-tokens", "9", "--decode-tokens", "4",
+                                   "--repeat", "2", "--threads", "2"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  const auto r = testing::RunCli(args, s.path);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << "one JSON line: " << r.out;
+  return nlohmann::json::parse(r.out);
+}
+
+TEST(BenchCliTest, ResidentJsonIsConsistent) {
+  Scratch s;
+  const auto j = RunBench({}, s);
+  for (const char* k : {"prefill_tok_s", "decode_tok_s", "ttft_ms", "memory_gb_s",
+                        "bytes_read_per_token", "cache_hit_rate", "io_wait_share", "disk_gb_s",
+                        "simd_target", "cpu", "git_commit", "threads"}) {
+    EXPECT_TRUE(j.contains(k)) << k;
+  }
+  EXPECT_EQ(j["mode"], "resident");
+  EXPECT_EQ(j["threads"], 2);
+  EXPECT_EQ(j["prompt_tokens"], 9);
+  EXPECT_EQ(j["decode_tokens"], 4);
+  EXPECT_GT(j["prefill_tok_s"].get<double>(), 0);
+  EXPECT_GT(j["decode_tok_s"].get<double>(), 0);
+  EXPECT_GT(j["ttft_ms"].get<double>(), 0);
+  EXPECT_EQ(j["bytes_read_per_token"].get<double>(), 0);
+  EXPECT_EQ(j["cache_hit_rate"].get<double>(), 1.0);
+  EXPECT_EQ(j["simd_target"], kernels::TargetName());
+  // Reference model (config.json): H=256, 8 layers, Hq=8, Hkv=2, d=64, E=32, k=4, I=64,
+  // V=6144, all bf16, untied lm_head. Per decode token: attention q,k,v,o + norms + router +
+  // 4 experts × 3 × I × H per layer, plus final norm, lm_head and one embedding row.
+  const uint64_t H = 256, d = 64, q = 8 * d, kv = 2 * d, E = 32, I = 64, V = 6144, L = 8;
+  const uint64_t per_layer = (q * H + 2 * kv * H + H * q) + 2 * H + 2 * d + E * H + 4 * 3 * I * H;
+  const uint64_t expected = 2 * (L * per_layer + H + V * H + H);
+  EXPECT_EQ(j["weight_bytes_per_decode_token"].get<uint64_t>(), expected);
+  EXPECT_EQ(j["expert_dtype"], "bf16");
+  EXPECT_EQ(j["expert_block_bytes"].get<uint64_t>(), 2 * 3 * I * H);
+  // Decoded ids are the greedy continuation `generate` produces for the same prompt.
+  const auto prompt = PromptIds(9, 1, V);
+  const auto g = testing::RunCli({"generate", "--tokens", Join(prompt), "-n", "4", "--ignore-eos"},
+                                 s.path);
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  std::string got = g.out;
+  while (!got.empty() && (got.back() == '\n' || got.back() == ' ')) got.pop_back();
+  EXPECT_EQ(got, Join(j["decoded_ids"].get<std::vector<int32_t>>()));
+}
+
+TEST(BenchCliTest, StreamingReportsCacheTraffic) {
+  Scratch s;
+  // 64 KiB blocks (bf16 3×64×256): 512K holds 8 blocks, far fewer than the 4 × 8 layers a
+  // token needs, so decode must read from disk every step.
+  const auto j = RunBench({"--expert-cache", "512K"}, s);
+  EXPECT_EQ(j["mode"], "streaming");
+  const double hit = j["cache_hit_rate"].get<double>();
+  EXPECT_GE(hit, 0.0);
+  EXPECT_LT(hit, 1.0);
+  const double per_tok = j["bytes_read_per_token"].get<double>();
+  const double block = j["expert_block_bytes"].get<double>();
+  // Misses per token × block bytes: at most every expert of every layer (8 × 4).
+  EXPECT_GT(per_tok, 0);
+  EXPECT_LE(per_tok, 8 * 4 * block + 1);
+  EXPECT_NEAR(per_tok / block, (1 - hit) * 32, 1e-6 * 32 + 1e-3);
+  EXPECT_GE(j["io_wait_share"].get<double>(), 0);
+  EXPECT_LE(j["io_wait_share"].get<double>(), 1.0);
+  EXPECT_GT(j["disk_gb_s"].get<double>(), 0);
+}
+
+TEST(BenchCliTest, BadFlagIsUsageError) {
+  Scratch s;
+  const auto r = testing::RunCli({"bench", "--repeat", "0"}, s.path);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--repeat"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace moe

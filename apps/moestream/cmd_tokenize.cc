@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // `moestream tokenize`: encode/decode with a model's tokenizer.json (the CLI contract external
 // checks use), plus a throughput benchmark mode.
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstring>

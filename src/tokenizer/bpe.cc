@@ -5,6 +5,8 @@
 #include <bit>
 #include <functional>
 
+#include "util/check.h"
+
 namespace moe {
 
 void MergeTable::Build(const std::vector<std::pair<uint64_t, Value>>& entries) {
@@ -25,13 +27,73 @@ void MergeTable::Build(const std::vector<std::pair<uint64_t, Value>>& entries) {
   }
 }
 
-BpeModel::BpeModel(const int32_t (&byte_ids)[256], MergeTable merges) : merges_(std::move(merges)) {
+BpeModel::BpeModel(const int32_t (&byte_ids)[256], MergeTable merges, bool monotone)
+    : monotone_(monotone), merges_(std::move(merges)) {
   std::copy(std::begin(byte_ids), std::end(byte_ids), byte_ids_);
 }
 
 namespace {
 // Below this many symbols the quadratic scan beats a heap.
 constexpr size_t kSmallWord = 48;
+
+// Min-queue of uint64 keys over a binary heap.
+class BinaryQueue {
+ public:
+  explicit BinaryQueue(std::vector<uint64_t>* heap) : heap_(*heap) { heap_.clear(); }
+  void Push(uint64_t x) {
+    heap_.push_back(x);
+    std::push_heap(heap_.begin(), heap_.end(), std::greater<uint64_t>());
+  }
+  void Build() { std::make_heap(heap_.begin(), heap_.end(), std::greater<uint64_t>()); }
+  void PushUnordered(uint64_t x) { heap_.push_back(x); }
+  bool Empty() const { return heap_.empty(); }
+  uint64_t Pop() {
+    std::pop_heap(heap_.begin(), heap_.end(), std::greater<uint64_t>());
+    const uint64_t x = heap_.back();
+    heap_.pop_back();
+    return x;
+  }
+
+ private:
+  std::vector<uint64_t>& heap_;
+};
+
+// Radix heap: a monotone min-queue (every pushed key >= the last popped key). Each key moves
+// between buckets O(log range) times, with sequential memory access.
+class RadixQueue {
+ public:
+  explicit RadixQueue(std::vector<uint64_t> (&buckets)[65]) : buckets_(buckets) {
+    for (auto& b : buckets_) b.clear();
+  }
+  void Push(uint64_t x) {
+    MOE_DCHECK(x >= last_);
+    buckets_[Bucket(x)].push_back(x);
+    ++size_;
+  }
+  void PushUnordered(uint64_t x) { Push(x); }
+  void Build() {}
+  bool Empty() const { return size_ == 0; }
+  uint64_t Pop() {
+    if (buckets_[0].empty()) {
+      int i = 1;
+      while (buckets_[i].empty()) ++i;
+      last_ = *std::min_element(buckets_[i].begin(), buckets_[i].end());
+      for (uint64_t x : buckets_[i]) buckets_[Bucket(x)].push_back(x);
+      buckets_[i].clear();
+    }
+    const uint64_t x = buckets_[0].back();
+    buckets_[0].pop_back();
+    --size_;
+    return x;
+  }
+
+ private:
+  int Bucket(uint64_t x) const { return x == last_ ? 0 : 64 - std::countl_zero(x ^ last_); }
+  std::vector<uint64_t> (&buckets_)[65];
+  uint64_t last_ = 0;
+  size_t size_ = 0;
+};
+
 }  // namespace
 
 void BpeModel::EncodeWord(std::string_view word, BpeScratch* s, std::vector<int32_t>* out) const {
@@ -46,8 +108,12 @@ void BpeModel::EncodeWord(std::string_view word, BpeScratch* s, std::vector<int3
   }
   if (s->ids.size() <= kSmallWord) {
     MergeSmall(s, out);
+  } else if (monotone_) {
+    RadixQueue queue(s->buckets);
+    MergeLarge(s, queue, out);
   } else {
-    MergeLarge(s, out);
+    BinaryQueue queue(&s->heap);
+    MergeLarge(s, queue, out);
   }
 }
 
@@ -80,33 +146,27 @@ void BpeModel::MergeSmall(BpeScratch* s, std::vector<int32_t>* out) const {
 // HF's Word::merge_all: a min-heap of (rank, pos) over a linked list of symbols. O(n log n).
 // An entry is stale when the pair now at `pos` has another rank; a pair's rank identifies its
 // merge (one merge per rank), so the rank alone validates the entry.
-void BpeModel::MergeLarge(BpeScratch* s, std::vector<int32_t>* out) const {
+template <typename Queue>
+void BpeModel::MergeLarge(BpeScratch* s, Queue& queue, std::vector<int32_t>* out) const {
   const int32_t n = static_cast<int32_t>(s->ids.size());
   s->symbols.resize(static_cast<size_t>(n));
   for (int32_t i = 0; i < n; ++i) s->symbols[i] = {s->ids[i], i - 1, i + 1 < n ? i + 1 : -1};
-  std::vector<uint64_t>& heap = s->heap;
-  heap.clear();
-  const auto greater = std::greater<uint64_t>();
   auto entry = [](int32_t rank, int32_t pos) {
     return (static_cast<uint64_t>(rank) << 32) | static_cast<uint32_t>(pos);
   };
   for (int32_t i = 0; i + 1 < n; ++i) {
     const int32_t r = merges_.Find(s->ids[i], s->ids[i + 1]).rank;
-    if (r >= 0) heap.push_back(entry(r, i));
+    if (r >= 0) queue.PushUnordered(entry(r, i));
   }
-  std::make_heap(heap.begin(), heap.end(), greater);
+  queue.Build();
   auto push_pair = [&](int32_t pos) {
     const int32_t next = s->symbols[pos].next;
     if (next < 0) return;
     const int32_t r = merges_.Find(s->symbols[pos].id, s->symbols[next].id).rank;
-    if (r < 0) return;
-    heap.push_back(entry(r, pos));
-    std::push_heap(heap.begin(), heap.end(), greater);
+    if (r >= 0) queue.Push(entry(r, pos));
   };
-  while (!heap.empty()) {
-    std::pop_heap(heap.begin(), heap.end(), greater);
-    const uint64_t top = heap.back();
-    heap.pop_back();
+  while (!queue.Empty()) {
+    const uint64_t top = queue.Pop();
     const int32_t rank = static_cast<int32_t>(top >> 32);
     const int32_t pos = static_cast<int32_t>(top & 0xFFFFFFFFu);
     BpeScratch::Symbol& left = s->symbols[pos];

@@ -59,6 +59,8 @@ struct BpeScratch {
   };
   std::vector<Symbol> symbols;
   std::vector<uint64_t> heap;  // (rank << 32 | position) min-heap
+  // Radix heap buckets for monotone merge lists (see BpeModel::monotone_).
+  std::vector<uint64_t> buckets[65];
 };
 
 // Thread-compatible data; Encode is const and thread-safe given separate scratch.
@@ -66,7 +68,10 @@ class BpeModel {
  public:
   // byte_ids[b]: id of the byte-level character of byte b, or -1 (that byte is then dropped,
   // as HF does without unk/byte_fallback).
-  BpeModel(const int32_t (&byte_ids)[256], MergeTable merges);
+  // `monotone`: every merge that uses a token has a higher rank than every merge producing
+  // it (true of trained merge lists). Then the ranks BPE pops never decrease, and long words
+  // use a radix heap (near-linear, cache friendly) instead of a binary heap.
+  BpeModel(const int32_t (&byte_ids)[256], MergeTable merges, bool monotone);
   BpeModel() = default;
 
   // Appends the ids of `word` (raw bytes of one pre-tokenized piece) to `out`.
@@ -74,9 +79,11 @@ class BpeModel {
 
  private:
   void MergeSmall(BpeScratch* s, std::vector<int32_t>* out) const;
-  void MergeLarge(BpeScratch* s, std::vector<int32_t>* out) const;
+  template <typename Queue>
+  void MergeLarge(BpeScratch* s, Queue& queue, std::vector<int32_t>* out) const;
 
   int32_t byte_ids_[256] = {};
+  bool monotone_ = false;
   MergeTable merges_;
 };
 

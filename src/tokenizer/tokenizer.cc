@@ -115,6 +115,16 @@ Result<Tokenizer> Tokenizer::Build(TokenizerSpec spec, const TokenizerConfigSpec
   }
   MergeTable merges;
   merges.Build(merge_entries);
+  // Monotone merge list: each merge's rank exceeds the ranks of all merges producing its parts.
+  std::vector<int32_t> max_producer(t.token_bytes_.size(), -1);
+  for (const auto& [key, value] : merge_entries) {
+    max_producer[value.id] = std::max(max_producer[value.id], value.rank);
+  }
+  bool monotone = true;
+  for (const auto& [key, value] : merge_entries) {
+    const int32_t a = static_cast<int32_t>(key >> 32), b = static_cast<int32_t>(key & 0xFFFFFFFF);
+    monotone = monotone && value.rank > max_producer[a] && value.rank > max_producer[b];
+  }
   int32_t byte_ids[256];
   for (int b = 0; b < 256; ++b) {
     std::string ch;
@@ -122,7 +132,7 @@ Result<Tokenizer> Tokenizer::Build(TokenizerSpec spec, const TokenizerConfigSpec
     auto it = t.token_to_id_.find(ch);
     byte_ids[b] = it == t.token_to_id_.end() ? -1 : it->second;
   }
-  t.bpe_ = BpeModel(byte_ids, std::move(merges));
+  t.bpe_ = BpeModel(byte_ids, std::move(merges), monotone);
 
   // Added tokens: unique contents; an id may coincide with a vocab id only for the same text.
   std::vector<AddedTokenRule> raw_rules, normalized_rules;

@@ -26,7 +26,7 @@ VARIANTS = [
     ("top-1", ["--top-k", "1"]),
 ]
 SIM_BUDGETS = [8, 16, 24, 32, 48, 64, 96, 128, 192, 256]
-RUNTIME_BUDGETS = [32, 96]  # experts (slots)
+RUNTIME_BUDGETS = {1: [32, 96], 32: [96, 224]}  # batch → budgets in experts (slots)
 SAMPLE_PROMPTS = {
     "scripture": "1 In the beginning God created the heaven and the earth.\n2 And",
     "python": "def read_config(path):\n    \"\"\"Read a configuration file.\"\"\"\n",
@@ -109,8 +109,8 @@ def main():
     # 6. The runtime's cache vs the simulator on the same run's trace.
     match = []
     text = os.path.join(data, "python.txt")
-    for batch in (1, 32):
-        for slots in RUNTIME_BUDGETS:
+    for batch, budgets in RUNTIME_BUDGETS.items():
+        for slots in budgets:
             stats = os.path.join(work, "stats.json")
             tr = os.path.join(work, "rt.trace.jsonl")
             run([mbin, "perplexity", text, "--model", model, "--ctx", "512", "--max-tokens",
@@ -145,6 +145,32 @@ def write_report(a, ex, experts_md, ppl, samples, sim, match, seconds):
              "corpus's held-out split; see the README there for sources and licenses). Every "
              "number comes from a `moestream` subcommand; docs/analysis.md describes the tools.\n"
              % seconds)
+    geo = {}
+    for l in labels[1:]:
+        r = 1.0
+        for d in DOMAINS:
+            r *= ppl[(d, l)]["perplexity"] / ppl[(d, labels[0])]["perplexity"]
+        geo[l] = r ** (1.0 / len(DOMAINS))
+    ratios = [x["mean_js"] / x["baseline_js_mean"] for x in ex["layers"]]
+    L.append("**Summary.** (a) Domains route measurably differently at every layer: mean "
+             "JS divergence between domains is %.0f–%.0f× the shuffled-label baseline "
+             "(%.3f–%.3f bits vs ≤ %.3f). (b) Restricting the router garbles the model: masked to "
+             "8 experts the perplexity is %.0f× the full router's (geometric mean over domains), "
+             "to 4 experts %.0f×, to 2 experts %.0f×; lowering top-k hurts far less (top-3 "
+             "%.2f×, top-2 %.2f×, top-1 %.2f×). (c) With 64 of 256 experts cached, the decode "
+             "hit rate is %.2f with LRU and %.2f with Belady's optimum; %s\n" % (
+                 min(ratios), max(ratios), min(x["mean_js"] for x in ex["layers"]),
+                 max(x["mean_js"] for x in ex["layers"]),
+                 max(x["baseline_js_mean"] for x in ex["layers"]), geo[labels[1]],
+                 geo[labels[2]], geo[labels[3]], geo[labels[4]], geo[labels[5]], geo[labels[6]],
+                 next(p["hit_rate"] for p in sim["points"]
+                      if p["policy"] == "lru" and p["budget_experts"] == 64),
+                 next(p["hit_rate"] for p in sim["points"]
+                      if p["policy"] == "belady" and p["budget_experts"] == 64),
+                 "the runtime's LRU hit/miss/eviction counts equal the simulator's exactly at "
+                 "every budget tried." if all(t["hits"] == sp["hits"] and t["misses"] == sp["misses"]
+                                              for _, _, _, t, sp in match)
+                 else "**the runtime's counts differ from the simulator's** (see (c))."))
     # (a)
     L.append("## (a) Do domains select different experts?\n")
     L.append("Routing traces of each domain's held-out text (`moestream trace`, windows of 512 "
@@ -175,7 +201,7 @@ def write_report(a, ex, experts_md, ppl, samples, sim, match, seconds):
     # (b)
     L.append("## (b) Perplexity with restricted routing\n")
     L.append("`moestream perplexity` on the first %d tokens of each domain's held-out text, "
-             "non-overlapping windows of 512 tokens. `mask 0-n` restricts every layer's router "
+             "non-overlapping windows of 512 tokens (so these differ from the model card's numbers, which use the whole held-out split). `mask 0-n` restricts every layer's router "
              "to experts 0..n (softmax over the allowed ones, then top-k); with 2 allowed experts "
              "top-k must drop to 2. Both knobs print the not-exact warning.\n" % a.ppl_tokens)
     L.append("| domain | " + " | ".join(labels) + " |")
@@ -213,6 +239,17 @@ def write_report(a, ex, experts_md, ppl, samples, sim, match, seconds):
     for pol in pols:
         hr = {p["budget_experts"]: p["hit_rate"] for p in sim["points"] if p["policy"] == pol}
         L.append("| %s | " % pol + " | ".join("%.3f" % hr[c] for c in caps) + " |")
+    def hr(pol, c):
+        return next(p["hit_rate"] for p in sim["points"]
+                    if p["policy"] == pol and p["budget_experts"] == c)
+    best_online = {c: max(hr(p, c) for p in pols if p != "belady") for c in caps}
+    L.append("\nReading: one decoded token touches %d experts (%d layers × top-%d) in a fixed "
+             "layer order, so below that many slots LRU evicts every expert just before its layer "
+             "comes back (hit rate %.3f at 16 slots), while aged LFU keeps the hot experts "
+             "(%.3f). At 64 slots (25%% of the experts, 6 MiB) the best online policy reaches "
+             "%.3f against Belady's %.3f; at 128 slots (half) %.3f against %.3f.\n" % (
+                 sim["n_layers"] * 4, sim["n_layers"], 4, hr("lru", 16), hr("lfu", 16),
+                 best_online[64], hr("belady", 64), best_online[128], hr("belady", 128)))
     L.append("\n### The runtime's cache agrees with the simulator\n")
     L.append("`moestream perplexity` on 1024 tokens of python with `--expert-cache <slots × 96K> "
              "--cache-policy lru --stats-json` and `--trace-out`, then `cache-sim` on that "
@@ -228,6 +265,9 @@ def write_report(a, ex, experts_md, ppl, samples, sim, match, seconds):
             batch, slots, tot["hits"], tot["misses"], tot["evictions"], sp["hits"], sp["misses"],
             sp["evictions"], sp["hit_rate"]))
     ok = all(t["hits"] == s["hits"] and t["misses"] == s["misses"] for _, _, _, t, s in match)
+    L.append("\nWith prefill batches of 32 tokens each layer's batch uses nearly all 32 experts, "
+             "so the cache sees long cyclic scans and LRU hits little until the budget approaches "
+             "every expert; token-by-token decoding has the locality of section (a).")
     L.append("\n%s\n" % ("All rows match exactly." if ok else
                          "**MISMATCH** between runtime and simulator: see the rows above."))
     with open(a.out, "w") as f:

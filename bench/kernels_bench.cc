@@ -54,8 +54,12 @@ void BM_MatMul(benchmark::State& state) {
   const size_t rows = static_cast<size_t>(state.range(1));
   const size_t cols = static_cast<size_t>(state.range(2));
   const size_t n_tokens = static_cast<size_t>(state.range(3));
-  const size_t w_bytes = rows * cols * WeightTypeBytes(type);
+  const size_t w_bytes = WeightMatrixBytes(type, rows, cols);
   uint8_t* w = GetBuffer(w_bytes, (rows << 20) ^ (cols << 4) ^ static_cast<uint64_t>(type));
+  if (IsQuantized(type)) {  // random bytes as scales could be subnormal/NaN: use a sane scale
+    const float d = 0.01f;
+    for (size_t off = 0; off < w_bytes; off += QuantBlockBytes(type)) std::memcpy(w + off, &d, 4);
+  }
   std::vector<float> x(n_tokens * cols), y(n_tokens * rows);
   for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 17) * 0.0625f - 0.5f;
   const WeightView view{w, type, rows, cols};
@@ -104,11 +108,13 @@ void BM_StreamDot(benchmark::State& state) {
 constexpr int64_t kF32 = static_cast<int64_t>(WeightType::kF32);
 constexpr int64_t kBF16 = static_cast<int64_t>(WeightType::kBF16);
 constexpr int64_t kF16 = static_cast<int64_t>(WeightType::kF16);
+constexpr int64_t kQ8 = static_cast<int64_t>(WeightType::kQ8);
+constexpr int64_t kQ4 = static_cast<int64_t>(WeightType::kQ4);
 
 void MatMulShapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"type", "rows", "cols", "tokens"});
   const int64_t shapes[][2] = {{2048, 768}, {768, 2048}, {4096, 2048}, {32768, 2048}};
-  for (int64_t type : {kBF16, kF32, kF16}) {
+  for (int64_t type : {kBF16, kF32, kF16, kQ8, kQ4}) {
     for (const auto& s : shapes) {
       for (int64_t tokens : {1, 16}) b->Args({type, s[0], s[1], tokens});
     }

@@ -98,6 +98,8 @@ def write_shard(path, tensors, pool):
         f.write(h)
         for name, shape in tensors:
             write_tensor(f, name, shape, pool)
+        f.flush()
+        os.fsync(f.fileno())  # honest write rate; lets the bench evict clean pages later
     os.replace(path + ".tmp", path)
     return off
 

@@ -92,6 +92,12 @@ print(3*H*I*2 if t in ('hf','bf16') else 3*I*(H//32)*(36 if t=='q8' else 20))" "
   dev=$(device_gb_s "$probe" "$block")
   for budget in $budgets; do
     for io in $modes; do
+      # Evict this source's pages from the page cache (per file, harmless to others) so every
+      # run reads from the device, whatever the checkpoint size vs RAM.
+      python3 -c 'import os, sys
+for f in sys.argv[1:]:
+    fd = os.open(f, os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)' \
+        "$dir"/*.safetensors "$dir"/*.bin 2>/dev/null || true
       if out=$("$bin" bench --model "$dir" --expert-cache "$budget" --io "$io" \
                  --threads "$threads" --prompt-tokens "$prompt" --decode-tokens "$decode" \
                  --repeat "$repeat" --measure-memory 2>"$work/err"); then

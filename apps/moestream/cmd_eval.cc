@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "analysis/router_trace.h"
 #include "command.h"
 #include "model_flags.h"
 #include "runtime/session.h"
@@ -13,19 +14,6 @@
 
 namespace moe::app {
 namespace {
-
-std::string TraceJsonLines(const std::vector<RouteRecord>& records) {
-  std::string out;
-  for (const RouteRecord& r : records) {
-    out += fmt::format("{{\"pos\":{},\"layer\":{},\"experts\":[{}],\"weights\":[", r.pos, r.layer,
-                       fmt::join(r.experts, ","));
-    for (size_t i = 0; i < r.weights.size(); ++i) {
-      out += fmt::format("{}{:.9g}", i ? "," : "", r.weights[i]);
-    }
-    out += "]}\n";
-  }
-  return out;
-}
 
 int Eval(int argc, char** argv) {
   Flags flags("eval", "run token ids as one prompt and write the logits of every position");
@@ -71,7 +59,7 @@ int Eval(int argc, char** argv) {
     st = WriteFileAtomic(logits_out, logits.data(), logits.size() * sizeof(float));
   }
   if (st.ok() && !trace_out.empty()) {
-    const std::string text = TraceJsonLines(trace);
+    const std::string text = TraceToJsonLines(trace);
     st = WriteFileAtomic(trace_out, text.data(), text.size());
   }
   if (st.ok()) st = model.ReportExpertStats(**engine, stats);

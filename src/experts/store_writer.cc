@@ -18,6 +18,7 @@
 #include "experts/store_format.h"
 #include "util/checked_math.h"
 #include "util/file.h"
+#include "util/progress.h"
 
 namespace moe {
 namespace {
@@ -95,18 +96,6 @@ uint64_t SourceFingerprint(const std::string& dir, const std::vector<std::string
   for (const auto& d : dense) all += d + "\n";
   all += std::string("type ") + out_type + "\n";
   return XXH64(all.data(), all.size(), 0);
-}
-
-void Progress(FILE* out, uint64_t done, uint64_t total, Clock::time_point t0, bool final) {
-  if (!out) return;
-  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-  const double rate = s > 0 ? static_cast<double>(done) / s : 0;
-  const double eta = rate > 0 ? static_cast<double>(total - done) / rate : 0;
-  const int width = 30, fill = total ? static_cast<int>(width * done / total) : width;
-  std::fprintf(out, "\rconvert [%.*s%*s] %.1f/%.1f MiB %.1f MB/s ETA %.0fs%s", fill,
-               "##############################", width - fill, "", done / 1048576.0,
-               total / 1048576.0, rate / 1e6, eta, final ? "\n" : "");
-  std::fflush(out);
 }
 
 const char* SafetensorsDType(DType d) {
@@ -282,7 +271,7 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
     return Status::Ok();
   };
   const uint64_t total = h.n_blocks * h.block_bytes;
-  auto last_draw = Clock::now();
+  ProgressMeter progress(in.progress, "convert", total);
   for (size_t i = 0; i < index.size(); ++i) {
     if (done[i]) continue;
     store::IndexEntry& x = index[i];
@@ -300,10 +289,7 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
     res.bytes_written += h.block_stride;
     if (in.slow_us_per_block) std::this_thread::sleep_for(std::chrono::microseconds(in.slow_us_per_block));
     if (pending.size() * h.block_stride >= (64u << 20) || in.slow_us_per_block) MOE_TRY(flush());
-    if (Clock::now() - last_draw > std::chrono::milliseconds(200)) {
-      Progress(in.progress, (res.blocks_resumed + res.blocks_written) * h.block_bytes, total, t0, false);
-      last_draw = Clock::now();
-    }
+    progress.Update((res.blocks_resumed + res.blocks_written) * h.block_bytes);
   }
   MOE_TRY(flush());
   // Header, index, footer.
@@ -316,7 +302,7 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
   f.file_bytes = file_bytes;
   MOE_TRY(out.WriteAt(h.index_offset + h.index_bytes, &f, sizeof(f)));
   MOE_TRY(out.Sync());
-  Progress(in.progress, total, total, t0, true);
+  progress.Finish();
   // Dense tensors and the small files the engine and tokenizer read.
   MOE_TRY(WriteDense(in, part + "/" + store::kDenseFile));
   for (const auto& ent : fs::directory_iterator(in.source_dir, ec)) {

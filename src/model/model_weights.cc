@@ -9,6 +9,7 @@
 
 #include "model/tensor_names.h"
 #include "util/checked_math.h"
+#include "util/progress.h"
 
 namespace moe {
 
@@ -43,6 +44,7 @@ class WeightBinder {
       : cfg_(cfg), ckpt_(ckpt), m_(m), p_(cfg.tensor_prefix) {}
 
   Status Run(const BindOptions& opts) {
+    opts_ = opts;
     const uint64_t H = cfg_.hidden_size, V = cfg_.vocab_size, d = cfg_.head_dim;
     const uint64_t Hq = cfg_.num_attention_heads, Hkv = cfg_.num_key_value_heads;
     Want(names::Embed(p_), {V, H}, &m_->embed_);
@@ -247,15 +249,22 @@ class WeightBinder {
     if (align > 64) ::madvise(mem, bytes, MADV_HUGEPAGE);
     m_->arena_ = {static_cast<char*>(mem), FreeArena};
     m_->arena_bytes_ = arena_bytes_;
+    ProgressMeter progress(arena_bytes_ >= opts_.progress_min_bytes ? opts_.progress : nullptr,
+                           "dense weights", arena_bytes_);
+    uint64_t done = 0;
     for (const Planned& p : planned_) {
       char* dst = m_->arena_.get() + p.arena_offset;
       MOE_TRY(ckpt_.Read(*p.ref, dst, p.ref->info->n_bytes));
       p.out->view.data = dst;
+      done += p.ref->info->n_bytes;
+      progress.Update(done);
     }
+    progress.Finish();
     return Status::Ok();
   }
 
   const Qwen3MoeConfig& cfg_;
+  BindOptions opts_;
   const Checkpoint& ckpt_;
   ModelWeights* m_;
   std::string p_;

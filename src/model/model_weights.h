@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -56,6 +57,10 @@ struct BindOptions {
   // Refuse (kResourceExhausted, before allocating) when the dense weights need more bytes than
   // this; 0 = no limit. Engine passes MemAvailable (bad-inputs.md C4, P1).
   uint64_t max_dense_bytes = 0;
+  // Progress of the dense-weight load (bytes, MB/s, ETA) is drawn here when the dense weights
+  // are at least progress_min_bytes; nullptr = silent.
+  FILE* progress = nullptr;
+  uint64_t progress_min_bytes = 256ull << 20;
 };
 
 // Owns the dense weights. Immutable after Bind; thread-safe.

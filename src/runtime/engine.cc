@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "runtime/engine.h"
 
+#include <cstdio>
+
 namespace moe {
 
 Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& opts) {
@@ -13,6 +15,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& opts) {
   bind.locate_experts = !IsExpertStore(opts.model_dir);  // a store keeps experts in experts.bin
   // Dense weights larger than MemAvailable are refused before allocating (bad-inputs.md C4/P1).
   if (auto avail = MemAvailableBytes(); avail.ok()) bind.max_dense_bytes = *avail;
+  bind.progress = stderr;  // drawn only for dense weights ≥ 256 MiB
   MOE_ASSIGN_OR_RETURN(e->weights_, ModelWeights::Bind(cfg, *e->checkpoint_, bind));
   const Qwen3MoeConfig& c = e->weights_->config();
   for (int32_t x : opts.expert_mask) {

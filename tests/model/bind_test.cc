@@ -7,7 +7,10 @@
 
 #include <filesystem>
 #include <algorithm>
+#include <cstdio>
 #include <functional>
+
+#include <fmt/format.h>
 
 #include "e2e/cli_runner.h"
 #include "formats/hf_config.h"
@@ -59,6 +62,40 @@ TEST(BindTest, UneditedCopyBinds) {
   testing::TempDir dir;
   CopyWithEdit(dir.path(), [](auto*) {});
   EXPECT_TRUE(Bind(dir.path()).ok()) << Bind(dir.path()).message();
+}
+
+// The dense-weight load draws a progress line (label, total MiB, rate, ETA) on the given stream
+// once the dense weights reach progress_min_bytes, and stays silent below it.
+TEST(BindTest, DenseLoadProgressIsDrawnAboveThreshold) {
+  auto cfg = LoadHfConfig(kSrc);
+  ASSERT_TRUE(cfg.ok()) << cfg.status().message();
+  auto ckpt = Checkpoint::Open(kSrc);
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status().message();
+  for (const bool above : {true, false}) {
+    FILE* f = std::tmpfile();
+    ASSERT_NE(f, nullptr);
+    BindOptions opts;
+    opts.progress = f;
+    auto probe = ModelWeights::Bind(*cfg, *ckpt);
+    ASSERT_TRUE(probe.ok()) << probe.status().message();
+    const uint64_t dense = (*probe)->dense_bytes();
+    opts.progress_min_bytes = above ? dense : dense + 1;
+    auto w = ModelWeights::Bind(*cfg, *ckpt, opts);
+    ASSERT_TRUE(w.ok()) << w.status().message();
+    std::string out(4096, '\0');
+    std::rewind(f);
+    out.resize(std::fread(out.data(), 1, out.size(), f));
+    std::fclose(f);
+    if (!above) {
+      EXPECT_EQ(out, "");
+      continue;
+    }
+    const std::string total = fmt::format("/{:.1f} MiB", dense / 1048576.0);
+    EXPECT_NE(out.find("dense weights ["), std::string::npos) << out;
+    EXPECT_NE(out.find(total), std::string::npos) << out << " expected " << total;
+    EXPECT_NE(out.find("MB/s ETA"), std::string::npos) << out;
+    EXPECT_EQ(out.back(), '\n') << out;
+  }
 }
 
 TEST(BindTest, B5MissingRequiredTensorIsNamed) {

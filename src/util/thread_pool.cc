@@ -3,7 +3,27 @@
 
 #include <unistd.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 namespace moe {
+namespace {
+
+// Spin iterations before sleeping: ~50 µs with a pause of ~100 cycles (Zen 4 / recent Intel;
+// shorter on older cores). Long enough to bridge the gap between two ParallelFors of one
+// decode step, short enough that an idle pool goes to sleep at once on a human timescale.
+constexpr int kSpinIters = 2000;
+
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+}  // namespace
 
 ThreadPool::ThreadPool(size_t n_threads) {
   if (n_threads < 1) n_threads = 1;
@@ -11,9 +31,10 @@ ThreadPool::ThreadPool(size_t n_threads) {
 }
 
 ThreadPool::~ThreadPool() {
+  stop_.store(true, std::memory_order_relaxed);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+    generation_.fetch_add(1, std::memory_order_seq_cst);
   }
   cv_start_.notify_all();
   for (auto& t : workers_) t.join();
@@ -33,36 +54,51 @@ void ThreadPool::Run(size_t n_tasks, TaskFn fn, const void* ctx) {
     for (size_t t = 0; t < n_tasks; ++t) fn(ctx, t, 0);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    fn_ = fn;
-    ctx_ = ctx;
-    n_tasks_ = n_tasks;
-    next_task_.store(0, std::memory_order_relaxed);
-    n_busy_ = workers_.size();
-    ++generation_;
+  fn_ = fn;
+  ctx_ = ctx;
+  n_tasks_ = n_tasks;
+  next_task_.store(0, std::memory_order_relaxed);
+  pending_.store(static_cast<uint32_t>(workers_.size()), std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_seq_cst);
+  if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+    std::lock_guard<std::mutex> lock(mu_);  // a sleeper is either before its check or waiting
+    cv_start_.notify_all();
   }
-  cv_start_.notify_all();
   RunTasks(0);
+  for (int i = 0; i < kSpinIters; ++i) {
+    if (pending_.load(std::memory_order_acquire) == 0) return;
+    CpuRelax();
+  }
   std::unique_lock<std::mutex> lock(mu_);
-  cv_done_.wait(lock, [this] { return n_busy_ == 0; });
-  fn_ = nullptr;
-  ctx_ = nullptr;
+  caller_sleeps_.store(true, std::memory_order_seq_cst);
+  cv_done_.wait(lock, [this] { return pending_.load(std::memory_order_seq_cst) == 0; });
+  caller_sleeps_.store(false, std::memory_order_relaxed);
 }
 
 void ThreadPool::WorkerLoop(size_t worker) {
-  size_t seen = 0;
+  uint32_t seen = 0;  // the generation at construction: a Run may start before this thread
   for (;;) {
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_start_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
+    uint32_t g = generation_.load(std::memory_order_acquire);
+    for (int i = 0; g == seen && i < kSpinIters; ++i) {
+      CpuRelax();
+      g = generation_.load(std::memory_order_acquire);
     }
+    if (g == seen) {
+      std::unique_lock<std::mutex> lock(mu_);
+      sleepers_.fetch_add(1, std::memory_order_seq_cst);
+      // Checked after announcing: Run bumps generation_ before reading sleepers_ (both
+      // seq_cst), so either it sees us sleeping and notifies under mu_, or we see the new
+      // generation here.
+      cv_start_.wait(lock, [&] { return (g = generation_.load(std::memory_order_seq_cst)) != seen; });
+      sleepers_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    seen = g;
+    if (stop_.load(std::memory_order_relaxed)) return;
     RunTasks(worker);
-    {
+    if (pending_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
+        caller_sleeps_.load(std::memory_order_seq_cst)) {
       std::lock_guard<std::mutex> lock(mu_);
-      if (--n_busy_ == 0) cv_done_.notify_one();
+      cv_done_.notify_one();
     }
   }
 }

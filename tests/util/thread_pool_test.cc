@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <vector>
 
 namespace moe {
@@ -22,6 +24,31 @@ TEST(ThreadPoolTest, RunsEveryTaskOnceWithValidWorkerIds) {
       for (auto& h : hits) EXPECT_EQ(h.load(), 1);
       EXPECT_FALSE(bad_worker.load());
     }
+  }
+}
+
+// Back-to-back ParallelFors (the spinning hand-off) mixed with pauses long enough for workers and
+// the caller to fall asleep (the futex path), and a pool destroyed while its workers sleep.
+TEST(ThreadPoolTest, HandOffSurvivesSpinAndSleepPhases) {
+  for (size_t n_threads : {2, 3}) {
+    ThreadPool pool(n_threads);
+    std::atomic<uint64_t> sum{0};
+    uint64_t expect = 0;
+    for (int round = 0; round < 2000; ++round) {
+      const size_t n = 1 + static_cast<size_t>(round) % 7;
+      pool.ParallelFor(n, [&](size_t task, size_t) { sum.fetch_add(task + 1); });
+      expect += n * (n + 1) / 2;
+      if (round % 200 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    EXPECT_EQ(sum.load(), expect);
+    // Slow tasks: the caller finishes its share first and has to sleep until workers are done.
+    std::atomic<int> done{0};
+    pool.ParallelFor(n_threads, [&](size_t, size_t worker) {
+      if (worker != 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      done.fetch_add(1);
+    });
+    EXPECT_EQ(done.load(), static_cast<int>(n_threads));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // workers asleep at destruction
   }
 }
 

@@ -17,8 +17,7 @@ size_t Sz(int64_t v) { return static_cast<size_t>(v); }
 }  // namespace
 
 Session::Session(const Engine& engine, ThreadPool& pool, const SessionOptions& opts)
-    : engine_(engine),
-      cfg_(engine.config()),
+    : cfg_(engine.config()),
       w_(engine.weights()),
       pool_(pool),
       provider_(engine.NewExpertProvider()),
@@ -82,13 +81,32 @@ Session::~Session() = default;
 
 void Session::MatMulPar(const kernels::WeightView& w, const float* x, int64_t n, size_t x_stride,
                         float* y, size_t y_stride) {
-  // Row blocks of ≥ 16 rows, about 4 per thread for balance; results do not depend on the split.
-  const size_t rows = w.rows;
-  const size_t n_tasks = std::max<size_t>(1, std::min(rows / 16, pool_.n_threads() * 4));
-  const size_t per = (rows + n_tasks - 1) / n_tasks;
-  pool_.ParallelFor(n_tasks, [&](size_t task, size_t) {
-    const size_t begin = task * per, end = std::min(rows, begin + per);
-    if (begin < end) kernels::MatMul(w, x, Sz(n), x_stride, y, y_stride, begin, end);
+  MatMulParMany({{&w, x, x_stride, y, y_stride}}, n);
+}
+
+void Session::MatMulParMany(std::initializer_list<MatMulJob> jobs, int64_t n) {
+  // Row blocks of ≥ 16 rows, about 4 per thread in all; job j owns tasks [first[j], first[j+1]).
+  constexpr size_t kMaxJobs = 4;
+  size_t total_rows = 0;
+  for (const MatMulJob& j : jobs) total_rows += j.w->rows;
+  const size_t want = std::max<size_t>(1, std::min(total_rows / 16, pool_.n_threads() * 4));
+  size_t first[kMaxJobs + 1] = {}, per[kMaxJobs] = {};
+  const MatMulJob* job[kMaxJobs] = {};
+  size_t nj = 0;
+  for (const MatMulJob& j : jobs) {
+    const size_t rows = j.w->rows;
+    const size_t tasks = std::max<size_t>(1, (want * rows + total_rows - 1) / total_rows);
+    job[nj] = &j;
+    per[nj] = (rows + tasks - 1) / tasks;
+    first[nj + 1] = first[nj] + tasks;
+    ++nj;
+  }
+  pool_.ParallelFor(first[nj], [&](size_t task, size_t) {
+    size_t j = 0;
+    while (task >= first[j + 1]) ++j;
+    const MatMulJob& m = *job[j];
+    const size_t begin = (task - first[j]) * per[j], end = std::min(m.w->rows, begin + per[j]);
+    if (begin < end) kernels::MatMul(*m.w, m.x, Sz(n), m.x_stride, m.y, m.y_stride, begin, end);
   });
 }
 
@@ -134,9 +152,10 @@ Status Session::ForwardChunk(const int32_t* tokens, int64_t n, LogitsMode mode, 
       kernels::RmsNorm(&x_[Sz(t) * H], lw.input_layernorm.view.data, lw.input_layernorm.view.type,
                        H, eps, &xn_[Sz(t) * H]);
     }
-    MatMulPar(lw.attn.q_proj.view, xn_.data(), n, H, q_.data(), q_dim_);
-    MatMulPar(lw.attn.k_proj.view, xn_.data(), n, H, kb_.data(), kv_dim_);
-    MatMulPar(lw.attn.v_proj.view, xn_.data(), n, H, vb_.data(), kv_dim_);
+    MatMulParMany({{&lw.attn.q_proj.view, xn_.data(), H, q_.data(), q_dim_},
+                   {&lw.attn.k_proj.view, xn_.data(), H, kb_.data(), kv_dim_},
+                   {&lw.attn.v_proj.view, xn_.data(), H, vb_.data(), kv_dim_}},
+                  n);
     Attention(l, n);
     MatMulPar(lw.attn.o_proj.view, att_.data(), n, q_dim_, proj_.data(), H);
     for (size_t i = 0; i < Sz(n) * H; ++i) x_[i] += proj_[i];
@@ -196,28 +215,27 @@ void Session::Attention(int64_t layer, int64_t n) {
     const size_t kvh = Sz(h / group);
     const float* qh = &q_[Sz(t) * q_dim_ + Sz(h) * d];
     float* sc = &scores_[worker * Sz(max_ctx_)];
-    for (int64_t j = 0; j <= pos; ++j) {  // causal: keys at positions ≤ pos
-      const float* kj = kc + Sz(j) * kv_dim_ + kvh * d;
-      float s = 0.f;
-      for (size_t i = 0; i < d; ++i) s += qh[i] * kj[i];
-      sc[j] = s * scale;
-    }
+    kernels::AttentionScoresArgs args;  // causal: keys at positions ≤ pos
+    args.q = qh;
+    args.k = kc + kvh * d;
+    args.k_stride = kv_dim_;
+    args.n_keys = Sz(pos + 1);
+    args.head_dim = d;
+    args.scale = scale;
+    kernels::AttentionScores(args, sc);
     kernels::Softmax(sc, Sz(pos + 1));
     float* out = &att_[Sz(t) * q_dim_ + Sz(h) * d];
     std::fill(out, out + d, 0.f);
-    for (int64_t j = 0; j <= pos; ++j) {
-      const float* vj = vc + Sz(j) * kv_dim_ + kvh * d;
-      const float p = sc[j];
-      for (size_t i = 0; i < d; ++i) out[i] += p * vj[i];
-    }
+    kernels::AttentionWeightedSum(sc, vc + kvh * d, kv_dim_, Sz(pos + 1), d, out);
   });
 }
 
 void Session::DenseMlp(int64_t layer, int64_t n) {
   const LayerWeights& lw = w_.layer(layer);
   const size_t H = Sz(H_), I = Sz(I_dense_);
-  MatMulPar(lw.mlp_gate.view, xn_.data(), n, H, mlp_gate_.data(), I);
-  MatMulPar(lw.mlp_up.view, xn_.data(), n, H, mlp_up_.data(), I);
+  MatMulParMany({{&lw.mlp_gate.view, xn_.data(), H, mlp_gate_.data(), I},
+                 {&lw.mlp_up.view, xn_.data(), H, mlp_up_.data(), I}},
+                n);
   kernels::SiluMul(mlp_gate_.data(), mlp_up_.data(), Sz(n) * I);
   MatMulPar(lw.mlp_down.view, mlp_gate_.data(), n, I, proj_.data(), H);
 }
@@ -266,8 +284,9 @@ Status Session::MoeBlock(int64_t layer, int64_t n) {
       std::memcpy(&xg_[j * H], &xn_[t * H], H * sizeof(float));
     }
     const auto m = static_cast<int64_t>(cnt);
-    MatMulPar(view->gate, xg_.data(), m, H, eg_.data(), I);
-    MatMulPar(view->up, xg_.data(), m, H, eu_.data(), I);
+    MatMulParMany({{&view->gate, xg_.data(), H, eg_.data(), I},
+                   {&view->up, xg_.data(), H, eu_.data(), I}},
+                  m);
     kernels::SiluMul(eg_.data(), eu_.data(), cnt * I);
     MatMulPar(view->down, eg_.data(), m, I, ed_.data(), H);
     for (size_t j = 0; j < cnt; ++j) {

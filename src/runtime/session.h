@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <span>
 #include <vector>
@@ -63,10 +64,19 @@ class Session {
   void Attention(int64_t layer, int64_t n);
   Status MoeBlock(int64_t layer, int64_t n);
   void DenseMlp(int64_t layer, int64_t n);
+  // One ParallelFor over the row blocks of several products that share n (e.g. q/k/v, gate/up):
+  // fewer hand-offs per decode step; each y element is computed as MatMul alone would.
+  struct MatMulJob {
+    const kernels::WeightView* w;
+    const float* x;
+    size_t x_stride;
+    float* y;
+    size_t y_stride;
+  };
+  void MatMulParMany(std::initializer_list<MatMulJob> jobs, int64_t n);
   void MatMulPar(const kernels::WeightView& w, const float* x, int64_t n, size_t x_stride,
                  float* y, size_t y_stride);
 
-  const Engine& engine_;
   const Qwen3MoeConfig& cfg_;
   const ModelWeights& w_;
   ThreadPool& pool_;

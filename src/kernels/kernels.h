@@ -83,6 +83,10 @@ void Softmax(float* x, size_t n);
 // Σ a[i]·b[i], i < n, accumulated in f32 in a fixed order for a given n.
 float Dot(const float* a, const float* b, size_t n);
 
+// XOR of the 64-bit words of p[0..bytes) (a trailing partial word is ignored): a pure read
+// stream with independent chains, the memory-bandwidth probe of `moestream bench`.
+uint64_t XorFold(const void* p, size_t bytes);
+
 // y[i] += a · x[i], i < n.
 void Axpy(float a, const float* x, float* y, size_t n);
 

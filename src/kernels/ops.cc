@@ -159,6 +159,28 @@ void SoftmaxImpl(float* x, size_t n) {
 
 float DotImpl(const float* a, const float* b, size_t n) { return DotF32(a, b, n); }
 
+uint64_t XorFoldImpl(const void* p, size_t bytes) {
+  const hn::ScalableTag<uint64_t> du;
+  const size_t N = hn::Lanes(du);
+  const auto* w = static_cast<const uint64_t*>(p);
+  const size_t n = bytes / 8;
+  auto a0 = hn::Zero(du), a1 = a0, a2 = a0, a3 = a0;  // 4 independent chains: pure load rate
+  size_t i = 0;
+  for (; i + 4 * N <= n; i += 4 * N) {
+    a0 = hn::Xor(a0, hn::LoadU(du, w + i));
+    a1 = hn::Xor(a1, hn::LoadU(du, w + i + N));
+    a2 = hn::Xor(a2, hn::LoadU(du, w + i + 2 * N));
+    a3 = hn::Xor(a3, hn::LoadU(du, w + i + 3 * N));
+  }
+  const auto v = hn::Xor(hn::Xor(a0, a1), hn::Xor(a2, a3));
+  HWY_ALIGN uint64_t lanes[HWY_MAX_BYTES / 8];
+  hn::Store(v, du, lanes);
+  uint64_t r = 0;
+  for (size_t j = 0; j < N; ++j) r ^= lanes[j];
+  for (; i < n; ++i) r ^= w[i];
+  return r;
+}
+
 void AxpyImpl(float a, const float* x, float* y, size_t n) {
   const DF df;
   const VF va = hn::Set(df, a);
@@ -225,6 +247,7 @@ HWY_EXPORT(RmsNormImpl);
 HWY_EXPORT(SiluMulImpl);
 HWY_EXPORT(SoftmaxImpl);
 HWY_EXPORT(DotImpl);
+HWY_EXPORT(XorFoldImpl);
 HWY_EXPORT(AxpyImpl);
 HWY_EXPORT(ScaleImpl);
 HWY_EXPORT(AttentionScoresImpl);
@@ -245,6 +268,7 @@ void SiluMul(float* gate, const float* up, size_t n) {
 }
 void Softmax(float* x, size_t n) { HWY_DYNAMIC_DISPATCH(SoftmaxImpl)(x, n); }
 float Dot(const float* a, const float* b, size_t n) { return HWY_DYNAMIC_DISPATCH(DotImpl)(a, b, n); }
+uint64_t XorFold(const void* p, size_t bytes) { return HWY_DYNAMIC_DISPATCH(XorFoldImpl)(p, bytes); }
 void Axpy(float a, const float* x, float* y, size_t n) {
   HWY_DYNAMIC_DISPATCH(AxpyImpl)(a, x, y, n);
 }

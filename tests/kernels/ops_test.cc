@@ -224,6 +224,17 @@ TEST_P(OpsTest, RopeRotateHalfMatchesReference) {
   }
 }
 
+TEST_P(OpsTest, XorFoldEqualsScalarFoldForAllLengths) {
+  std::vector<uint64_t> w(300);
+  uint64_t state = 0x9e3779b97f4a7c15ull;
+  for (uint64_t& x : w) x = state = state * 6364136223846793005ull + 1442695040888963407ull;
+  for (size_t n = 0; n <= w.size(); n += n < 40 ? 1 : 37) {
+    uint64_t expect = 0;
+    for (size_t i = 0; i < n; ++i) expect ^= w[i];
+    EXPECT_EQ(XorFold(w.data(), n * 8 + 5), expect) << "n=" << n;  // + partial word ignored
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllTargets, OpsTest, ::testing::ValuesIn(AvailableTargets()),
                          TargetParamName);
 

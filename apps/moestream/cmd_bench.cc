@@ -315,6 +315,11 @@ int Bench(int argc, char** argv) {
                    decode_total_s > 0 ? static_cast<double>(dcs.wait_ns) / 1e9 / decode_total_s : 0);
   j += fmt::format("\"disk_gb_s\":{:.3f},",
                    decode_total_s > 0 ? static_cast<double>(dcs.bytes_read) / decode_total_s / 1e9 : 0);
+  const double prefill_total_s = std::accumulate(prefill_s.begin(), prefill_s.end(), 0.0);
+  j += fmt::format("\"prefill_disk_gb_s\":{:.3f},",
+                   prefill_total_s > 0
+                       ? static_cast<double>(prefill_cache.bytes_read) / prefill_total_s / 1e9
+                       : 0);
   j += fmt::format("\"read_gb_s_per_io_thread\":{:.3f},",
                    dcs.read_ns ? static_cast<double>(dcs.bytes_read) / static_cast<double>(dcs.read_ns)
                                : 0);

@@ -16,7 +16,8 @@ def main():
     disk = dev * 1e9 / per_tok if per_tok > 0 else float("inf")
     roof = min(mem, disk)
     share = j["decode_tok_s"] / roof if roof > 0 else 0
-    j.update(source=src, device_gb_s=dev, roofline_memory_tok_s=round(mem, 3),
+    pf_disk = j.get("prefill_disk_gb_s", 0)
+    j.update(source=src, device_gb_s=dev, prefill_share_of_device=round(pf_disk / dev, 4), roofline_memory_tok_s=round(mem, 3),
              roofline_disk_tok_s=None if disk == float("inf") else round(disk, 3),
              roofline_tok_s=round(roof, 3), share_of_roofline=round(share, 4))
     print(json.dumps(j))
@@ -24,7 +25,8 @@ def main():
     print(f"{src:5} {budget:6.2f}G {j['io']:8} decode {j['decode_tok_s']:8.3f} tok/s  roofline "
           f"{roof:8.3f} ({100 * share:5.1f}%)  hit {j['cache_hit_rate']:.3f}  disk "
           f"{j['disk_gb_s']:.2f}/{dev:.2f} GB/s  io-wait {j['io_wait_share']:.2f}  prefill "
-          f"{j['prefill_tok_s']:.2f} tok/s  mem {j['measured_memory_gb_s']:.1f} GB/s",
+          f"{j['prefill_tok_s']:.2f} tok/s (disk {pf_disk:.2f} GB/s = {100 * pf_disk / dev:.0f}% of "
+          f"device)  mem {j['measured_memory_gb_s']:.1f} GB/s",
           file=sys.stderr)
 
 

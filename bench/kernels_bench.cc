@@ -6,6 +6,8 @@
 //   cmake --build build-bench --target kernels_bench
 //   build-bench/bench/kernels_bench --benchmark_min_time=1   # MOE_FORCE_TARGET=avx2 to compare
 #include <benchmark/benchmark.h>
+#include <sys/mman.h>
+
 
 #include <cstdint>
 #include <cstdlib>
@@ -33,6 +35,7 @@ uint8_t* GetBuffer(size_t bytes, uint64_t key) {
   constexpr size_t kAlign = size_t{2} << 20;
   const size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
   buf.data.reset(static_cast<uint8_t*>(std::aligned_alloc(kAlign, rounded)));
+  if (std::getenv("KB_NO_HUGEPAGE") == nullptr) ::madvise(buf.data.get(), rounded, MADV_HUGEPAGE);
   buf.bytes = bytes;
   buf.key = key;
   // Deterministic pseudo-random 16-bit words masked with 0xb3ff: finite, small values whether

@@ -47,6 +47,14 @@ constexpr size_t kTokenTile = 4;
 // keeps them on the stack (load + FMA + store per step: 4x slower, seen in perf annotate).
 #define MOE_UNROLL HWY_UNROLL(16)
 
+// Software prefetch into L2 of [p, p + bytes). Decode streams each weight row once, and rows
+// are short (0.4-4 KiB): the hardware prefetchers, which stop at 4 KiB boundaries, barely ramp
+// up on a row before it ends. Tiles prefetch the next tile's rows while computing their own.
+HWY_INLINE void PrefetchL2(const void* p, size_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 2);
+}
+
 struct Args {
   const void* w;
   size_t cols;
@@ -75,8 +83,13 @@ HWY_INLINE void Tile(const Args& a, size_t r, size_t t) {
     MOE_UNROLL
     for (size_t j = 0; j < kT; ++j) acc[i][j] = hn::Zero(df);
   }
+  // Decode: the next tile's rows are contiguous after this tile's; prefetch kR·N weights' bytes
+  // of them per step (one tile ahead).
+  const char* next = reinterpret_cast<const char*>(static_cast<const TW*>(a.w) + (r + kR) * cols);
+  constexpr size_t kStepBytes = kR * sizeof(TW);  // × N per step
   size_t c = 0;
   for (; c + N <= cols; c += N) {
+    if constexpr (kT == 1) PrefetchL2(next + c * kStepBytes, N * kStepBytes);
     VF xv[kT];
     MOE_UNROLL
     for (size_t j = 0; j < kT; ++j) xv[j] = hn::LoadU(df, x[j] + c);
@@ -133,9 +146,10 @@ void MatMulT(const Args& a, size_t n_tokens, size_t row_begin, size_t row_end) {
 }
 
 // --- Block-quantized weights (kQ8, kQ4; kernels.h). Per output element the sequence is fixed:
-// for each block b and each chunk c of N lanes inside it, w = f32(q) · d_b (one f32 multiply,
-// exactly the reference's dequantized value) and acc = MulAdd(w, x[c:c+N], acc); the x chunk
-// that crosses `cols` is zero-padded. N ≤ 16 divides the block (32).
+// for each block b, a partial sum p = Σ f32(q[c:c+N]) · x[c:c+N] over the block's chunks in
+// order (lane-wise FMA chain starting from zero), then acc = MulAdd(p, d_b, acc); the x chunk
+// that crosses `cols` is zero-padded (and padded q are 0). One multiply by the scale per block
+// instead of one per weight. N ≤ 16 divides the block (32).
 using DQ = hn::CappedTag<float, 16>;
 using VQ = hn::Vec<DQ>;
 
@@ -148,18 +162,18 @@ struct QArgs {
   size_t y_stride;
 };
 
+// f32(q) of chunk [j, j + N) of one block (no scale).
 template <WeightType kW>
-HWY_INLINE VQ Dequant(DQ dq, const uint8_t* HWY_RESTRICT blk, size_t j, VQ scale) {
+HWY_INLINE VQ LoadQ(DQ dq, const uint8_t* HWY_RESTRICT blk, size_t j) {
   const hn::Rebind<int32_t, DQ> di;
   if constexpr (kW == WeightType::kQ8) {
     const hn::Rebind<int8_t, DQ> di8;
-    const auto q = hn::PromoteTo(di, hn::LoadU(di8, reinterpret_cast<const int8_t*>(blk + 4 + j)));
-    return hn::Mul(hn::ConvertTo(dq, q), scale);
+    return hn::ConvertTo(dq, hn::PromoteTo(di, hn::LoadU(di8, reinterpret_cast<const int8_t*>(blk + 4 + j))));
   } else {
     const hn::Rebind<uint8_t, DQ> du8;
     auto q = hn::PromoteTo(di, hn::LoadU(du8, blk + 4 + (j & 15)));
     q = j < 16 ? hn::And(q, hn::Set(di, 15)) : hn::ShiftRight<4>(q);
-    return hn::Mul(hn::ConvertTo(dq, hn::Sub(q, hn::Set(di, 8))), scale);
+    return hn::ConvertTo(dq, hn::Sub(q, hn::Set(di, 8)));
   }
 }
 
@@ -167,7 +181,7 @@ HWY_INLINE VQ LoadX(DQ dq, const float* HWY_RESTRICT p, size_t avail) {
   const size_t N = hn::Lanes(dq);
   if (avail >= N) return hn::LoadU(dq, p);
   HWY_ALIGN float buf[16] = {};
-  std::memcpy(buf, p, avail * sizeof(float));
+  if (avail > 0) std::memcpy(buf, p, avail * sizeof(float));
   return hn::LoadU(dq, buf);
 }
 
@@ -188,42 +202,52 @@ HWY_INLINE void QTile(const QArgs& a, size_t r, size_t t) {
     MOE_UNROLL
     for (size_t j = 0; j < kT; ++j) acc[i][j] = hn::Zero(dq);
   }
-  for (size_t b = 0; b < a.n_blocks; ++b) {
-    VQ sc[kR];
+  // Partial sums of one block for every (row, token), then one scale FMA each.
+  const auto block = [&](size_t b, auto load_x) HWY_ATTR {
+    VQ part[kR][kT];
+    MOE_UNROLL
+    for (size_t i = 0; i < kR; ++i) {
+      MOE_UNROLL
+      for (size_t j = 0; j < kT; ++j) part[i][j] = hn::Zero(dq);
+    }
+    const size_t c0 = b * kQuantBlock;
+    MOE_UNROLL
+    for (size_t k = 0; k < kQuantBlock; k += N) {
+      VQ xv[kT];
+      MOE_UNROLL
+      for (size_t j = 0; j < kT; ++j) xv[j] = load_x(x[j], c0 + k);
+      MOE_UNROLL
+      for (size_t i = 0; i < kR; ++i) {
+        const VQ wv = LoadQ<kW>(dq, w[i] + b * bb, k);
+        MOE_UNROLL
+        for (size_t j = 0; j < kT; ++j) part[i][j] = hn::MulAdd(wv, xv[j], part[i][j]);
+      }
+    }
     MOE_UNROLL
     for (size_t i = 0; i < kR; ++i) {
       float d;
       std::memcpy(&d, w[i] + b * bb, 4);
-      sc[i] = hn::Set(dq, d);
-    }
-    const size_t c0 = b * kQuantBlock;
-    if (c0 + kQuantBlock <= a.cols) {  // a full block: no tail checks
+      const VQ dv = hn::Set(dq, d);
       MOE_UNROLL
-      for (size_t k = 0; k < kQuantBlock; k += N) {
-        VQ xv[kT];
-        MOE_UNROLL
-        for (size_t j = 0; j < kT; ++j) xv[j] = hn::LoadU(dq, x[j] + c0 + k);
-        MOE_UNROLL
-        for (size_t i = 0; i < kR; ++i) {
-          const VQ wv = Dequant<kW>(dq, w[i] + b * bb, k, sc[i]);
-          MOE_UNROLL
-          for (size_t j = 0; j < kT; ++j) acc[i][j] = hn::MulAdd(wv, xv[j], acc[i][j]);
-        }
-      }
-      continue;
+      for (size_t j = 0; j < kT; ++j) acc[i][j] = hn::MulAdd(part[i][j], dv, acc[i][j]);
     }
-    for (size_t k = 0; k < kQuantBlock && c0 + k < a.cols; k += N) {
-      const size_t c = c0 + k;
-      VQ xv[kT];
-      MOE_UNROLL
-      for (size_t j = 0; j < kT; ++j) xv[j] = LoadX(dq, x[j] + c, a.cols - c);
-      MOE_UNROLL
-      for (size_t i = 0; i < kR; ++i) {
-        const VQ wv = Dequant<kW>(dq, w[i] + b * bb, k, sc[i]);
-        MOE_UNROLL
-        for (size_t j = 0; j < kT; ++j) acc[i][j] = hn::MulAdd(wv, xv[j], acc[i][j]);
-      }
+  };
+  const size_t full = a.cols / kQuantBlock;
+  // The next tile's rows (contiguous after this tile's) are prefetched alongside, kR blocks'
+  // worth of bytes per block: short quantized rows end before the hardware prefetchers ramp up
+  // on them (measured: q8 decode from DRAM 6 -> see docs/kernels.md).
+  const uint8_t* next = a.w + (r + kR) * a.row_bytes;
+  const size_t next_step = kR * bb;
+  for (size_t b = 0; b < full; ++b) {
+    if constexpr (kT == 1) {
+      PrefetchL2(next + b * next_step, next_step);
     }
+    block(b, [&](const float* HWY_RESTRICT xp, size_t c) HWY_ATTR { return hn::LoadU(dq, xp + c); });
+  }
+  if (full < a.n_blocks) {  // the last, partial block: x zero-padded past cols
+    block(full, [&](const float* HWY_RESTRICT xp, size_t c) HWY_ATTR {
+      return LoadX(dq, xp + c, c < a.cols ? a.cols - c : 0);
+    });
   }
   MOE_UNROLL
   for (size_t j = 0; j < kT; ++j) {
@@ -241,16 +265,26 @@ HWY_INLINE void QRowsForTokens(const QArgs& a, size_t row_begin, size_t row_end,
   for (; r < row_end; ++r) QTile<1, kT, kW>(a, r, t);
 }
 
+// Register budget of QTile: 2·kR·kT accumulators (acc, part) + kT x vectors + 1 weight vector,
+// within 16 vector registers on AVX2/SSE4 and 32 on AVX-512.
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+constexpr size_t kQDecodeRows = 8, kQPrefillRows = 2;
+#else
+#ifndef MOE_QDECODE_ROWS
+#define MOE_QDECODE_ROWS 6
+#endif
+constexpr size_t kQDecodeRows = MOE_QDECODE_ROWS, kQPrefillRows = 1;
+#endif
+
 template <WeightType kW>
 void MatMulQ(const QArgs& a, size_t n_tokens, size_t row_begin, size_t row_end) {
-  constexpr size_t kQDecodeRows = 4;
   if (n_tokens == 1) return QRowsForTokens<kQDecodeRows, 1, kW>(a, row_begin, row_end, 0);
   constexpr size_t kBlockRows = 16;
   for (size_t rb = row_begin; rb < row_end; rb += kBlockRows) {
     const size_t re = HWY_MIN(row_end, rb + kBlockRows);
     size_t t = 0;
     for (; t + kTokenTile <= n_tokens; t += kTokenTile) {
-      QRowsForTokens<kPrefillRows, kTokenTile, kW>(a, rb, re, t);
+      QRowsForTokens<kQPrefillRows, kTokenTile, kW>(a, rb, re, t);
     }
     for (; t < n_tokens; ++t) QRowsForTokens<kQDecodeRows, 1, kW>(a, rb, re, t);
   }

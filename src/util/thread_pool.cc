@@ -15,7 +15,17 @@ namespace {
 // decode step, short enough that an idle pool goes to sleep at once on a human timescale.
 constexpr int kSpinIters = 2000;
 
-inline void CpuRelax() {
+// After this many pause iterations a spinner also yields the CPU each iteration: when other
+// processes keep the cores busy, the thread we wait for may be queued behind us on our own
+// core, and pure spinning would burn its time slice (measured: 2-thread decode 10x slower
+// than 1 thread while another process ran; see docs/kernels.md).
+constexpr int kPauseOnlyIters = 100;
+
+inline void CpuRelax(int iter) {
+  if (iter >= kPauseOnlyIters) {
+    std::this_thread::yield();
+    return;
+  }
 #if defined(__x86_64__) || defined(__i386__)
   _mm_pause();
 #elif defined(__aarch64__)
@@ -34,17 +44,29 @@ ThreadPool::~ThreadPool() {
   stop_.store(true, std::memory_order_relaxed);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    generation_.fetch_add(1, std::memory_order_seq_cst);
+    generation_.fetch_add(1, std::memory_order_seq_cst);  // claim_ keeps the old generation
   }
   cv_start_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::RunTasks(size_t worker) {
+void ThreadPool::RunTasks(uint32_t gen, size_t worker) {
+  uint64_t c = claim_.load(std::memory_order_acquire);
   for (;;) {
-    size_t task = next_task_.fetch_add(1, std::memory_order_relaxed);
-    if (task >= n_tasks_) break;
+    if (static_cast<uint32_t>(c >> 32) != gen) return;  // generation over
+    const size_t task = static_cast<uint32_t>(c);
+    if (task >= n_tasks_.load(std::memory_order_relaxed)) return;
+    if (!claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel)) continue;
+    // The claim succeeded while `gen` was current, so fn_/ctx_ are this generation's and stay
+    // so until done_ counts this task.
     fn_(ctx_, task, worker);
+    const size_t n = n_tasks_.load(std::memory_order_relaxed);
+    if (done_.fetch_add(1, std::memory_order_seq_cst) + 1 == n &&
+        caller_sleeps_.load(std::memory_order_seq_cst)) {
+      std::lock_guard<std::mutex> lock(mu_);
+      cv_done_.notify_one();
+    }
+    c = claim_.load(std::memory_order_acquire);
   }
 }
 
@@ -54,24 +76,25 @@ void ThreadPool::Run(size_t n_tasks, TaskFn fn, const void* ctx) {
     for (size_t t = 0; t < n_tasks; ++t) fn(ctx, t, 0);
     return;
   }
+  const uint32_t gen = generation_.load(std::memory_order_relaxed) + 1;
   fn_ = fn;
   ctx_ = ctx;
-  n_tasks_ = n_tasks;
-  next_task_.store(0, std::memory_order_relaxed);
-  pending_.store(static_cast<uint32_t>(workers_.size()), std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_seq_cst);
+  n_tasks_.store(n_tasks, std::memory_order_relaxed);
+  done_.store(0, std::memory_order_relaxed);
+  claim_.store(static_cast<uint64_t>(gen) << 32, std::memory_order_release);
+  generation_.store(gen, std::memory_order_seq_cst);
   if (sleepers_.load(std::memory_order_seq_cst) > 0) {
     std::lock_guard<std::mutex> lock(mu_);  // a sleeper is either before its check or waiting
     cv_start_.notify_all();
   }
-  RunTasks(0);
+  RunTasks(gen, 0);
   for (int i = 0; i < kSpinIters; ++i) {
-    if (pending_.load(std::memory_order_acquire) == 0) return;
-    CpuRelax();
+    if (done_.load(std::memory_order_acquire) == n_tasks) return;
+    CpuRelax(i);
   }
   std::unique_lock<std::mutex> lock(mu_);
   caller_sleeps_.store(true, std::memory_order_seq_cst);
-  cv_done_.wait(lock, [this] { return pending_.load(std::memory_order_seq_cst) == 0; });
+  cv_done_.wait(lock, [&] { return done_.load(std::memory_order_seq_cst) == n_tasks; });
   caller_sleeps_.store(false, std::memory_order_relaxed);
 }
 
@@ -80,7 +103,7 @@ void ThreadPool::WorkerLoop(size_t worker) {
   for (;;) {
     uint32_t g = generation_.load(std::memory_order_acquire);
     for (int i = 0; g == seen && i < kSpinIters; ++i) {
-      CpuRelax();
+      CpuRelax(i);
       g = generation_.load(std::memory_order_acquire);
     }
     if (g == seen) {
@@ -94,12 +117,7 @@ void ThreadPool::WorkerLoop(size_t worker) {
     }
     seen = g;
     if (stop_.load(std::memory_order_relaxed)) return;
-    RunTasks(worker);
-    if (pending_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
-        caller_sleeps_.load(std::memory_order_seq_cst)) {
-      std::lock_guard<std::mutex> lock(mu_);
-      cv_done_.notify_one();
-    }
+    RunTasks(g, worker);
   }
 }
 

@@ -142,6 +142,12 @@ Status File::WriteAt(uint64_t offset, const void* src, size_t size) {
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       const int err = n < 0 ? errno : EIO;
+      if (err == EFBIG) {
+        return Error(StatusCode::kResourceExhausted,
+                     "file size limit reached writing {} (need {} more bytes at offset {}; ulimit "
+                     "-f?): {}",
+                     path_, size - done, at, std::strerror(err));
+      }
       if (IsNoSpace(err)) {
         return Error(StatusCode::kResourceExhausted,
                      "no space left writing {} (need {} more bytes at offset {}, free {}): {}",
@@ -172,8 +178,13 @@ Status File::Sync() {
 Status File::Truncate(uint64_t size) {
   if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
     const int err = errno;
-    return Error(IsNoSpace(err) ? StatusCode::kResourceExhausted : StatusCode::kIoError,
-                 "{}: cannot resize to {} bytes: {}", path_, size, std::strerror(err));
+    if (IsNoSpace(err)) {
+      return Error(StatusCode::kResourceExhausted, "{} writing {} (need {} bytes, free {}): {}",
+                   err == EFBIG ? "file size limit reached" : "no space left", path_, size,
+                   FreeBytes(fd_), std::strerror(err));
+    }
+    return Error(StatusCode::kIoError, "{}: cannot resize to {} bytes: {}", path_, size,
+                 std::strerror(err));
   }
   size_ = size;
   return Status::Ok();

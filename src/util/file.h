@@ -23,6 +23,9 @@ enum class IoOp { kRead, kWrite, kSync };
 class IoFaultHook {
  public:
   virtual ~IoFaultHook() = default;
+  // Returned by Before for a kSync: skip fsync(2) and report success (a simulated file system
+  // that tracks durability itself, e.g. the power-loss simulation; also keeps such tests fast).
+  static constexpr int kSkipSync = -1;
   // Before the syscall. Return 0 to perform it or an errno to fail it (nothing is transferred).
   // For kRead/kWrite, lowering *size makes a short transfer; a read lowered to 0 reads as end of
   // file. `fd` lets a hook save the bytes a write will overwrite (power-loss simulation).

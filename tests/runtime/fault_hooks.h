@@ -77,7 +77,8 @@ class FaultHook : public IoFaultHook {
 class PowerLossHook : public IoFaultHook {
  public:
   // Fails (EIO, standing for the moment power goes) write-or-fsync call number `crash_at`
-  // (0-based; < 0: never) and every call after it.
+  // (0-based; < 0: never) and every call after it. fsync(2) itself is skipped: the hook decides
+  // what is durable.
   explicit PowerLossHook(int crash_at) : crash_at_(crash_at) {}
 
   int Before(IoOp op, int, const std::string& path, uint64_t offset, size_t* size) override {
@@ -85,7 +86,7 @@ class PowerLossHook : public IoFaultHook {
     if (crash_at_ >= 0 && points_++ >= crash_at_) return EIO;
     if (crash_at_ < 0) ++points_;
     if (op == IoOp::kWrite) SavePreImage(path, offset, *size);
-    return 0;
+    return op == IoOp::kSync ? kSkipSync : 0;  // durability is what this hook says it is
   }
   void After(IoOp op, int, const std::string& path, uint64_t, size_t) override {
     if (op != IoOp::kSync) return;

@@ -18,7 +18,6 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "experts/expert_store.h"
 #include "experts/store_format.h"
 #include "util/checked_math.h"
 #include "util/file.h"
@@ -238,7 +237,7 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
                  "complete store)",
                  in.out_dir);
   }
-  if (replace && !IsExpertStore(in.out_dir)) {
+  if (replace && !fs::exists(fs::path(in.out_dir) / store::kMarkerFile, ec)) {
     return Error(StatusCode::kUsage, "--out {}: exists but is not a complete store; --force only "
                  "replaces stores", in.out_dir);
   }

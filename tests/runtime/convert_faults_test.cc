@@ -296,10 +296,12 @@ TEST_F(ConvertFaultsTest, E7ForceReplacesOnlyCompleteStoresAndFailuresLeaveTheOl
   ASSERT_TRUE(r.ok()) << r.status().message();
   ExpectSameAsRef(out_);
   EXPECT_FALSE(fs::exists(part_)) << "the replaced store was not removed";
-  // --force never deletes something that is not a complete store.
+  // --force never deletes something that is not a complete store (no marker file), even one
+  // that holds an experts.bin.
   const std::string notstore = scratch_ + "/notstore";
   fs::create_directories(notstore);
   std::ofstream(notstore + "/precious.txt") << "keep";
+  std::ofstream(notstore + "/experts.bin") << "not a store";
   in.out_dir = notstore;
   auto bad = WriteExpertStore(in);
   ASSERT_FALSE(bad.ok());

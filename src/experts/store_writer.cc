@@ -56,6 +56,8 @@ class DirLock {
     if (fd_ >= 0) ::close(fd_);
   }
   Status Acquire(const std::string& dir) {
+    std::error_code ec;  // parents as before (`--out new/dir/store`); mkdir reports failures
+    if (fs::path(dir).has_parent_path()) fs::create_directories(fs::path(dir).parent_path(), ec);
     for (int attempt = 0; attempt < 8; ++attempt) {
       if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return IoErr(dir, "cannot create");
       fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -92,7 +94,10 @@ Status ClearDir(const std::string& dir) {
   for (const auto& ent : fs::directory_iterator(dir, ec)) {
     if (ent.path().filename() == kLockFile) continue;
     fs::remove_all(ent.path(), ec);
-    if (ec) return Error(StatusCode::kIoError, "{}: cannot remove: {}", ent.path().string(), ec.message());
+    if (ec) {
+      return Error(StatusCode::kIoError, "{}: cannot remove: {}", ent.path().string(),
+                   ec.message());
+    }
   }
   return ec ? Error(StatusCode::kIoError, "{}: cannot list: {}", dir, ec.message()) : Status::Ok();
 }
@@ -248,7 +253,8 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
   DirLock lock;
   MOE_TRY(lock.Acquire(part));
   auto cancelled = [&]() { return in.cancel_signal ? in.cancel_signal->load() : 0; };
-  MOE_ASSIGN_OR_RETURN(std::string config, ReadFileToString(in.source_dir + "/config.json", 1 << 24));
+  MOE_ASSIGN_OR_RETURN(std::string config,
+                       ReadFileToString(in.source_dir + "/config.json", 1 << 24));
 
   store::Header h{};
   std::memcpy(h.magic, store::kMagic, 8);

@@ -219,7 +219,8 @@ Status WriteFileAtomic(const std::string& path, const void* data, size_t size) {
     if (st.ok()) st = f->Sync();
   }
   if (st.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
-    st = Error(StatusCode::kIoError, "{}: cannot rename to {}: {}", tmp, path, std::strerror(errno));
+    st = Error(StatusCode::kIoError, "{}: cannot rename to {}: {}", tmp, path,
+               std::strerror(errno));
   }
   if (!st.ok()) {
     ::unlink(tmp.c_str());

@@ -39,7 +39,9 @@ std::string Slurp(const std::string& p) {
   return ss.str();
 }
 
-size_t Lines(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
+size_t Lines(const std::string& s) {
+  return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));
+}
 
 class ConvertCli : public ::testing::Test {
  protected:

@@ -123,8 +123,9 @@ TEST_F(StoreReaderFaults, F2ExpertsFromAnotherModelWithTheSameGeometryAreRefused
   auto mixed = Open(store_, IoMode::kBuffered);
   ASSERT_FALSE(mixed.ok());
   EXPECT_EQ(ExitCodeFor(mixed.status().code()), 3);
-  EXPECT_NE(mixed.status().message().find(store_ + "/experts.bin: converted from a different model"),
-            std::string::npos) << mixed.status().message();
+  const std::string& m = mixed.status().message();
+  EXPECT_NE(m.find(store_ + "/experts.bin: converted from a different model"), std::string::npos)
+      << m;
   auto r = testing::RunCli({"convert", "--verify", store_}, dir_);
   EXPECT_EQ(r.exit_code, 3) << r.err;
   EXPECT_NE(r.err.find("converted from a different model"), std::string::npos) << r.err;

@@ -79,13 +79,13 @@ class ConvertCli : public ::testing::Test {
 };
 
 // A slow conversion in the background; returns its pid. stderr goes to `err_path`.
-pid_t SpawnSlowConvert(const std::string& out, const std::string& err_path) {
+pid_t SpawnSlowConvert(const std::string& out, const std::string& err_path,
+                       const std::string& model = Fixture("base")) {
   const std::string bin = testing::MoestreamBin();
   const pid_t pid = fork();
   if (pid == 0) {
     const int e = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(e, 2);
-    const std::string model = Fixture("base");
     execl(bin.c_str(), bin.c_str(), "convert", "--quiet", "--slow-us-per-block", "100000",
           "--model", model.c_str(), "--out", out.c_str(), static_cast<char*>(nullptr));
     _exit(127);
@@ -135,6 +135,26 @@ TEST_F(ConvertCli, E8AndE9SecondWriterLockedThenSignalsExit130Or143AndResume) {
     EXPECT_FALSE(fs::exists(out_ + ".partial"));
     fs::remove_all(out_);
   }
+}
+
+// E4 through the CLI: the input shards are cut short while the converter runs (after its first
+// journaled block): the next read hits end of file → exit 4 naming a shard and an offset.
+TEST_F(ConvertCli, E4ShardTruncatedDuringConversionIsExit4NamingShardAndOffset) {
+  const std::string model = dir_ + "/model";
+  fs::copy(Fixture("base"), model, fs::copy_options::recursive);
+  const std::string err_path = dir_ + "/bg.stderr";
+  const pid_t pid = SpawnSlowConvert(out_, err_path, model);
+  ASSERT_TRUE(WaitForJournaledBlock(out_ + ".partial")) << Slurp(err_path);
+  for (const auto& e : fs::directory_iterator(model)) {
+    if (e.path().extension() == ".safetensors") fs::resize_file(e.path(), 8);
+  }
+  EXPECT_EQ(WaitExit(pid), 4);
+  const std::string err = Slurp(err_path);
+  EXPECT_EQ(Lines(err), 1u) << err;
+  const std::regex want(model + "/model-\\d+-of-\\d+\\.safetensors: offset \\d+: "
+                         "file changed or truncated while in use");
+  EXPECT_TRUE(std::regex_search(err, want)) << err;
+  EXPECT_FALSE(fs::exists(out_));
 }
 
 TEST_F(ConvertCli, E2FileSizeLimitIsExit5AndResumes) {

@@ -11,7 +11,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 
 #include "../e2e/cli_runner.h"
 #include "experts/expert_store.h"

@@ -134,23 +134,18 @@ TEST_F(StoreReaderFaults, F2ExpertsFromAnotherModelWithTheSameGeometryAreRefused
 // start the binary at all) to 16, for a store and for the 11-shard HF folder: either the run
 // succeeds or it exits 5 with one line saying to raise ulimit -n.
 TEST_F(StoreReaderFaults, F15TinyFdLimitIsExit5) {
-  // Under UBSan (sanitizer builds), its vptr check opens /proc/self/maps to validate a type; with
-  // every fd in use it reports "invalid vptr" on valid objects. Suppressed in this child only.
-  const std::string supp = dir_ + "/ubsan.supp";
-  std::ofstream(supp) << "vptr_check:*\n";
-  const std::string ubsan = "halt_on_error=1:suppressions=" + supp;
+#if defined(__SANITIZE_ADDRESS__)
+  // UBSan's vptr check needs a free fd (it reads /proc/self/maps, and loads suppressions lazily)
+  // to validate a type; with every fd in use it reports "invalid vptr" on valid objects.
+  GTEST_SKIP() << "sanitizer runtimes need free fds; this case runs in the release build";
+#endif
   int refused = 0;
   for (const std::string& model : {store_, ModelDir("base")}) {
     for (rlim_t n = 4; n <= 16; ++n) {
       SCOPED_TRACE(model + " with RLIMIT_NOFILE " + std::to_string(n));
       auto r = testing::RunCli({"generate", "--model", model, "--expert-cache", "1M", "--tokens",
                                 "1,2,3", "-n", "2", "--ignore-eos"},
-                               dir_, "/dev/null", [n, &ubsan] {
-#if defined(__SANITIZE_ADDRESS__)
-                                 setenv("UBSAN_OPTIONS", ubsan.c_str(), 1);
-#else
-                                 (void)ubsan;
-#endif
+                               dir_, "/dev/null", [n] {
                                  for (int fd = 3; fd < 64; ++fd) close(fd);  // RunCli's leftovers
                                  struct rlimit rl = {n, n};
                                  setrlimit(RLIMIT_NOFILE, &rl);

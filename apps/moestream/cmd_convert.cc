@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // moestream convert: HF folder → expert store (docs/expert_store_format.md); --verify checks
 // every block checksum of an existing store. A thin wrapper around experts/store_writer.h.
+#include <signal.h>
+
+#include <atomic>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -16,25 +19,19 @@
 namespace moe::app {
 namespace {
 
-void AddName(const DenseTensor& t, std::vector<std::string>* out) {
-  if (!t.name.empty()) out->push_back(t.name);
-}
+// SIGINT/SIGTERM: the writer stops at the next block boundary with its journal flushed; the
+// exit code is 128 + the signal (130/143). SA_RESETHAND: a second signal kills at once.
+std::atomic<int> g_signal{0};
 
-std::vector<std::string> DenseNames(const ModelWeights& w) {
-  std::vector<std::string> n;
-  AddName(w.embed(), &n);
-  AddName(w.final_norm(), &n);
-  if (!w.config().tie_word_embeddings) AddName(w.lm_head(), &n);
-  for (int64_t l = 0; l < w.config().num_hidden_layers; ++l) {
-    const LayerWeights& lw = w.layer(l);
-    for (const DenseTensor* t : {&lw.input_layernorm, &lw.post_attention_layernorm,
-                                 &lw.attn.q_proj, &lw.attn.k_proj, &lw.attn.v_proj,
-                                 &lw.attn.o_proj, &lw.attn.q_norm, &lw.attn.k_norm, &lw.router,
-                                 &lw.mlp_gate, &lw.mlp_up, &lw.mlp_down}) {
-      AddName(*t, &n);
-    }
-  }
-  return n;
+void OnSignal(int sig) { g_signal.store(sig); }
+
+void InstallSignalHandlers() {
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
 }
 
 Status Verify(const std::string& dir) {
@@ -55,9 +52,10 @@ int Convert(int argc, char** argv) {
   Flags flags("convert", "convert a HF checkpoint into an expert store (or --verify one)");
   std::string model, out, verify;
   int64_t slow_us = 0;
-  bool quiet = false;
+  bool quiet = false, force = false;
   flags.String("model", &model, "Hugging Face model folder");
   flags.String("out", &out, "store directory to create (must not exist; OUT.partial is resumed)");
+  flags.Bool("force", &force, "atomically replace an existing complete store at --out");
   flags.String("verify", &verify, "check every block checksum of an existing store");
   flags.Bool("quiet", &quiet, "no progress bar");
   std::optional<kernels::WeightType> quant;  // perf: block-quantized experts
@@ -89,6 +87,7 @@ int Convert(int argc, char** argv) {
   }
   if (!st.ok()) return flags.Fail(st);
   if (IsExpertStore(model)) return flags.Fail(Error(StatusCode::kUsage, "--model {}: already a store", model));
+  InstallSignalHandlers();
   auto cfg = LoadHfConfig(model);
   if (!cfg.ok()) return flags.Fail(cfg.status());
   auto ckpt = Checkpoint::Open(model);
@@ -107,12 +106,20 @@ int Convert(int argc, char** argv) {
   in.out_dir = out;
   in.experts = src.get();
   in.checkpoint = &*ckpt;
-  in.dense_tensors = DenseNames(**w);
+  in.dense_tensors = DenseTensorNames(**w);
+  in.force = force;
+  in.cancel_signal = &g_signal;
   in.progress = quiet ? nullptr : stderr;
   in.slow_us_per_block = static_cast<uint64_t>(slow_us);
   in.quant = quant;
   auto r = WriteExpertStore(in);
-  if (!r.ok()) return flags.Fail(r.status());
+  if (!r.ok()) {
+    flags.Fail(r.status());
+    if (r.status().code() == StatusCode::kCancelled && g_signal.load() != 0) {
+      return 128 + g_signal.load();
+    }
+    return ExitCodeFor(r.status().code());
+  }
   std::fprintf(stderr, "%s: %llu blocks written, %llu resumed%s, %.1f MiB in %.2f s (%.1f MB/s)\n",
                out.c_str(), static_cast<unsigned long long>(r->blocks_written),
                static_cast<unsigned long long>(r->blocks_resumed),

@@ -2,6 +2,7 @@
 // Cache statistics formatting, byte-size flags and the `auto` budget.
 #include <fmt/format.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -104,6 +105,11 @@ uint64_t PeakRssBytes() {
 Result<uint64_t> MemAvailableBytes() {
   // /proc files report size 0, so read line by line rather than by stat size.
   std::ifstream f("/proc/meminfo");
+  if (!f.is_open()) {
+    const int err = errno;
+    return Error(StatusCode::kResourceExhausted, "/proc/meminfo: cannot open: {}{}",
+                 std::strerror(err), err == EMFILE || err == ENFILE ? " (raise ulimit -n)" : "");
+  }
   std::string line;
   unsigned long long kb = 0;
   bool found = false;

@@ -13,6 +13,7 @@
 #include "experts/store_check.h"
 #include "experts/store_format.h"
 #include "util/check.h"
+#include "util/file.h"
 
 namespace moe {
 namespace {
@@ -113,8 +114,9 @@ Status PreadFully(PreadFn fn, int fd, uint64_t off, void* dst, size_t n, const s
                    off + done, n - done, std::strerror(err));
     }
     if (r == 0) {
-      return Error(StatusCode::kIoError, "{}: offset {}: truncated (needed {} more bytes)", path,
-                   off + done, n - done);
+      return Error(StatusCode::kIoError,
+                   "{}: offset {}: file changed or truncated while in use (needed {} more bytes)",
+                   path, off + done, n - done);
     }
     done += static_cast<size_t>(r);
   }
@@ -136,7 +138,12 @@ Result<std::unique_ptr<ExpertSource>> OpenExpertStore(const std::string& dir,
   if (opts.pread_fn) s->pread_ = opts.pread_fn;
   s->buffered_ = Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (s->buffered_.get() < 0) {
-    return Error(StatusCode::kIoError, "{}: cannot open: {}", path, std::strerror(errno));
+    const int err = errno;
+    if (err == EMFILE || err == ENFILE) {
+      return Error(StatusCode::kResourceExhausted, "{}: cannot open: {} (raise ulimit -n)", path,
+                   std::strerror(err));
+    }
+    return Error(StatusCode::kIoError, "{}: cannot open: {}", path, std::strerror(err));
   }
   const off_t size_or = ::lseek(s->buffered_.get(), 0, SEEK_END);
   const uint64_t size = size_or < 0 ? 0 : static_cast<uint64_t>(size_or);
@@ -148,6 +155,19 @@ Result<std::unique_ptr<ExpertSource>> OpenExpertStore(const std::string& dir,
   store::Footer f;
   MOE_TRY(PreadFully(s->pread_, s->buffered_.get(), size - sizeof(f), &f, sizeof(f), path));
   MOE_TRY(CheckStoreHeader(path, h, f, size, expect, n_layers, n_experts));
+  // F2: experts.bin belongs to the config.json beside it (model_id is the hash of the source
+  // config.json, which convert copies verbatim), so a store of another model with the same
+  // geometry, or an experts.bin copied between stores, is refused.
+  const std::string config_path = (fs::path(dir) / "config.json").string();
+  MOE_ASSIGN_OR_RETURN(std::string config, ReadFileToString(config_path, 1 << 24));
+  const uint64_t config_id = XXH64(config.data(), config.size(), 0);
+  if (config_id != h.model_id) {
+    return Error(StatusCode::kInvalidFormat,
+                 "{}: converted from a different model: header model_id {:016x}, but {} hashes to "
+                 "{:016x} (experts.bin and config.json do not belong together; re-run moestream "
+                 "convert)",
+                 path, h.model_id, config_path, config_id);
+  }
   s->g_.hidden = h.hidden;
   s->g_.intermediate = h.intermediate;
   s->g_.type = ToWeightType(h.dtype);

@@ -2,7 +2,10 @@
 #include "experts/store_writer.h"
 
 #include <fcntl.h>
+#include <stdio.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -26,50 +29,88 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
+// One journal entry per block whose data is durable. `check` = XXH64 of the first 16 bytes seeded
+// with the source fingerprint, so a torn or zeroed record (power loss) is never taken for a block.
 struct JournalRecord {
   uint64_t block;
   uint64_t xxh64;
+  uint64_t check;
 };
+constexpr char kJournalFile[] = "journal.bin";
+constexpr char kLockFile[] = "lock";
+
+uint64_t RecordCheck(const JournalRecord& r, uint64_t fp) { return XXH64(&r, 16, fp); }
 
 Status IoErr(const std::string& path, const char* what) {
   return Error(StatusCode::kIoError, "{}: {}: {}", path, what, std::strerror(errno));
 }
 
-class OutFile {
+// An flock on the OUT.partial directory itself (a dead holder's lock goes away with it), plus a
+// `lock` file inside naming the holder's pid for the message a second writer gets.
+class DirLock {
  public:
-  ~OutFile() {
+  DirLock() = default;
+  DirLock(const DirLock&) = delete;
+  DirLock& operator=(const DirLock&) = delete;
+  ~DirLock() {
     if (fd_ >= 0) ::close(fd_);
   }
-  Status Open(const std::string& path, int flags) {
-    path_ = path;
-    fd_ = ::open(path.c_str(), flags | O_CLOEXEC, 0644);
-    return fd_ < 0 ? IoErr(path, "cannot open for writing") : Status::Ok();
-  }
-  Status WriteAt(uint64_t off, const void* p, size_t n) {
-    const char* c = static_cast<const char*>(p);
-    while (n > 0) {
-      const ssize_t w = ::pwrite(fd_, c, n, static_cast<off_t>(off));
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) {
-        return errno == ENOSPC ? Error(StatusCode::kResourceExhausted, "{}: disk full", path_)
-                               : IoErr(path_, "write failed");
+  Status Acquire(const std::string& dir) {
+    std::error_code ec;  // parents as before (`--out new/dir/store`); mkdir reports failures
+    if (fs::path(dir).has_parent_path()) fs::create_directories(fs::path(dir).parent_path(), ec);
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return IoErr(dir, "cannot create");
+      fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (fd_ < 0) return IoErr(dir, "cannot open directory");
+      if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK) return IoErr(dir, "flock failed");
+        auto pid = ReadFileToString(dir + "/" + kLockFile, 64);
+        std::string who = pid.ok() ? *pid : std::string("?");
+        while (!who.empty() && (who.back() == '\n' || who.back() == ' ')) who.pop_back();
+        return Error(StatusCode::kUsage,
+                     "{}: locked by pid {} (another convert is writing this store)", dir, who);
       }
-      c += w;
-      off += static_cast<uint64_t>(w);
-      n -= static_cast<size_t>(w);
+      // The directory may have been renamed away (a finishing writer) between open and flock.
+      struct stat held, now;
+      if (::fstat(fd_, &held) == 0 && ::stat(dir.c_str(), &now) == 0 &&
+          held.st_ino == now.st_ino && held.st_dev == now.st_dev) {
+        const std::string pid = std::to_string(::getpid()) + "\n";
+        MOE_ASSIGN_OR_RETURN(File f, File::OpenWrite(dir + "/" + kLockFile, O_CREAT | O_TRUNC));
+        return f.WriteAt(0, pid.data(), pid.size());
+      }
+      ::close(fd_);
+      fd_ = -1;
     }
-    return Status::Ok();
+    return Error(StatusCode::kIoError, "{}: could not lock (kept being replaced)", dir);
   }
-  Status Sync() { return ::fsync(fd_) == 0 ? Status::Ok() : IoErr(path_, "fsync failed"); }
-  Status Truncate(uint64_t n) {
-    return ::ftruncate(fd_, static_cast<off_t>(n)) == 0 ? Status::Ok() : IoErr(path_, "ftruncate");
-  }
-  int fd() const { return fd_; }
 
  private:
   int fd_ = -1;
-  std::string path_;
 };
+
+// Removes everything in `dir` but the lock file (a stale partial output being restarted).
+Status ClearDir(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& ent : fs::directory_iterator(dir, ec)) {
+    if (ent.path().filename() == kLockFile) continue;
+    fs::remove_all(ent.path(), ec);
+    if (ec) {
+      return Error(StatusCode::kIoError, "{}: cannot remove: {}", ent.path().string(),
+                   ec.message());
+    }
+  }
+  return ec ? Error(StatusCode::kIoError, "{}: cannot list: {}", dir, ec.message()) : Status::Ok();
+}
+
+// ENOSPC before the heavy work: free space of the output file system against what is left.
+Status CheckFreeSpace(const std::string& path, uint64_t need) {
+  struct statvfs vfs;
+  if (::statvfs(path.c_str(), &vfs) != 0 || vfs.f_blocks == 0) return Status::Ok();  // unknown
+  const uint64_t free = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  if (free >= need) return Status::Ok();
+  return Error(StatusCode::kResourceExhausted, "no space left writing {} (need {}, free {})", path,
+               need, free);
+}
 
 Status SyncDir(const std::string& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -91,7 +132,7 @@ uint64_t SourceFingerprint(const std::string& dir, const std::vector<std::string
                                st.st_mtim.tv_sec, st.st_mtim.tv_nsec));
   }
   std::sort(rows.begin(), rows.end());
-  std::string all = fmt::format("v{}\n", store::kVersion);
+  std::string all = fmt::format("v{} journal 2\n", store::kVersion);
   for (const auto& r : rows) all += r + "\n";
   for (const auto& d : dense) all += d + "\n";
   all += std::string("type ") + out_type + "\n";
@@ -122,8 +163,7 @@ Status WriteDense(const StoreWriterInput& in, const std::string& path) {
   }
   std::string h = header.dump();
   h.append((8 - h.size() % 8) % 8, ' ');
-  OutFile f;
-  MOE_TRY(f.Open(path, O_WRONLY | O_CREAT | O_TRUNC));
+  MOE_ASSIGN_OR_RETURN(File f, File::OpenWrite(path, O_CREAT | O_TRUNC));
   const uint64_t hl = h.size();
   MOE_TRY(f.WriteAt(0, &hl, 8));
   MOE_TRY(f.WriteAt(8, h.data(), h.size()));
@@ -160,9 +200,32 @@ Status CopyFile(const std::string& from, const std::string& to) {
   std::error_code ec;
   fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
   if (ec) return Error(StatusCode::kIoError, "{}: copy to {} failed: {}", from, to, ec.message());
-  OutFile f;
-  MOE_TRY(f.Open(to, O_RDONLY));
+  MOE_ASSIGN_OR_RETURN(File f, File::OpenRead(to));
   return f.Sync();
+}
+
+// Moves the finished OUT.partial to OUT: a rename, or with an existing store (--force) an atomic
+// exchange (RENAME_EXCHANGE) after which the old store, now at OUT.partial, is removed.
+Status Publish(const std::string& part, const std::string& out, bool replace) {
+  const std::string parent = fs::absolute(out).parent_path().string();
+  if (!replace) {
+    if (::rename(part.c_str(), out.c_str()) != 0) return IoErr(out, "rename failed");
+    return SyncDir(parent);
+  }
+  if (::renameat2(AT_FDCWD, part.c_str(), AT_FDCWD, out.c_str(), RENAME_EXCHANGE) != 0) {
+    return IoErr(out, "atomic replace (renameat2 RENAME_EXCHANGE) failed; old store untouched");
+  }
+  MOE_TRY(SyncDir(parent));
+  std::error_code ec;
+  fs::remove_all(part, ec);  // the old store; a leftover is discarded by the next convert
+  return Status::Ok();
+}
+
+Status Interrupted(const std::string& part, int sig, uint64_t done, uint64_t total) {
+  return Error(StatusCode::kCancelled,
+               "{}: interrupted by signal {} after {} of {} blocks; journal flushed, re-run the "
+               "same command to resume",
+               part, sig, done, total);
 }
 
 }  // namespace
@@ -172,13 +235,26 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
   StoreWriterResult res;
   const ExpertSource& src = *in.experts;
   std::error_code ec;
-  if (fs::exists(in.out_dir, ec)) {
-    return Error(StatusCode::kUsage, "--out {}: already exists (remove it or pick another)",
+  const bool replace = fs::exists(in.out_dir, ec);
+  if (replace && !in.force) {
+    return Error(StatusCode::kUsage,
+                 "--out {}: already exists (remove it, pick another, or --force to replace a "
+                 "complete store)",
                  in.out_dir);
   }
+  if (replace && !fs::exists(fs::path(in.out_dir) / store::kMarkerFile, ec)) {
+    return Error(StatusCode::kUsage, "--out {}: exists but is not a complete store; --force only "
+                 "replaces stores", in.out_dir);
+  }
   const std::string part = in.out_dir + ".partial";
-  const std::string bin = part + "/" + store::kExpertsFile, journal = part + "/journal.bin";
-  MOE_ASSIGN_OR_RETURN(std::string config, ReadFileToString(in.source_dir + "/config.json", 1 << 24));
+  const std::string bin = part + "/" + store::kExpertsFile;
+  const std::string journal = part + "/" + kJournalFile;
+  // The lock creates OUT.partial: a read-only or missing parent fails here, before any heavy work.
+  DirLock lock;
+  MOE_TRY(lock.Acquire(part));
+  auto cancelled = [&]() { return in.cancel_signal ? in.cancel_signal->load() : 0; };
+  MOE_ASSIGN_OR_RETURN(std::string config,
+                       ReadFileToString(in.source_dir + "/config.json", 1 << 24));
 
   store::Header h{};
   std::memcpy(h.magic, store::kMagic, 8);
@@ -218,24 +294,30 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
   h.index_bytes = h.n_blocks * sizeof(store::IndexEntry);
   const uint64_t file_bytes = h.index_offset + h.index_bytes + sizeof(store::Footer);
 
-  // Resume from the journal when the source is unchanged; otherwise start clean.
+  // Resume from the journal when the source is unchanged; otherwise start clean. Records are
+  // fixed-size and checksummed: the valid prefix is kept, a torn or zeroed tail is cut off.
   const uint64_t fp =
       SourceFingerprint(in.source_dir, in.dense_tensors, kernels::WeightTypeName(out_g.type));
   std::vector<uint8_t> done(index.size(), 0);
-  if (fs::exists(part, ec)) {
+  uint64_t journal_bytes = 0;
+  {
     std::string j;
     auto jr = ReadFileToString(journal, 1ull << 32);
     if (jr.ok()) j = std::move(jr).value();
     uint64_t jfp = 0;
     if (j.size() >= 8) std::memcpy(&jfp, j.data(), 8);
     if (j.size() < 8 || jfp != fp) {
-      fs::remove_all(part, ec);
-      res.restarted = true;
+      // Anything but the lock file is stale (changed source, or never journaled).
+      res.restarted = fs::exists(bin, ec) || fs::exists(journal, ec);
+      MOE_TRY(ClearDir(part));
     } else {
+      journal_bytes = 8;
       for (size_t p = 8; p + sizeof(JournalRecord) <= j.size(); p += sizeof(JournalRecord)) {
         JournalRecord r;
         std::memcpy(&r, j.data() + p, sizeof(r));
-        if (r.block < index.size() && !done[r.block]) {
+        if (r.check != RecordCheck(r, fp) || r.block >= index.size()) break;
+        journal_bytes = p + sizeof(JournalRecord);
+        if (!done[r.block]) {
           done[r.block] = 1;
           index[r.block].xxh64 = r.xxh64;
           ++res.blocks_resumed;
@@ -243,17 +325,23 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
       }
     }
   }
-  fs::create_directories(part, ec);
-  if (ec) return Error(StatusCode::kIoError, "{}: cannot create: {}", part, ec.message());
-  OutFile out, jf;
-  MOE_TRY(out.Open(bin, O_WRONLY | O_CREAT));
-  MOE_TRY(out.Truncate(file_bytes));
-  MOE_TRY(jf.Open(journal, O_WRONLY | O_CREAT | O_APPEND));
-  struct stat jst;
-  if (::fstat(jf.fd(), &jst) == 0 && jst.st_size == 0) {
-    MOE_TRY(jf.WriteAt(0, &fp, 8));
-    MOE_TRY(jf.Sync());
+  uint64_t need = h.blocks_offset + h.index_bytes + sizeof(store::Footer);
+  for (size_t i = 0; i < index.size(); ++i) need += done[i] ? 0 : h.block_stride;
+  for (const std::string& n : in.dense_tensors) {
+    if (const TensorRef* r = in.checkpoint->Find(n)) need += r->info->n_bytes;
   }
+  MOE_TRY(CheckFreeSpace(part, need));
+  MOE_ASSIGN_OR_RETURN(File out, File::OpenWrite(bin, O_CREAT));
+  MOE_TRY(out.Truncate(file_bytes));
+  MOE_ASSIGN_OR_RETURN(File jf, File::OpenWrite(journal, O_CREAT));
+  if (journal_bytes == 0) {
+    MOE_TRY(jf.Truncate(0));
+    MOE_TRY(jf.WriteAt(0, &fp, 8));
+    journal_bytes = 8;
+  } else {
+    MOE_TRY(jf.Truncate(journal_bytes));
+  }
+  MOE_TRY(jf.Sync());
   // Blocks: read, checksum, write; every ~64 MiB sync the data, then journal those blocks.
   std::unique_ptr<char, void (*)(void*)> buf(
       static_cast<char*>(std::aligned_alloc(store::kAlign, h.block_stride)), std::free);
@@ -262,11 +350,15 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
   std::vector<char> src_block(in.quant ? src.dst_bytes() : 0);
   std::vector<float> row(in.quant ? std::max(out_g.hidden, out_g.intermediate) : 0);
   std::vector<JournalRecord> pending;
+  // Data first, then its journal records. A failed fsync returns at once and is never retried:
+  // the blocks it covered are not journaled, so a resume rewrites them.
   auto flush = [&]() -> Status {
     if (pending.empty()) return Status::Ok();
     MOE_TRY(out.Sync());
-    MOE_TRY(jf.WriteAt(0, pending.data(), pending.size() * sizeof(JournalRecord)));
+    const size_t n = pending.size() * sizeof(JournalRecord);
+    MOE_TRY(jf.WriteAt(journal_bytes, pending.data(), n));
     MOE_TRY(jf.Sync());
+    journal_bytes += n;
     pending.clear();
     return Status::Ok();
   };
@@ -274,6 +366,10 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
   ProgressMeter progress(in.progress, "convert", total);
   for (size_t i = 0; i < index.size(); ++i) {
     if (done[i]) continue;
+    if (const int sig = cancelled()) {
+      MOE_TRY(flush());
+      return Interrupted(part, sig, res.blocks_resumed + res.blocks_written, h.n_blocks);
+    }
     store::IndexEntry& x = index[i];
     std::memset(buf.get(), 0, h.block_stride);
     if (in.quant) {
@@ -284,7 +380,9 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
     }
     x.xxh64 = XXH64(buf.get(), h.block_bytes, store::BlockSeed(h.model_id, x.layer, x.expert));
     MOE_TRY(out.WriteAt(x.offset, buf.get(), h.block_stride));
-    pending.push_back({i, x.xxh64});
+    JournalRecord rec{i, x.xxh64, 0};
+    rec.check = RecordCheck(rec, fp);
+    pending.push_back(rec);
     ++res.blocks_written;
     res.bytes_written += h.block_stride;
     if (in.slow_us_per_block) std::this_thread::sleep_for(std::chrono::microseconds(in.slow_us_per_block));
@@ -292,6 +390,7 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
     progress.Update((res.blocks_resumed + res.blocks_written) * h.block_bytes);
   }
   MOE_TRY(flush());
+  if (const int sig = cancelled()) return Interrupted(part, sig, h.n_blocks, h.n_blocks);
   // Header, index, footer.
   MOE_TRY(out.WriteAt(0, &h, sizeof(h)));
   MOE_TRY(out.WriteAt(h.index_offset, index.data(), h.index_bytes));
@@ -317,16 +416,15 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
       "\"model_id\":\"{:016x}\",\"n_blocks\":{}}}\n",
       store::kVersion, store::kExpertsFile, store::kDenseFile, h.model_id, h.n_blocks);
   {
-    OutFile m;
-    MOE_TRY(m.Open(part + "/" + store::kMarkerFile, O_WRONLY | O_CREAT | O_TRUNC));
+    MOE_ASSIGN_OR_RETURN(File m, File::OpenWrite(part + "/" + store::kMarkerFile,
+                                                 O_CREAT | O_TRUNC));
     MOE_TRY(m.WriteAt(0, marker.data(), marker.size()));
     MOE_TRY(m.Sync());
   }
   fs::remove(journal, ec);
+  fs::remove(part + "/" + kLockFile, ec);  // the flock itself is held until we return
   MOE_TRY(SyncDir(part));
-  if (::rename(part.c_str(), in.out_dir.c_str()) != 0) return IoErr(in.out_dir, "rename failed");
-  const fs::path parent = fs::absolute(in.out_dir).parent_path();
-  MOE_TRY(SyncDir(parent.string()));
+  MOE_TRY(Publish(part, in.out_dir, replace));
   res.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return res;
 }

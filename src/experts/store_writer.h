@@ -5,12 +5,18 @@
 // the marker file written last.
 //
 // Crash safety: everything is written under OUT.partial/; blocks are journaled (data synced
-// before its journal record), so re-running continues where it stopped and produces the same
-// bytes as an uninterrupted run; a source whose files changed (size/mtime) is not resumed but
-// restarted. At the end: fsync, rename OUT.partial → OUT, fsync of the parent directory.
+// before its journal record, each record checksummed, a torn tail cut off), so re-running
+// continues where it stopped and produces the same bytes as an uninterrupted run; a source whose
+// files changed (size/mtime) is not resumed but restarted. At the end: fsync, rename
+// OUT.partial → OUT (with `force`: an atomic exchange with the old store, which is then removed),
+// fsync of the parent directory.
+// Failures (docs/reliability.md §E): OUT.partial is kept for resume after any error, ENOSPC and
+// interrupts included; a failed fsync is never retried; OUT.partial is flock'ed (a second writer
+// gets kUsage "locked by pid N"; a dead holder's lock is released by the kernel).
 // Memory: one block buffer plus a 4 MiB copy buffer, whatever the model size.
 #pragma once
 
+#include <atomic>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -24,7 +30,11 @@ namespace moe {
 
 struct StoreWriterInput {
   std::string source_dir;  // the HF folder (config.json, tokenizer files, shards)
-  std::string out_dir;     // must not exist
+  std::string out_dir;     // must not exist, unless `force` and it is a complete store
+  bool force = false;      // atomically replace an existing complete store at out_dir
+  // Set (to a signal number) by the caller's SIGINT/SIGTERM handler: the writer stops at the next
+  // block boundary, flushes the journal and returns kCancelled. Null = not interruptible.
+  const std::atomic<int>* cancel_signal = nullptr;
   const ExpertSource* experts = nullptr;
   const Checkpoint* checkpoint = nullptr;
   std::vector<std::string> dense_tensors;  // names copied into model.safetensors

@@ -287,4 +287,27 @@ Result<std::unique_ptr<ModelWeights>> ModelWeights::Bind(const Qwen3MoeConfig& c
   return m;
 }
 
+namespace {
+void AddName(const DenseTensor& t, std::vector<std::string>* out) {
+  if (!t.name.empty()) out->push_back(t.name);
+}
+}  // namespace
+
+std::vector<std::string> DenseTensorNames(const ModelWeights& w) {
+  std::vector<std::string> n;
+  AddName(w.embed(), &n);
+  AddName(w.final_norm(), &n);
+  if (!w.config().tie_word_embeddings) AddName(w.lm_head(), &n);
+  for (int64_t l = 0; l < w.config().num_hidden_layers; ++l) {
+    const LayerWeights& lw = w.layer(l);
+    for (const DenseTensor* t : {&lw.input_layernorm, &lw.post_attention_layernorm,
+                                 &lw.attn.q_proj, &lw.attn.k_proj, &lw.attn.v_proj,
+                                 &lw.attn.o_proj, &lw.attn.q_norm, &lw.attn.k_norm, &lw.router,
+                                 &lw.mlp_gate, &lw.mlp_up, &lw.mlp_down}) {
+      AddName(*t, &n);
+    }
+  }
+  return n;
+}
+
 }  // namespace moe

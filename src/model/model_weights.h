@@ -101,4 +101,8 @@ class ModelWeights {
 // Converts a compute dtype (BF16/F16/F32) to the kernels' weight type.
 kernels::WeightType ToWeightType(DType t);
 
+// Names of the dense (non-expert) tensors `w` binds: what `convert` copies into the store's
+// model.safetensors. The lm_head is left out when tied to the embedding.
+std::vector<std::string> DenseTensorNames(const ModelWeights& w);
+
 }  // namespace moe

@@ -1,13 +1,34 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "util/file.h"
 
-#include <cerrno>
-#include <cstring>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
 namespace moe {
+namespace {
+
+std::atomic<IoFaultHook*> g_io_hook{nullptr};
+
+IoFaultHook* Hook() { return g_io_hook.load(std::memory_order_relaxed); }
+
+bool IsNoSpace(int err) { return err == ENOSPC || err == EDQUOT || err == EFBIG; }
+
+uint64_t FreeBytes(int fd) {
+  struct statvfs vfs;
+  if (::fstatvfs(fd, &vfs) != 0) return 0;
+  return static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+}
+
+}  // namespace
+
+IoFaultHook* SetIoFaultHook(IoFaultHook* hook) { return g_io_hook.exchange(hook); }
 
 File::~File() {
   if (fd_ >= 0) ::close(fd_);
@@ -55,12 +76,39 @@ Result<File> File::OpenRead(const std::string& path) {
   return f;
 }
 
+Result<File> File::OpenWrite(const std::string& path, int flags) {
+  int fd = ::open(path.c_str(), flags | O_WRONLY | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    const int err = errno;
+    const bool resource = err == EMFILE || err == ENFILE || IsNoSpace(err);
+    return Error(resource ? StatusCode::kResourceExhausted : StatusCode::kIoError,
+                 "{}: cannot open for writing: {}", path, std::strerror(err));
+  }
+  File f;
+  f.fd_ = fd;
+  f.path_ = path;
+  struct stat st;
+  if (::fstat(fd, &st) == 0) f.size_ = static_cast<uint64_t>(st.st_size);
+  return f;
+}
+
 Status File::ReadAt(uint64_t offset, void* dst, size_t size) const {
   auto* out = static_cast<char*>(dst);
   size_t done = 0;
   int retries = 0;
   while (done < size) {
-    ssize_t n = ::pread(fd_, out + done, size - done, static_cast<off_t>(offset + done));
+    ssize_t n;
+    size_t want = size - done;
+    IoFaultHook* hook = Hook();
+    const int injected = hook ? hook->Before(IoOp::kRead, fd_, path_, offset + done, &want) : 0;
+    if (injected != 0) {
+      errno = injected;
+      n = -1;
+    } else if (want == 0) {
+      n = 0;  // injected end of file
+    } else {
+      n = ::pread(fd_, out + done, std::min(want, size - done), static_cast<off_t>(offset + done));
+    }
     if (n < 0) {
       if ((errno == EINTR || errno == EAGAIN) && ++retries < 1000) continue;
       return Error(StatusCode::kIoError, "{}: offset {}: read of {} bytes failed: {}", path_,
@@ -73,6 +121,76 @@ Status File::ReadAt(uint64_t offset, void* dst, size_t size) const {
     }
     done += static_cast<size_t>(n);
   }
+  return Status::Ok();
+}
+
+Status File::WriteAt(uint64_t offset, const void* src, size_t size) {
+  const char* in = static_cast<const char*>(src);
+  size_t done = 0;
+  while (done < size) {
+    const uint64_t at = offset + done;
+    size_t want = size - done;
+    IoFaultHook* hook = Hook();
+    const int injected = hook ? hook->Before(IoOp::kWrite, fd_, path_, at, &want) : 0;
+    ssize_t n;
+    if (injected != 0) {
+      errno = injected;
+      n = -1;
+    } else {
+      n = ::pwrite(fd_, in + done, std::min(want, size - done), static_cast<off_t>(at));
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : EIO;
+      if (err == EFBIG) {
+        return Error(StatusCode::kResourceExhausted,
+                     "file size limit reached writing {} (need {} more bytes at offset {}; ulimit "
+                     "-f?): {}",
+                     path_, size - done, at, std::strerror(err));
+      }
+      if (IsNoSpace(err)) {
+        return Error(StatusCode::kResourceExhausted,
+                     "no space left writing {} (need {} more bytes at offset {}, free {}): {}",
+                     path_, size - done, at, FreeBytes(fd_), std::strerror(err));
+      }
+      return Error(StatusCode::kIoError, "{}: offset {}: write of {} bytes failed: {}", path_, at,
+                   size - done, std::strerror(err));
+    }
+    if (hook) hook->After(IoOp::kWrite, fd_, path_, at, static_cast<size_t>(n));
+    done += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+Status File::Sync() {
+  IoFaultHook* hook = Hook();
+  const int injected = hook ? hook->Before(IoOp::kSync, fd_, path_, 0, nullptr) : 0;
+  if (injected == IoFaultHook::kSkipSync) {
+    hook->After(IoOp::kSync, fd_, path_, 0, 0);
+    return Status::Ok();
+  }
+  if (injected != 0 || ::fsync(fd_) != 0) {
+    const int err = injected != 0 ? injected : errno;
+    return Error(IsNoSpace(err) ? StatusCode::kResourceExhausted : StatusCode::kIoError,
+                 "{}: fsync failed (not retried; unsynced data may be lost): {}", path_,
+                 std::strerror(err));
+  }
+  if (hook) hook->After(IoOp::kSync, fd_, path_, 0, 0);
+  return Status::Ok();
+}
+
+Status File::Truncate(uint64_t size) {
+  if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
+    const int err = errno;
+    if (IsNoSpace(err)) {
+      return Error(StatusCode::kResourceExhausted, "{} writing {} (need {} bytes, free {}): {}",
+                   err == EFBIG ? "file size limit reached" : "no space left", path_, size,
+                   FreeBytes(fd_), std::strerror(err));
+    }
+    return Error(StatusCode::kIoError, "{}: cannot resize to {} bytes: {}", path_, size,
+                 std::strerror(err));
+  }
+  size_ = size;
   return Status::Ok();
 }
 
@@ -93,30 +211,16 @@ namespace moe {
 
 Status WriteFileAtomic(const std::string& path, const void* data, size_t size) {
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    return Error(StatusCode::kIoError, "{}: cannot create: {}", tmp, std::strerror(errno));
-  }
-  const char* p = static_cast<const char*>(data);
-  size_t done = 0;
   Status st;
-  while (done < size) {
-    ssize_t n = ::write(fd, p + done, size - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = n < 0 ? errno : EIO;
-      st = Error(err == ENOSPC ? StatusCode::kResourceExhausted : StatusCode::kIoError,
-                 "{}: write failed after {} of {} bytes: {}", tmp, done, size, std::strerror(err));
-      break;
-    }
-    done += static_cast<size_t>(n);
+  {
+    auto f = File::OpenWrite(tmp, O_CREAT | O_TRUNC);
+    if (!f.ok()) return f.status();
+    st = f->WriteAt(0, data, size);
+    if (st.ok()) st = f->Sync();
   }
-  if (st.ok() && ::fsync(fd) != 0) {
-    st = Error(StatusCode::kIoError, "{}: fsync failed: {}", tmp, std::strerror(errno));
-  }
-  ::close(fd);
   if (st.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
-    st = Error(StatusCode::kIoError, "{}: cannot rename to {}: {}", tmp, path, std::strerror(errno));
+    st = Error(StatusCode::kIoError, "{}: cannot rename to {}: {}", tmp, path,
+               std::strerror(errno));
   }
   if (!st.ok()) {
     ::unlink(tmp.c_str());

@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -25,9 +26,10 @@ inline std::string MoestreamBin() {
 }
 
 // Runs `moestream args...` with stdin from `stdin_path` (or /dev/null); outputs go through files
-// in `scratch_dir`.
+// in `scratch_dir`. `in_child` runs in the child just before exec (setrlimit, signal dispositions).
 inline CliResult RunCli(const std::vector<std::string>& args, const std::string& scratch_dir,
-                        const std::string& stdin_path = "/dev/null") {
+                        const std::string& stdin_path = "/dev/null",
+                        const std::function<void()>& in_child = {}) {
   const std::string out = scratch_dir + "/cli.stdout", err = scratch_dir + "/cli.stderr";
   const std::string bin = MoestreamBin();
   CliResult r;
@@ -42,6 +44,7 @@ inline CliResult RunCli(const std::vector<std::string>& args, const std::string&
     std::vector<char*> argv = {const_cast<char*>(bin.c_str())};
     for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
+    if (in_child) in_child();
     execv(bin.c_str(), argv.data());
     _exit(127);
   }

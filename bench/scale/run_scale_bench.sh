@@ -43,6 +43,10 @@ done
 cleanup() { [[ $keep == 1 ]] || rm -rf "$work"; }
 trap cleanup EXIT
 mkdir -p "$work"
+# A private copy of the binary: rebuilding build/ during the hour this takes must not change
+# the code under test half-way.
+cp "$bin" "$work/moestream"
+bin=$work/moestream
 
 log() { echo "$*" >&2; }
 log "== machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2) ; $(nproc) CPUs;" \

@@ -1,0 +1,11 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""One table row (stdout) for a `moestream bench --measure-memory` JSON object on stdin."""
+import json
+import sys
+
+j = json.load(sys.stdin)
+print(f"{j['model_arg']:32} {j['expert_dtype']:5} decode {j['decode_tok_s']:9.2f} tok/s  "
+      f"weights {j['weight_bytes_per_decode_token'] / 1e6:8.2f} MB/tok  "
+      f"{j['memory_gb_s']:6.2f} GB/s of {j['measured_memory_gb_s']:6.2f} measured = "
+      f"{100 * j['decode_share_of_memory_roofline']:5.1f}%  prefill {j['prefill_tok_s']:8.1f} tok/s")

@@ -15,6 +15,7 @@
 #include "e2e/cli_runner.h"
 #include "formats/json.h"
 #include "tokenizer/tokenizer.h"
+#include "formats/test_files.h"
 
 namespace moe {
 namespace {
@@ -25,12 +26,7 @@ using testing::RunCli;
 const std::string kModel = std::string(MOE_SOURCE_DIR) + "/models/qwen3-moe-ref";
 const std::string kHeldout = std::string(MOE_SOURCE_DIR) + "/tests/data/analysis/heldout/";
 
-std::string Slurp(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using testing::Slurp;
 
 void Spit(const std::string& p, const std::string& s) {
   std::ofstream(p, std::ios::binary) << s;

@@ -37,12 +37,7 @@ struct RunResult {
   long max_rss_kib = 0;
 };
 
-std::string Slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using testing::Slurp;
 
 RunResult RunMoestream(const std::vector<std::string>& args, const TempDir& scratch) {
   // MOESTREAM_BIN overrides the binary built with these tests (MOESTREAM_BIN_PATH).

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "cli_runner.h"
+#include "formats/test_files.h"
 
 namespace moe {
 namespace {
@@ -33,12 +34,7 @@ std::string Fixture(const std::string& name) {
   return std::string(MOE_SOURCE_DIR) + "/tests/data/models/" + name;
 }
 
-std::string Slurp(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using testing::Slurp;
 
 size_t Lines(const std::string& s) {
   return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));

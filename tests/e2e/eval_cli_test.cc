@@ -15,18 +15,14 @@
 #include "cli_runner.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
+#include "formats/test_files.h"
 
 namespace moe {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string Slurp(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using testing::Slurp;
 
 struct Scratch {
   Scratch() {

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <map>
 #include <string>
 #include <vector>
@@ -97,6 +98,14 @@ inline std::string U16Bytes(const std::vector<uint16_t>& v) {
     s += static_cast<char>(x >> 8);
   }
   return s;
+}
+
+// The whole file as bytes ("" when it cannot be read).
+inline std::string Slurp(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
 }
 
 inline void WriteFile(const std::filesystem::path& p, const std::string& bytes) {

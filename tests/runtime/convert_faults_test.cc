@@ -23,6 +23,7 @@
 #include "fault_hooks.h"
 #include "formats/hf_config.h"
 #include "model/model_weights.h"
+#include "formats/test_files.h"
 
 namespace moe {
 namespace {
@@ -35,12 +36,7 @@ std::string ModelDir(const std::string& name) {
   return std::string(MOE_SOURCE_DIR) + "/tests/data/models/" + name;
 }
 
-std::string Slurp(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using testing::Slurp;
 
 // The model bound the way `moestream convert` binds it (no dense weights loaded).
 struct Source {

@@ -87,6 +87,7 @@ void Session::MatMulPar(const kernels::WeightView& w, const float* x, int64_t n,
 void Session::MatMulParMany(std::initializer_list<MatMulJob> jobs, int64_t n) {
   // Row blocks of ≥ 16 rows, about 4 per thread in all; job j owns tasks [first[j], first[j+1]).
   constexpr size_t kMaxJobs = 4;
+  MOE_DCHECK(jobs.size() >= 1 && jobs.size() <= kMaxJobs);
   size_t total_rows = 0;
   for (const MatMulJob& j : jobs) total_rows += j.w->rows;
   const size_t want = std::max<size_t>(1, std::min(total_rows / 16, pool_.n_threads() * 4));

@@ -7,9 +7,8 @@
 
 #include <atomic>
 #include <condition_variable>
-#include <cstdint>
-#include <mutex>
 #include <cstddef>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -38,31 +37,19 @@ class ThreadPool {
   using TaskFn = void (*)(const void* ctx, size_t task, size_t worker);
   void Run(size_t n_tasks, TaskFn fn, const void* ctx);
   void WorkerLoop(size_t worker);
-  // Claims and runs tasks of generation `gen` until none is left (or the generation is over).
-  void RunTasks(uint32_t gen, size_t worker);
+  void RunTasks(size_t worker);
 
-  // Hand-off without a lock. Run publishes fn_/ctx_/n_tasks_, then starts generation g by
-  // storing claim_ = (g << 32 | 0) and bumping generation_. Tasks are claimed by CAS on claim_,
-  // so a claim only succeeds while its generation is current; Run returns when done_ reaches
-  // n_tasks — it never waits for a worker that was not scheduled in time (the caller then runs
-  // every task itself: on a loaded machine a pool thread may sit in a run queue for a whole time
-  // slice). Both sides spin briefly (a decode step issues ~100 short ParallelFors; a wake-up
-  // through the kernel costs tens of µs on a VM), yielding after a while, then sleep on a
-  // condition variable; notifies are skipped when nobody sleeps. (std::atomic::wait was
-  // measured 10x slower than this on GCC 12 / the dev VM.)
   std::vector<std::thread> workers_;
-  TaskFn fn_ = nullptr;
+  std::mutex mu_;
+  std::condition_variable cv_start_;
+  std::condition_variable cv_done_;
+  TaskFn fn_ = nullptr;  // published under mu_
   const void* ctx_ = nullptr;
-  std::atomic<size_t> n_tasks_{0};
-  std::atomic<uint64_t> claim_{0};         // generation << 32 | next task index
-  std::atomic<size_t> done_{0};            // tasks of the current generation finished
-  std::atomic<uint32_t> generation_{0};
-  std::atomic<uint32_t> sleepers_{0};      // workers waiting on cv_start_
-  std::atomic<bool> caller_sleeps_{false};
-  std::atomic<bool> stop_{false};
-  std::mutex mu_;                     // only for the sleeping paths
-  std::condition_variable cv_start_;  // workers wait for a new generation
-  std::condition_variable cv_done_;   // the caller waits for done_ == n_tasks_
+  size_t n_tasks_ = 0;
+  std::atomic<size_t> next_task_{0};
+  size_t generation_ = 0;
+  size_t n_busy_ = 0;
+  bool stop_ = false;
 };
 
 // Default thread count: the number of online CPUs (each vCPU here is one physical core's thread).

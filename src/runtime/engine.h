@@ -37,6 +37,9 @@ struct EngineOptions {
   int64_t io_threads = 2;
   std::string io_mode = "auto";  // converted store reads: direct | buffered | auto
   bool prefetch = false;          // router-lookahead prefetch (runtime/prefetch.h)
+  // Bound on any wait for an expert read or a free cache slot; a stalled disk then fails the
+  // request with an error naming the layer and expert instead of hanging it (F12).
+  int64_t io_timeout_ms = 120000;
   int64_t max_context_for_budget = 4096;  // KV size assumed by --expert-cache auto
 };
 

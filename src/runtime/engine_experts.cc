@@ -17,6 +17,10 @@ Status Engine::OpenStoreSource(const ExpertGeometry& g) {
 
 Status Engine::OpenExperts() {
   const ExpertSource& src = *expert_source_;
+  if (opts_.io_timeout_ms < 1 || opts_.io_timeout_ms > 86'400'000) {
+    return Error(StatusCode::kUsage, "--io-timeout-ms {}: expected 1..86400000 (1 day)",
+                 opts_.io_timeout_ms);
+  }
   if (opts_.expert_cache.empty()) {
     MOE_ASSIGN_OR_RETURN(resident_, ResidentExperts::Load(src));
     return Status::Ok();
@@ -26,6 +30,7 @@ Status Engine::OpenExperts() {
     return Error(StatusCode::kUsage, "--io-threads {}: expected 1..16", opts_.io_threads);
   }
   ExpertCacheOptions co;
+  co.wait_timeout_ms = opts_.io_timeout_ms;
   co.top_k = top_k();
   co.policy.kind = opts_.cache_policy;
   co.io_threads = static_cast<size_t>(opts_.io_threads);

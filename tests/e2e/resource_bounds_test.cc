@@ -168,5 +168,22 @@ TEST(ResourceBounds, ExpertBudgetAboveMemAvailableIsRefused) {
                 {"--expert-cache 1048576G", "MemAvailable"});
 }
 
+// F12's bound is a flag; out of range → usage error (exit 2, the message and a pointer to
+// --help), also in all-resident mode.
+TEST(ResourceBounds, IoTimeoutOutOfRangeIsAUsageError) {
+  TempDir dir;
+  for (const char* v : {"0", "-5", "86400001"}) {
+    for (bool streaming : {false, true}) {
+      std::vector<std::string> extra = {"--io-timeout-ms", v};
+      if (streaming) extra.insert(extra.end(), {"--expert-cache", "auto"});
+      const testing::CliResult r = Generate(kTied, dir, extra);
+      EXPECT_EQ(r.exit_code, 2) << r.err;
+      const std::string want = std::string("--io-timeout-ms ") + v + ": expected 1..86400000";
+      EXPECT_EQ(r.err.substr(0, r.err.find('\n')).find(want) != std::string::npos, true)
+          << r.err;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace moe

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -203,7 +205,9 @@ TEST(ExpertStoreTest, TruncatedOrIncompleteStoresAreRefused) {
 
 // --- Fault injection through the pread hook. ---
 std::atomic<int> g_calls{0};
-std::atomic<int> g_mode{0};  // 0 pass, 1 EINTR every other call, 2 short reads, 3 EIO, 4 EAGAIN
+std::atomic<int> g_mode{0};  // 0 pass, 1 EINTR every other call, 2 short reads, 3 EIO, 4 EAGAIN,
+                             // 5 stall g_stall_ms before reading
+std::atomic<int> g_stall_ms{0};
 
 ssize_t FaultyPread(int fd, void* buf, size_t n, off_t off) {
   const int c = g_calls.fetch_add(1);
@@ -227,6 +231,9 @@ ssize_t FaultyPread(int fd, void* buf, size_t n, off_t off) {
         errno = EAGAIN;
         return -1;
       }
+      break;
+    case 5:
+      std::this_thread::sleep_for(std::chrono::milliseconds(g_stall_ms.load()));
       break;
   }
   return ::pread(fd, buf, n, off);
@@ -281,6 +288,73 @@ TEST(ExpertStoreTest, InjectedFaultsAreRetriedOrDelivered) {
   EXPECT_EQ(0, std::memcmp(v->gate.data, want1.data(), bytes));
   prov->End();
   EXPECT_EQ((*cache)->Stats().read_errors, 2u);
+  fs::remove_all(store);
+}
+
+// F12: a read that stalls fails the request waiting on it after --io-timeout-ms with an error
+// naming the layer and expert; the request's pins are given back, so once the late reads land
+// the two slots of a two-slot cache serve other experts; a cache destroyed while stalled reads
+// are in flight waits for them (no hang, no use after free under ASan).
+TEST(ExpertStoreTest, F12StalledReadTimesOutAndFreesItsSlots) {
+  const std::string store = Convert("base", "stall");
+  auto hf = OpenHf("base");
+  g_mode = 0;
+  auto src = OpenStore(store, *hf, &FaultyPread);
+  ASSERT_TRUE(src.ok()) << src.status().message();
+  const int64_t l = FirstMoeLayer(**src);
+  const uint64_t bytes = (*src)->geometry().block_bytes();
+  ExpertCacheOptions co;
+  co.top_k = 2;
+  co.budget_bytes = 1 << 20;
+  co.wait_timeout_ms = 200;
+  {
+    auto probe = ExpertCache::Create(**src, co);
+    ASSERT_TRUE(probe.ok());
+    co.budget_bytes = 2 * (*probe)->slot_bytes();  // exactly top_k slots
+  }
+  constexpr int kStallMs = 1500;
+  g_stall_ms = kStallMs;
+  {
+    auto cache = ExpertCache::Create(**src, co);
+    ASSERT_TRUE(cache.ok());
+    ASSERT_EQ((*cache)->n_slots(), 2u);
+    auto prov = (*cache)->NewProvider();
+    const std::vector<int32_t> stalled = {1, 3};
+    g_mode = 5;
+    ASSERT_TRUE(prov->Begin(l, stalled).ok());
+    const auto t0 = std::chrono::steady_clock::now();
+    auto v = prov->Wait(0);
+    const auto waited_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - t0).count();
+    ASSERT_FALSE(v.ok());
+    EXPECT_EQ(v.status().code(), StatusCode::kIoError);
+    EXPECT_NE(v.status().message().find(fmt::format("layer {} expert 1", l)), std::string::npos)
+        << v.status().message();
+    EXPECT_NE(v.status().message().find("within 200 ms"), std::string::npos)
+        << v.status().message();
+    EXPECT_GE(waited_ms, 190);
+    EXPECT_LT(waited_ms, kStallMs - 200) << "the wait was not cut short by the timeout";
+    prov->End();
+    // The reads complete late; then both slots are free for other experts.
+    g_mode = 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(kStallMs + 300));
+    const std::vector<int32_t> other = {4, 5};
+    ASSERT_TRUE(prov->Begin(l, other).ok());
+    for (size_t i = 0; i < other.size(); ++i) {
+      auto w = prov->Wait(i);
+      ASSERT_TRUE(w.ok()) << w.status().message();
+      std::vector<char> want(bytes);
+      ASSERT_TRUE(hf->expert_source().Read(l, other[i], want.data()).ok());
+      EXPECT_EQ(0, std::memcmp(w->gate.data, want.data(), bytes)) << "expert " << other[i];
+    }
+    prov->End();
+    // Destroyed with stalled reads in flight: returns once they finish.
+    g_mode = 5;
+    ASSERT_TRUE(prov->Begin(l, stalled).ok());
+    prov->End();
+    prov.reset();
+  }
+  g_mode = 0;
   fs::remove_all(store);
 }
 

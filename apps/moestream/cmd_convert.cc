@@ -72,6 +72,8 @@ int Convert(int argc, char** argv) {
                },
                "quantize expert blocks: q8 (int8) or q4 (4-bit), 32 values per f32 scale",
                "TYPE");
+  int64_t threads = static_cast<int64_t>(DefaultThreadCount());
+  flags.Int("threads", &threads, "threads quantizing rows with --quant (default: all CPUs)");
   flags.Int("slow-us-per-block", &slow_us, "testing only: sleep per block (crash/resume tests)");
   Status st = flags.Parse(argc, argv);
   if (flags.help_requested()) {
@@ -84,6 +86,9 @@ int Convert(int argc, char** argv) {
   }
   if (st.ok() && (model.empty() || out.empty())) {
     st = Error(StatusCode::kUsage, "--model and --out are required (or --verify STORE)");
+  }
+  if (st.ok() && (threads < 1 || threads > 256)) {
+    st = Error(StatusCode::kUsage, "--threads {}: expected 1..256", threads);
   }
   if (!st.ok()) return flags.Fail(st);
   if (IsExpertStore(model)) return flags.Fail(Error(StatusCode::kUsage, "--model {}: already a store", model));
@@ -112,6 +117,11 @@ int Convert(int argc, char** argv) {
   in.progress = quiet ? nullptr : stderr;
   in.slow_us_per_block = static_cast<uint64_t>(slow_us);
   in.quant = quant;
+  std::optional<ThreadPool> pool;
+  if (quant && threads > 1) {
+    pool.emplace(static_cast<size_t>(threads));
+    in.pool = &*pool;
+  }
   auto r = WriteExpertStore(in);
   if (!r.ok()) {
     flags.Fail(r.status());

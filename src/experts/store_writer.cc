@@ -181,18 +181,31 @@ Status WriteDense(const StoreWriterInput& in, const std::string& path) {
   return f.Sync();
 }
 
-// gate|up|down of `g` at src → the same matrices block-quantized to `type` at dst.
-void QuantizeBlock(const ExpertGeometry& g, const char* src, kernels::WeightType type, float* row,
-                   char* dst) {
+// gate|up|down of `g` at src → the same matrices block-quantized to `type` at dst, rows in
+// chunks over `pool` (each row is converted alone, so the bytes do not depend on the split).
+// `rows` holds one row of floats per pool thread.
+void QuantizeBlock(const ExpertGeometry& g, const char* src, kernels::WeightType type,
+                   ThreadPool* pool, std::vector<float>& rows, char* dst) {
   const ExpertView v = MakeExpertView(g, src);
+  const size_t row_floats = rows.size() / (pool ? pool->n_threads() : 1);
   for (const kernels::WeightView* m : {&v.gate, &v.up, &v.down}) {
     const uint64_t in_row = kernels::WeightMatrixBytes(m->type, 1, m->cols);
     const uint64_t out_row = kernels::WeightMatrixBytes(type, 1, m->cols);
-    for (size_t r = 0; r < m->rows; ++r) {
-      kernels::ToFloat(static_cast<const char*>(m->data) + r * in_row, m->type, m->cols, row);
-      kernels::QuantizeRow(row, m->cols, type, dst);
-      dst += out_row;
+    constexpr size_t kRowsPerTask = 64;
+    auto task = [&](size_t t, size_t worker) {
+      float* row = &rows[worker * row_floats];
+      for (size_t r = t * kRowsPerTask; r < std::min(m->rows, (t + 1) * kRowsPerTask); ++r) {
+        kernels::ToFloat(static_cast<const char*>(m->data) + r * in_row, m->type, m->cols, row);
+        kernels::QuantizeRow(row, m->cols, type, dst + r * out_row);
+      }
+    };
+    const size_t n_tasks = (m->rows + kRowsPerTask - 1) / kRowsPerTask;
+    if (pool) {
+      pool->ParallelFor(n_tasks, task);
+    } else {
+      for (size_t t = 0; t < n_tasks; ++t) task(t, 0);
     }
+    dst += m->rows * out_row;
   }
 }
 
@@ -348,7 +361,9 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
   if (!buf) return Error(StatusCode::kResourceExhausted, "cannot allocate a block buffer");
   // Quantizing: the source block is read here, then each row is converted into buf.
   std::vector<char> src_block(in.quant ? src.dst_bytes() : 0);
-  std::vector<float> row(in.quant ? std::max(out_g.hidden, out_g.intermediate) : 0);
+  std::vector<float> rows(in.quant ? std::max(out_g.hidden, out_g.intermediate) *
+                                         (in.pool ? in.pool->n_threads() : 1)
+                                   : 0);
   std::vector<JournalRecord> pending;
   // Data first, then its journal records. A failed fsync returns at once and is never retried:
   // the blocks it covered are not journaled, so a resume rewrites them.
@@ -374,7 +389,7 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
     std::memset(buf.get(), 0, h.block_stride);
     if (in.quant) {
       MOE_TRY(src.Read(x.layer, x.expert, src_block.data()));
-      QuantizeBlock(src.geometry(), src_block.data(), out_g.type, row.data(), buf.get());
+      QuantizeBlock(src.geometry(), src_block.data(), out_g.type, in.pool, rows, buf.get());
     } else {
       MOE_TRY(src.Read(x.layer, x.expert, buf.get()));
     }

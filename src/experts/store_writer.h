@@ -25,6 +25,7 @@
 #include "experts/expert_source.h"
 #include "formats/safetensors.h"
 #include "util/status.h"
+#include "util/thread_pool.h"
 
 namespace moe {
 
@@ -43,6 +44,9 @@ struct StoreWriterInput {
   // perf: --quant q8|q4: expert blocks are block-quantized (kernels.h kQ8/kQ4) from the
   // source's values; dense tensors are copied unchanged. nullopt = the source's type.
   std::optional<kernels::WeightType> quant;
+  // Quantizes the rows of a block in parallel on this pool (null: on the calling thread). The
+  // output is the same bytes for any thread count.
+  ThreadPool* pool = nullptr;
 };
 
 struct StoreWriterResult {

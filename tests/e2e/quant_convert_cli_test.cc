@@ -128,6 +128,30 @@ TEST(QuantConvertCliTest, Q8AndQ4StoresMatchLayoutAndStayClose) {
   EXPECT_LT(err[1], 0.5);
 }
 
+// The quantizer splits rows over --threads; the store must be the same bytes for any count.
+TEST(QuantConvertCliTest, StoreBytesDoNotDependOnThreads) {
+  Scratch s;
+  for (const char* q : {"q8", "q4"}) {
+    std::string first;
+    for (const char* t : {"1", "2", "5"}) {
+      const std::string out = s.path + "/store_" + q + "_t" + t;
+      const auto r = testing::RunCli({"convert", "--model", RefModel(), "--out", out, "--quiet",
+                                      "--quant", q, "--threads", t}, s.path);
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      const std::string bin = Slurp(out + "/experts.bin");
+      if (first.empty()) {
+        first = bin;
+      } else {
+        EXPECT_TRUE(bin == first) << q << " with --threads " << t << " differs from --threads 1";
+      }
+    }
+  }
+  const auto r = testing::RunCli({"convert", "--model", RefModel(), "--out", s.path + "/x",
+                                  "--quant", "q8", "--threads", "0"}, s.path);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--threads 0: expected 1..256"), std::string::npos) << r.err;
+}
+
 TEST(QuantConvertCliTest, UnknownQuantIsUsageError) {
   Scratch s;
   const auto r = testing::RunCli({"convert", "--model", RefModel(), "--out", s.path + "/x",

@@ -81,6 +81,37 @@ TEST(QuantFormatTest, RoundTripErrorIsAtMostHalfAStep) {
   }
 }
 
+// The integers QuantizeRow stores are std::lround(x / step) clamped to the type's range, halves
+// away from zero included (the store format's rule; quantize.cc rounds without libm).
+TEST(QuantFormatTest, ValuesAreLroundOfXOverStepIncludingTies) {
+  for (WeightType t : {WeightType::kQ8, WeightType::kQ4}) {
+    const int qmax = t == WeightType::kQ8 ? 127 : 7;
+    const size_t cols = 32 * 64;
+    auto x = RandomFloats(cols, 11, -3.0f, 3.0f);
+    // Every 4th block: exact ties k + 0.5 steps (step 1: amax = qmax) and near-ties.
+    for (size_t b = 0; b < cols / 32; b += 4) {
+      x[b * 32] = static_cast<float>(qmax);
+      for (size_t j = 1; j < 32; ++j) {
+        const float k = static_cast<float>(static_cast<int>(j % (2 * qmax)) - qmax) + 0.5f;
+        x[b * 32 + j] = j % 3 == 0 ? std::nextafter(k, 0.f) : (j % 3 == 1 ? k : -k);
+      }
+    }
+    const auto q = Quantize(x, 1, cols, t);
+    for (size_t b = 0; b < cols / 32; ++b) {
+      float amax = 0;
+      for (size_t j = 0; j < 32; ++j) amax = std::fmax(amax, std::fabs(x[b * 32 + j]));
+      const float d = amax / static_cast<float>(qmax), inv = d > 0 ? 1.0f / d : 0.0f;
+      for (size_t j = 0; j < 32; ++j) {
+        long want = std::lround(x[b * 32 + j] * inv);
+        want = std::min<long>(qmax, std::max<long>(-qmax - (t == WeightType::kQ4 ? 1 : 0), want));
+        const float got = DecodeElement(q.data(), t, b * 32 + j) / d;
+        ASSERT_EQ(static_cast<long>(std::lround(got)), want)
+            << WeightTypeName(t) << " block " << b << " j " << j << " x " << x[b * 32 + j];
+      }
+    }
+  }
+}
+
 class QuantMatMulTest : public ::testing::TestWithParam<Param> {
  protected:
   void SetUp() override {

@@ -28,9 +28,7 @@
 #include "util/file.h"
 #include "util/thread_pool.h"
 
-#ifndef MOE_GIT_COMMIT
-#define MOE_GIT_COMMIT "unknown"
-#endif
+#include "git_commit.h"  // generated at build time: MOE_GIT_COMMIT
 
 namespace moe::app {
 namespace {

@@ -50,6 +50,8 @@ class CacheProvider final : public ExpertProvider {
     return MakeExpertView(cache_.geometry(), block);
   }
 
+  bool Ready(size_t i) override { return i < issued_ && cache_.IsReady(slot_of_[i]); }
+
   void End() override {
     for (size_t j = released_; j < issued_; ++j) cache_.Release(slot_of_[j]);
     released_ = issued_ = 0;

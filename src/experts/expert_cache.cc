@@ -167,6 +167,11 @@ Result<const void*> ExpertCache::WaitReady(uint32_t s, ExpertKey key) {
   return static_cast<const void*>(arena_ + static_cast<uint64_t>(s) * slot_bytes_);
 }
 
+bool ExpertCache::IsReady(uint32_t s) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return slots_[s].state == SlotState::kReady;
+}
+
 void ExpertCache::FreeLocked(uint32_t s) {
   slots_[s] = Slot();
   free_.push_back(s);

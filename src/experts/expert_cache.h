@@ -90,6 +90,8 @@ class ExpertCache final : private LoadSink {
   Result<uint32_t> AcquireBlocking(ExpertKey key);
   // Blocks (bounded) until the pinned slot is Ready; the read's Status when it failed.
   Result<const void*> WaitReady(uint32_t slot, ExpertKey key);
+  // Whether a pinned slot's read has completed successfully (WaitReady would not block).
+  bool IsReady(uint32_t slot) const;
   void Release(uint32_t slot);
   // Loads key into a free or evictable slot without pinning it; never blocks, never evicts a
   // pinned or loading slot.

@@ -26,6 +26,10 @@ class ExpertProvider {
   // a cache with fewer slots than the layer's active experts, until the next Wait (callers use
   // the views one at a time, in order i = 0, 1, …). A failed read comes back as its Status.
   virtual Result<ExpertView> Wait(size_t i) = 0;
+  // True when Wait(i) would return at once and keep every view handed out since Begin valid:
+  // then a caller may hold the views of experts i..j together (the MoE block batches them into
+  // one parallel product). Never blocks.
+  virtual bool Ready(size_t i) = 0;
   // Unpins everything of the last Begin.
   virtual void End() = 0;
   // Experts of `layer` that are likely to be needed soon. Never blocks; never evicts a pinned

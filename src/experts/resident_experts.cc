@@ -61,6 +61,7 @@ class ResidentProvider final : public ExpertProvider {
   Result<ExpertView> Wait(size_t i) override {
     return MakeExpertView(experts_.geometry(), experts_.block(layer_, experts_list_[i]));
   }
+  bool Ready(size_t) override { return true; }
   void End() override {}
 
  private:

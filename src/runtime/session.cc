@@ -3,6 +3,7 @@
 #include "runtime/session.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 
@@ -67,10 +68,11 @@ Session::Session(const Engine& engine, ThreadPool& pool, const SessionOptions& o
   active_.assign(Sz(E_), 0);
   offsets_.assign(Sz(E_) + 1, 0);
   pairs_.assign(B * Sz(k_), 0);
-  xg_.assign(B * Sz(H_), 0.f);
-  eg_.assign(B * Sz(I_moe_), 0.f);
-  eu_.assign(B * Sz(I_moe_), 0.f);
-  ed_.assign(B * Sz(H_), 0.f);
+  group_rows_ = std::max(B, Sz(k_));
+  xg_.assign(group_rows_ * Sz(H_), 0.f);
+  eg_.assign(group_rows_ * Sz(I_moe_), 0.f);
+  eu_.assign(group_rows_ * Sz(I_moe_), 0.f);
+  ed_.assign(group_rows_ * Sz(H_), 0.f);
   // experts: router-lookahead prefetch, only when streaming through a cache.
   if (engine.options().prefetch && engine.expert_cache()) {
     lookahead_ = std::make_unique<RouterLookahead>(w_, router_opts_, max_batch_);
@@ -85,29 +87,38 @@ void Session::MatMulPar(const kernels::WeightView& w, const float* x, int64_t n,
 }
 
 void Session::MatMulParMany(std::initializer_list<MatMulJob> jobs, int64_t n) {
+  MOE_DCHECK(jobs.size() <= kMaxJobs);
+  std::array<MatMulJob, kMaxJobs> with_n;
+  size_t nj = 0;
+  for (const MatMulJob& j : jobs) {
+    with_n[nj] = j;
+    with_n[nj++].n = n;
+  }
+  MatMulParMany(std::span<const MatMulJob>(with_n.data(), nj));
+}
+
+void Session::MatMulParMany(std::span<const MatMulJob> jobs) {
   // Row blocks of ≥ 16 rows, about 4 per thread in all; job j owns tasks [first[j], first[j+1]).
-  constexpr size_t kMaxJobs = 4;
-  MOE_DCHECK(jobs.size() >= 1 && jobs.size() <= kMaxJobs);
+  MOE_CHECK(jobs.size() >= 1 && jobs.size() <= kMaxJobs);
   size_t total_rows = 0;
   for (const MatMulJob& j : jobs) total_rows += j.w->rows;
   const size_t want = std::max<size_t>(1, std::min(total_rows / 16, pool_.n_threads() * 4));
-  size_t first[kMaxJobs + 1] = {}, per[kMaxJobs] = {};
-  const MatMulJob* job[kMaxJobs] = {};
-  size_t nj = 0;
-  for (const MatMulJob& j : jobs) {
-    const size_t rows = j.w->rows;
+  std::array<size_t, kMaxJobs + 1> first{};
+  std::array<size_t, kMaxJobs> per{};
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    const size_t rows = jobs[j].w->rows;
     const size_t tasks = std::max<size_t>(1, (want * rows + total_rows - 1) / total_rows);
-    job[nj] = &j;
-    per[nj] = (rows + tasks - 1) / tasks;
-    first[nj + 1] = first[nj] + tasks;
-    ++nj;
+    per[j] = (rows + tasks - 1) / tasks;
+    first[j + 1] = first[j] + tasks;
   }
-  pool_.ParallelFor(first[nj], [&](size_t task, size_t) {
+  pool_.ParallelFor(first[jobs.size()], [&](size_t task, size_t) {
     size_t j = 0;
     while (task >= first[j + 1]) ++j;
-    const MatMulJob& m = *job[j];
+    const MatMulJob& m = jobs[j];
     const size_t begin = (task - first[j]) * per[j], end = std::min(m.w->rows, begin + per[j]);
-    if (begin < end) kernels::MatMul(*m.w, m.x, Sz(n), m.x_stride, m.y, m.y_stride, begin, end);
+    if (begin < end) {
+      kernels::MatMul(*m.w, m.x, Sz(m.n), m.x_stride, m.y, m.y_stride, begin, end);
+    }
   });
 }
 
@@ -243,7 +254,7 @@ void Session::DenseMlp(int64_t layer, int64_t n) {
 
 Status Session::MoeBlock(int64_t layer, int64_t n) {
   const LayerWeights& lw = w_.layer(layer);
-  const size_t H = Sz(H_), I = Sz(I_moe_), K = Sz(k_), E = Sz(E_);
+  const size_t H = Sz(H_), K = Sz(k_), E = Sz(E_);
   // Route every token: f32 softmax over all experts, top-k, renormalise.
   MatMulPar(lw.router.view, xn_.data(), n, H, router_logits_.data(), E);
   for (int64_t t = 0; t < n; ++t) {
@@ -271,29 +282,7 @@ Status Session::MoeBlock(int64_t layer, int64_t n) {
   offsets_[0] = 0;
 
   MOE_TRY(provider_->Begin(layer, std::span<const int32_t>(active_.data(), n_active)));
-  Status status;
-  for (size_t a = 0; a < n_active && status.ok(); ++a) {
-    Result<ExpertView> view = provider_->Wait(a);
-    if (!view.ok()) {
-      status = view.status();
-      break;
-    }
-    const size_t e = Sz(active_[a]);
-    const size_t begin = Sz(offsets_[e]), cnt = Sz(offsets_[e + 1]) - begin;
-    for (size_t j = 0; j < cnt; ++j) {
-      const size_t t = Sz(pairs_[begin + j]) / K;
-      std::memcpy(&xg_[j * H], &xn_[t * H], H * sizeof(float));
-    }
-    const auto m = static_cast<int64_t>(cnt);
-    MatMulParMany({{&view->gate, xg_.data(), H, eg_.data(), I},
-                   {&view->up, xg_.data(), H, eu_.data(), I}},
-                  m);
-    kernels::SiluMul(eg_.data(), eu_.data(), cnt * I);
-    MatMulPar(view->down, eg_.data(), m, I, ed_.data(), H);
-    for (size_t j = 0; j < cnt; ++j) {
-      std::memcpy(&expert_out_[Sz(pairs_[begin + j]) * H], &ed_[j * H], H * sizeof(float));
-    }
-  }
+  const Status status = RunExperts(n_active);
   provider_->End();
   MOE_TRY(status);
   // Weighted sum per token in ascending expert id order (HF eager's accumulation order),
@@ -313,6 +302,54 @@ Status Session::MoeBlock(int64_t layer, int64_t n) {
       const float* y = &expert_out_[(Sz(t) * K + best) * H];
       for (size_t i = 0; i < H; ++i) out[i] += wgt * y[i];
     }
+  }
+  return Status::Ok();
+}
+
+Status Session::RunExperts(size_t n_active) {
+  const size_t H = Sz(H_), I = Sz(I_moe_), K = Sz(k_);
+  constexpr size_t kMaxGroup = kMaxJobs / 2;
+  std::array<ExpertView, kMaxGroup> views;
+  std::array<size_t, kMaxGroup + 1> row0{};  // group member g's rows: [row0[g], row0[g + 1])
+  std::array<MatMulJob, kMaxJobs> jobs;
+  for (size_t a = 0; a < n_active;) {
+    // The group [a, b): expert a (waiting for it if need be), then the experts after it that are
+    // ready now and whose rows still fit the gather buffers.
+    size_t b = a;
+    while (b < n_active && b - a < kMaxGroup) {
+      const size_t e = Sz(active_[b]);
+      const size_t cnt = Sz(offsets_[e + 1] - offsets_[e]);
+      if (b > a && (row0[b - a] + cnt > group_rows_ || !provider_->Ready(b))) break;
+      MOE_ASSIGN_OR_RETURN(views[b - a], provider_->Wait(b));
+      row0[b - a + 1] = row0[b - a] + cnt;
+      ++b;
+    }
+    const size_t g_n = b - a;
+    for (size_t g = 0; g < g_n; ++g) {
+      const size_t e = Sz(active_[a + g]), first_pair = Sz(offsets_[e]);
+      for (size_t r = row0[g]; r < row0[g + 1]; ++r) {
+        const size_t t = Sz(pairs_[first_pair + r - row0[g]]) / K;
+        std::memcpy(&xg_[r * H], &xn_[t * H], H * sizeof(float));
+      }
+      const auto m = static_cast<int64_t>(row0[g + 1] - row0[g]);
+      jobs[2 * g] = {&views[g].gate, &xg_[row0[g] * H], H, &eg_[row0[g] * I], I, m};
+      jobs[2 * g + 1] = {&views[g].up, &xg_[row0[g] * H], H, &eu_[row0[g] * I], I, m};
+    }
+    MatMulParMany(std::span<const MatMulJob>(jobs.data(), 2 * g_n));
+    kernels::SiluMul(eg_.data(), eu_.data(), row0[g_n] * I);
+    for (size_t g = 0; g < g_n; ++g) {
+      const auto m = static_cast<int64_t>(row0[g + 1] - row0[g]);
+      jobs[g] = {&views[g].down, &eg_[row0[g] * I], I, &ed_[row0[g] * H], H, m};
+    }
+    MatMulParMany(std::span<const MatMulJob>(jobs.data(), g_n));
+    for (size_t g = 0; g < g_n; ++g) {
+      const size_t e = Sz(active_[a + g]), first_pair = Sz(offsets_[e]);
+      for (size_t r = row0[g]; r < row0[g + 1]; ++r) {
+        std::memcpy(&expert_out_[Sz(pairs_[first_pair + r - row0[g]]) * H], &ed_[r * H],
+                    H * sizeof(float));
+      }
+    }
+    a = b;
   }
   return Status::Ok();
 }

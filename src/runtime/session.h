@@ -6,6 +6,7 @@
 // Thread-compatible: one Forward at a time; the Engine behind it may be shared.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
@@ -63,16 +64,22 @@ class Session {
   Status ForwardChunk(const int32_t* tokens, int64_t n, LogitsMode mode, float* logits_out);
   void Attention(int64_t layer, int64_t n);
   Status MoeBlock(int64_t layer, int64_t n);
+  // Runs the active experts of the last Begin on the rows grouped by MoeBlock, several experts
+  // per parallel product when their blocks are ready together.
+  Status RunExperts(size_t n_active);
   void DenseMlp(int64_t layer, int64_t n);
-  // One ParallelFor over the row blocks of several products that share n (e.g. q/k/v, gate/up):
-  // fewer hand-offs per decode step; each y element is computed as MatMul alone would.
+  // One ParallelFor over the row blocks of several products (q/k/v, gate/up, the experts of a
+  // group): fewer hand-offs per decode step; each y element is computed as MatMul alone would.
   struct MatMulJob {
     const kernels::WeightView* w;
     const float* x;
     size_t x_stride;
     float* y;
     size_t y_stride;
+    int64_t n = 0;  // rows of x (set by the initializer_list overload)
   };
+  static constexpr size_t kMaxJobs = 32;  // up to 16 experts' gate and up
+  void MatMulParMany(std::span<const MatMulJob> jobs);
   void MatMulParMany(std::initializer_list<MatMulJob> jobs, int64_t n);
   void MatMulPar(const kernels::WeightView& w, const float* x, int64_t n, size_t x_stride,
                  float* y, size_t y_stride);
@@ -103,7 +110,9 @@ class Session {
   std::vector<int32_t> active_;       // experts used by the batch, ascending
   std::vector<int32_t> offsets_;      // [E + 1] counting-sort offsets
   std::vector<int32_t> pairs_;        // [B*k] (token*k + slot) grouped by expert
-  std::vector<float> xg_, eg_, eu_, ed_;  // gathered rows of one expert's tokens
+  // Gathered rows of a group of experts' tokens: [group_rows_, H] and [group_rows_, I].
+  std::vector<float> xg_, eg_, eu_, ed_;
+  size_t group_rows_ = 0;  // max(B, k): one token's k experts always fit together
 };
 
 }  // namespace moe

@@ -27,6 +27,8 @@ if [ ! -f "$bdir/build.ninja" ]; then
   CC=clang-14 CXX=clang++-14 cmake -S . -B "$bdir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DMOE_BUILD_FUZZ=ON -DMOE_BUILD_TESTS=OFF >/dev/null
 fi
+# FUZZ_TIMEOUT=S: per-input timeout (default 10 s, qwen_encode 120 s); raise it (e.g. 1200) when
+# the fuzzers will be paused with SIGSTOP for benchmarks: libFuzzer's timeout is wall-clock.
 # FUZZ_NO_BUILD=1: use the binaries as they are (e.g. while another build runs in build-fuzz/).
 [ -n "${FUZZ_NO_BUILD:-}" ] ||
   nice -n 19 cmake --build "$bdir" --target "${targets[@]/#/fuzz_}" -j "$(nproc)" >/dev/null
@@ -44,7 +46,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$work" "$art" "$(dirname "$log")"
   set +e
   TMPDIR=${TMPDIR:-/tmp} nice -n 19 "$bdir/tests/fuzz/fuzz_$t" -runs="$runs" -max_total_time="$secs" \
-    -max_len="${max_len[$t]:-4096}" -rss_limit_mb=2048 -timeout="${timeout[$t]:-10}" \
+    -max_len="${max_len[$t]:-4096}" -rss_limit_mb=2048 -timeout="${FUZZ_TIMEOUT:-${timeout[$t]:-10}}" \
     -print_final_stats=1 -artifact_prefix="$art/" "$work" "tests/fuzz/corpus/$t" >"$log" 2>&1
   set -e
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)

@@ -38,6 +38,19 @@ void ModelFlags::RegisterExpertFlags(Flags& f) {
              return Status::Ok();
            },
            "expert cache replacement: lru (default), lfu, layer", "POLICY");
+  f.Custom("dense-quant",
+           [this](const std::string& v) -> Status {
+             if (v == "q8") {
+               engine.dense_quant = kernels::WeightType::kQ8;
+             } else if (v == "q4") {
+               engine.dense_quant = kernels::WeightType::kQ4;
+             } else {
+               return Error(StatusCode::kUsage, "--dense-quant '{}': expected q8 or q4", v);
+             }
+             return Status::Ok();
+           },
+           "block-quantize the dense MatMul weights at load (attention, dense MLP, lm_head; not "
+           "the router, norms or embedding): less memory and bandwidth, lossy", "TYPE");
   f.Custom("io",
            [this](const std::string& v) -> Status {
              if (v != "direct" && v != "buffered" && v != "auto") {

@@ -190,4 +190,15 @@ Status Checkpoint::Read(const TensorRef& ref, void* dst, size_t size) const {
   return ref.shard->file().ReadAt(ref.info->file_offset, dst, size);
 }
 
+Status Checkpoint::ReadRange(const TensorRef& ref, uint64_t offset, void* dst,
+                             size_t size) const {
+  if (ref.info == nullptr || ref.shard == nullptr || offset > ref.info->n_bytes ||
+      size > ref.info->n_bytes - offset) {
+    return Error(StatusCode::kInternal, "{}: tensor '{}': read of [{}, +{}) outside its {} bytes",
+                 ref.shard ? ref.shard->path() : dir_, ref.info ? ref.info->name : "?", offset,
+                 size, ref.info ? ref.info->n_bytes : 0);
+  }
+  return ref.shard->file().ReadAt(ref.info->file_offset + offset, dst, size);
+}
+
 }  // namespace moe

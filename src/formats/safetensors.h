@@ -90,6 +90,8 @@ class Checkpoint {
   std::vector<std::string> Names() const;
   // Reads the whole tensor into dst (size must equal n_bytes).
   Status Read(const TensorRef& ref, void* dst, size_t size) const;
+  // Reads bytes [offset, offset + size) of the tensor (within n_bytes) into dst.
+  Status ReadRange(const TensorRef& ref, uint64_t offset, void* dst, size_t size) const;
   const std::string& dir() const { return dir_; }
   size_t n_shards() const { return shards_.size(); }
 

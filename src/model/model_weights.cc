@@ -49,17 +49,17 @@ class WeightBinder {
     const uint64_t Hq = cfg_.num_attention_heads, Hkv = cfg_.num_key_value_heads;
     Want(names::Embed(p_), {V, H}, &m_->embed_);
     Want(names::FinalNorm(p_), {H}, &m_->norm_);
-    if (!cfg_.tie_word_embeddings) Want(names::LmHead(p_), {V, H}, &m_->lm_head_);
+    if (!cfg_.tie_word_embeddings) Want(names::LmHead(p_), {V, H}, &m_->lm_head_, kMatMulOnly);
     m_->layers_.resize(static_cast<size_t>(cfg_.num_hidden_layers));
     m_->experts_.resize(static_cast<size_t>(cfg_.num_hidden_layers));
     for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
       LayerWeights& lw = m_->layers_[static_cast<size_t>(l)];
       Want(names::Layer(p_, l, "input_layernorm.weight"), {H}, &lw.input_layernorm);
       Want(names::Layer(p_, l, "post_attention_layernorm.weight"), {H}, &lw.post_attention_layernorm);
-      Want(names::Layer(p_, l, "self_attn.q_proj.weight"), {Hq * d, H}, &lw.attn.q_proj);
-      Want(names::Layer(p_, l, "self_attn.k_proj.weight"), {Hkv * d, H}, &lw.attn.k_proj);
-      Want(names::Layer(p_, l, "self_attn.v_proj.weight"), {Hkv * d, H}, &lw.attn.v_proj);
-      Want(names::Layer(p_, l, "self_attn.o_proj.weight"), {H, Hq * d}, &lw.attn.o_proj);
+      Want(names::Layer(p_, l, "self_attn.q_proj.weight"), {Hq * d, H}, &lw.attn.q_proj, kMatMulOnly);
+      Want(names::Layer(p_, l, "self_attn.k_proj.weight"), {Hkv * d, H}, &lw.attn.k_proj, kMatMulOnly);
+      Want(names::Layer(p_, l, "self_attn.v_proj.weight"), {Hkv * d, H}, &lw.attn.v_proj, kMatMulOnly);
+      Want(names::Layer(p_, l, "self_attn.o_proj.weight"), {H, Hq * d}, &lw.attn.o_proj, kMatMulOnly);
       Want(names::Layer(p_, l, "self_attn.q_norm.weight"), {d}, &lw.attn.q_norm);
       Want(names::Layer(p_, l, "self_attn.k_norm.weight"), {d}, &lw.attn.k_norm);
       lw.is_moe = cfg_.IsMoeLayer(l);
@@ -69,9 +69,9 @@ class WeightBinder {
         if (opts.locate_experts) LocateExperts(l);
       } else {
         const uint64_t I = cfg_.intermediate_size;
-        Want(names::Layer(p_, l, "mlp.gate_proj.weight"), {I, H}, &lw.mlp_gate);
-        Want(names::Layer(p_, l, "mlp.up_proj.weight"), {I, H}, &lw.mlp_up);
-        Want(names::Layer(p_, l, "mlp.down_proj.weight"), {H, I}, &lw.mlp_down);
+        Want(names::Layer(p_, l, "mlp.gate_proj.weight"), {I, H}, &lw.mlp_gate, kMatMulOnly);
+        Want(names::Layer(p_, l, "mlp.up_proj.weight"), {I, H}, &lw.mlp_up, kMatMulOnly);
+        Want(names::Layer(p_, l, "mlp.down_proj.weight"), {H, I}, &lw.mlp_down, kMatMulOnly);
       }
     }
     MOE_TRY(ReportMissing());
@@ -95,7 +95,9 @@ class WeightBinder {
     const TensorRef* ref;
     DenseTensor* out;
     uint64_t arena_offset;
+    bool quantize;  // stored type → out->view.type (BindOptions::dense_quant) while loading
   };
+  static constexpr bool kMatMulOnly = true;
 
   void Fail(Status s) {
     if (first_error_.ok()) first_error_ = std::move(s);
@@ -123,15 +125,40 @@ class WeightBinder {
     return true;
   }
 
-  void Want(const std::string& name, std::vector<uint64_t> shape, DenseTensor* out) {
+  // `matmul_only`: the tensor is only ever a MatMul weight, so dense_quant may apply to it.
+  void Want(const std::string& name, std::vector<uint64_t> shape, DenseTensor* out,
+            bool matmul_only = false) {
     const TensorRef* ref = Lookup(name);
     if (!ref || !CheckShapeAndType(*ref, shape)) return;
     out->name = name;
     out->view.type = ToWeightType(ref->info->dtype);
     out->view.rows = shape.size() == 2 ? shape[0] : 1;
     out->view.cols = shape.back();
-    planned_.push_back({ref, out, arena_bytes_});
-    arena_bytes_ += RoundUp(ref->info->n_bytes, 64);
+    const bool quantize = matmul_only && opts_.dense_quant.has_value();
+    if (quantize) out->view.type = *opts_.dense_quant;
+    planned_.push_back({ref, out, arena_bytes_, quantize});
+    arena_bytes_ += RoundUp(kernels::WeightMatrixBytes(out->view.type, out->view.rows,
+                                                       out->view.cols), 64);
+  }
+
+  // Reads a tensor in chunks of rows and block-quantizes each row into dst.
+  Status LoadQuantized(const Planned& p, char* dst) {
+    const kernels::WeightView& v = p.out->view;
+    const kernels::WeightType src_type = ToWeightType(p.ref->info->dtype);
+    const uint64_t in_row = kernels::WeightMatrixBytes(src_type, 1, v.cols);
+    const uint64_t out_row = kernels::WeightMatrixBytes(v.type, 1, v.cols);
+    const size_t chunk_rows = std::max<size_t>(1, opts_.dense_quant_chunk_bytes / in_row);
+    std::vector<char> in(chunk_rows * in_row);
+    std::vector<float> row(v.cols);
+    for (size_t r0 = 0; r0 < v.rows; r0 += chunk_rows) {
+      const size_t n = std::min(chunk_rows, v.rows - r0);
+      MOE_TRY(ckpt_.ReadRange(*p.ref, r0 * in_row, in.data(), n * in_row));
+      for (size_t r = 0; r < n; ++r) {
+        kernels::ToFloat(in.data() + r * in_row, src_type, v.cols, row.data());
+        kernels::QuantizeRow(row.data(), v.cols, v.type, dst + (r0 + r) * out_row);
+      }
+    }
+    return Status::Ok();
   }
 
   void NoteExpertDType(const TensorRef& ref) {
@@ -254,7 +281,11 @@ class WeightBinder {
     uint64_t done = 0;
     for (const Planned& p : planned_) {
       char* dst = m_->arena_.get() + p.arena_offset;
-      MOE_TRY(ckpt_.Read(*p.ref, dst, p.ref->info->n_bytes));
+      if (p.quantize) {
+        MOE_TRY(LoadQuantized(p, dst));
+      } else {
+        MOE_TRY(ckpt_.Read(*p.ref, dst, p.ref->info->n_bytes));
+      }
       p.out->view.data = dst;
       done += p.ref->info->n_bytes;
       progress.Update(done);

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,11 @@ struct BindOptions {
   // are at least progress_min_bytes; nullptr = silent.
   FILE* progress = nullptr;
   uint64_t progress_min_bytes = 256ull << 20;
+  // perf: kQ8/kQ4 block-quantize, while loading, the dense matrices that only feed MatMul: the
+  // attention projections, dense-layer MLPs and an untied lm_head. The router (expert choice),
+  // norms and embedding keep their stored type. nullopt = every tensor as stored.
+  std::optional<kernels::WeightType> dense_quant;
+  uint64_t dense_quant_chunk_bytes = 4u << 20;  // source bytes read per step (tests shrink it)
 };
 
 // Owns the dense weights. Immutable after Bind; thread-safe.

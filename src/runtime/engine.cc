@@ -16,6 +16,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& opts) {
   // Dense weights larger than MemAvailable are refused before allocating (bad-inputs.md C4/P1).
   if (auto avail = MemAvailableBytes(); avail.ok()) bind.max_dense_bytes = *avail;
   bind.progress = stderr;  // drawn only for dense weights ≥ 256 MiB
+  bind.dense_quant = opts.dense_quant;
   MOE_ASSIGN_OR_RETURN(e->weights_, ModelWeights::Bind(cfg, *e->checkpoint_, bind));
   const Qwen3MoeConfig& c = e->weights_->config();
   for (int32_t x : opts.expert_mask) {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,8 @@ struct EngineOptions {
   // Bound on any wait for an expert read or a free cache slot; a stalled disk then fails the
   // request with an error naming the layer and expert instead of hanging it (F12).
   int64_t io_timeout_ms = 120000;
+  // --dense-quant q8|q4: dense MatMul weights block-quantized at load (BindOptions::dense_quant).
+  std::optional<kernels::WeightType> dense_quant;
   int64_t max_context_for_budget = 4096;  // KV size assumed by --expert-cache auto
 };
 

@@ -45,15 +45,18 @@ float Bf16(const char* p) {
 }
 
 // RMS(logit − transformers' logit) / RMS(transformers' logit) over the 4 fixture passages.
-double RelRmsLogitError(const std::string& model, const Scratch& s) {
+double RelRmsLogitError(const std::string& model, const Scratch& s,
+                        const std::vector<std::string>& extra = {}) {
   const std::string dir = std::string(MOE_SOURCE_DIR) + "/tests/data/refmodel";
   const auto fx = nlohmann::json::parse(Slurp(dir + "/fixtures.json"));
   double num = 0, den = 0;
   for (const auto& p : fx["passages"]) {
     std::string ids;
     for (int32_t id : p["token_ids"]) ids += (ids.empty() ? "" : ",") + std::to_string(id);
-    const auto r = testing::RunCli({"eval", "--model", model, "--tokens", ids, "--logits-out",
-                                    s.path + "/l.f32"}, s.path);
+    std::vector<std::string> args = {"eval", "--model", model, "--tokens", ids, "--logits-out",
+                                     s.path + "/l.f32"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const auto r = testing::RunCli(args, s.path);
     EXPECT_EQ(r.exit_code, 0) << r.err;
     const std::string got = Slurp(s.path + "/l.f32"), ref = Slurp(dir + "/" + p["logits_file"].get<std::string>());
     EXPECT_EQ(got.size(), ref.size());
@@ -126,6 +129,25 @@ TEST(QuantConvertCliTest, Q8AndQ4StoresMatchLayoutAndStayClose) {
   EXPECT_LT(err[0], 0.05);
   EXPECT_LT(err[0], err[1]);
   EXPECT_LT(err[1], 0.5);
+}
+
+// --dense-quant: logits against transformers' stay close, q8 closer than q4; combined with a
+// q8 expert store too. (Perplexity on held-out text: docs/benchmarks.md.)
+TEST(QuantConvertCliTest, DenseQuantStaysCloseToTransformers) {
+  Scratch s;
+  const double bf16_err = RelRmsLogitError(RefModel(), s);
+  const double q8 = RelRmsLogitError(RefModel(), s, {"--dense-quant", "q8"});
+  const double q4 = RelRmsLogitError(RefModel(), s, {"--dense-quant", "q4"});
+  std::printf("relative RMS logit error, dense weights: bf16 %.3g, q8 %.3g, q4 %.3g\n", bf16_err,
+              q8, q4);
+  EXPECT_GT(q8, bf16_err);
+  EXPECT_LT(q8, 0.05);
+  EXPECT_LT(q8, q4);
+  EXPECT_LT(q4, 0.5);
+  const auto r = testing::RunCli({"eval", "--model", RefModel(), "--tokens", "1,2",
+                                  "--dense-quant", "q5"}, s.path);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--dense-quant 'q5': expected q8 or q4"), std::string::npos) << r.err;
 }
 
 // The quantizer splits rows over --threads; the store must be the same bytes for any count.

@@ -283,6 +283,14 @@ int Bench(int argc, char** argv) {
   const double decode_total_s = std::accumulate(decode_s.begin(), decode_s.end(), 0.0);
   const double decode_tps = dc > 0 ? D / dc : 0;
   const uint64_t wbytes = WeightBytesPerDecodeToken(engine);
+  // KV-cache bytes a decode token reads (K and V, f32, every layer), averaged over the decode
+  // steps: step i attends to P + i + 1 positions. Part of what decode must move, so part of
+  // the memory roofline.
+  const Qwen3MoeConfig& cfg = engine.config();
+  const double kv_bytes = static_cast<double>(cfg.num_hidden_layers) *
+                          static_cast<double>(cfg.num_key_value_heads * cfg.head_dim) * 2 * 4 *
+                          (P + (D + 1) / 2);
+  const double mbytes = static_cast<double>(wbytes) + kv_bytes;
   const LayerCacheStats& dcs = decode_cache;
   const uint64_t requests = dcs.hits + dcs.joins + dcs.misses;
   const bool streaming = engine.expert_cache() != nullptr;
@@ -305,12 +313,13 @@ int Bench(int argc, char** argv) {
   j += fmt::format("\"decode_tok_s\":{:.3f},", decode_tps);
   j += fmt::format("\"ttft_ms\":{:.3f},", Median(ttft_s) * 1e3);
   j += fmt::format("\"weight_bytes_per_decode_token\":{},", wbytes);
-  j += fmt::format("\"memory_gb_s\":{:.3f},", static_cast<double>(wbytes) * decode_tps / 1e9);
+  j += fmt::format("\"kv_bytes_per_decode_token\":{:.0f},", kv_bytes);
+  j += fmt::format("\"memory_gb_s\":{:.3f},", mbytes * decode_tps / 1e9);
   if (measure_memory) {
     // Probed again after the timed runs (same pool, weights still resident): the larger of the
     // two, so one probe disturbed by another process does not inflate the share.
     mem_gb_s = std::max(mem_gb_s, MeasureMemoryGbS(pool));
-    const double roof = mem_gb_s * 1e9 / static_cast<double>(wbytes);
+    const double roof = mem_gb_s * 1e9 / mbytes;
     j += fmt::format("\"measured_memory_gb_s\":{:.3f},", mem_gb_s);
     j += fmt::format("\"memory_roofline_tok_s\":{:.3f},", roof);
     j += fmt::format("\"decode_share_of_memory_roofline\":{:.4f},", roof > 0 ? decode_tps / roof : 0);

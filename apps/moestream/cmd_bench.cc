@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -120,32 +121,48 @@ LayerCacheStats Totals(const Engine& e) {
 }
 
 // Best-of-3 read bandwidth of a 512 MiB prefaulted buffer, split over the pool's threads
-// (each XOR-folds its share with kernels::XorFold: 4 independent vector chains, a pure read stream).
-double MeasureMemoryGbS(ThreadPool& pool) {
-  const size_t bytes = size_t{512} << 20;
-  // 2 MiB-aligned and huge-page backed like the weight arenas (with 4 KiB pages the probe reads
-  // ~15% slower here), first touch outside the timing.
-  std::unique_ptr<uint64_t, decltype(&std::free)> mem(
-      static_cast<uint64_t*>(std::aligned_alloc(size_t{2} << 20, bytes)), &std::free);
-  if (!mem) return 0;
-  ::madvise(mem.get(), bytes, MADV_HUGEPAGE);
-  std::memset(mem.get(), 0x5b, bytes);
-  const uint64_t* buf = mem.get();
-  std::vector<uint64_t> sink(pool.n_threads(), 0);
-  const size_t parts = pool.n_threads();
-  double best = 0;
-  for (int rep = 0; rep < 4; ++rep) {
-    const auto t0 = Clock::now();
-    pool.ParallelFor(parts, [&](size_t task, size_t worker) {
-      const size_t per = bytes / parts, b = task * per, len = task + 1 == parts ? bytes - b : per;
-      sink[worker] ^= kernels::XorFold(reinterpret_cast<const char*>(buf) + b, len);
-    });
-    const double s = Seconds(t0, Clock::now());
-    if (rep > 0 && s > 0) best = std::max(best, static_cast<double>(bytes) / s / 1e9);
+// (each XOR-folds its share with kernels::XorFold: 4 independent vector chains, a pure read
+// stream). The buffer is allocated and touched once and reused by every probe: freeing and
+// refaulting 512 MiB before each repeat made the following decode slower (the kernel zeroes
+// and compacts pages meanwhile).
+class MemoryProbe {
+ public:
+  MemoryProbe()
+      : mem_(static_cast<uint64_t*>(std::aligned_alloc(size_t{2} << 20, kBytes)), &std::free) {
+    if (!mem_) return;
+    // 2 MiB-aligned and huge-page backed like the weight arenas (with 4 KiB pages the probe
+    // reads ~15% slower here), first touch outside any timing.
+    ::madvise(mem_.get(), kBytes, MADV_HUGEPAGE);
+    std::memset(mem_.get(), 0x5b, kBytes);
   }
-  if (sink[0] == 1) std::fputs("", stderr);  // keep the folds alive
-  return best;
-}
+
+  double GbS(ThreadPool& pool) {
+    if (!mem_) return 0;
+    const char* buf = reinterpret_cast<const char*>(mem_.get());
+    const size_t parts = pool.n_threads();
+    double best = 0;
+    for (int rep = 0; rep < 4; ++rep) {
+      const auto t0 = Clock::now();
+      pool.ParallelFor(parts, [&](size_t task, size_t) {
+        const size_t per = kBytes / parts, b = task * per;
+        const size_t len = task + 1 == parts ? kBytes - b : per;
+        sink_.fetch_xor(kernels::XorFold(buf + b, len), std::memory_order_relaxed);
+      });
+      const double s = Seconds(t0, Clock::now());
+      if (rep > 0 && s > 0) best = std::max(best, static_cast<double>(kBytes) / s / 1e9);
+    }
+    return best;
+  }
+
+  ~MemoryProbe() {
+    if (sink_.load() == 1) std::fputs("", stderr);  // keep the folds alive
+  }
+
+ private:
+  static constexpr size_t kBytes = size_t{512} << 20;
+  std::unique_ptr<uint64_t, decltype(&std::free)> mem_;
+  std::atomic<uint64_t> sink_{0};
+};
 
 // Mean next-token NLL (nats) of `ids` in windows of `window` tokens, each window a fresh
 // context; every position after the first of a window is predicted.
@@ -205,11 +222,6 @@ int Bench(int argc, char** argv) {
   if (!st.ok()) return flags.Fail(st);
   model.WarnIfLossy();
 
-  double mem_gb_s = 0;
-  if (measure_memory) {
-    ThreadPool mpool(model.n_threads());
-    mem_gb_s = MeasureMemoryGbS(mpool);
-  }
   const auto t_open = Clock::now();
   auto engine_r = Engine::Open(model.engine);
   if (!engine_r.ok()) return flags.Fail(engine_r.status());
@@ -252,11 +264,16 @@ int Bench(int argc, char** argv) {
     std::tie(ppl_nll, ppl_n) = *r;
   }
   std::vector<float> logits(static_cast<size_t>(V));
-  std::vector<double> prefill_s, decode_s, ttft_s;
+  std::unique_ptr<MemoryProbe> probe;
+  if (measure_memory) probe = std::make_unique<MemoryProbe>();
+  std::vector<double> prefill_s, decode_s, ttft_s, probe_gb_s;
   LayerCacheStats prefill_cache, decode_cache;
   std::vector<int32_t> first_run_ids;
   for (int64_t r = 0; r < repeat; ++r) {
     session.Reset();
+    // The memory probe runs right before each repeat, so each decode is compared with the
+    // bandwidth the machine gave at that time (a shared VM drifts by ±20% within a minute).
+    if (probe) probe_gb_s.push_back(probe->GbS(pool));
     const LayerCacheStats c0 = Totals(engine);
     const auto t0 = Clock::now();
     st = session.Forward(prompt, LogitsMode::kLast, logits.data());
@@ -316,13 +333,17 @@ int Bench(int argc, char** argv) {
   j += fmt::format("\"kv_bytes_per_decode_token\":{:.0f},", kv_bytes);
   j += fmt::format("\"memory_gb_s\":{:.3f},", mbytes * decode_tps / 1e9);
   if (measure_memory) {
-    // Probed again after the timed runs (same pool, weights still resident): the larger of the
-    // two, so one probe disturbed by another process does not inflate the share.
-    mem_gb_s = std::max(mem_gb_s, MeasureMemoryGbS(pool));
-    const double roof = mem_gb_s * 1e9 / mbytes;
+    // Share of the roofline per repeat (decode bytes/s over the probe taken just before it),
+    // then the median; the probe reported is the median of the per-repeat probes.
+    std::vector<double> share;
+    for (size_t r = 0; r < decode_s.size(); ++r) {
+      const double gb_s = decode_s[r] > 0 ? mbytes * D / decode_s[r] / 1e9 : 0;
+      share.push_back(probe_gb_s[r] > 0 ? gb_s / probe_gb_s[r] : 0);
+    }
+    const double mem_gb_s = Median(probe_gb_s);
     j += fmt::format("\"measured_memory_gb_s\":{:.3f},", mem_gb_s);
-    j += fmt::format("\"memory_roofline_tok_s\":{:.3f},", roof);
-    j += fmt::format("\"decode_share_of_memory_roofline\":{:.4f},", roof > 0 ? decode_tps / roof : 0);
+    j += fmt::format("\"memory_roofline_tok_s\":{:.3f},", mem_gb_s * 1e9 / mbytes);
+    j += fmt::format("\"decode_share_of_memory_roofline\":{:.4f},", Median(share));
   }
   j += fmt::format("\"bytes_read_per_token\":{:.1f},", static_cast<double>(dcs.bytes_read) / (D * R));
   j += fmt::format("\"prefill_bytes_read_per_token\":{:.1f},",

@@ -120,6 +120,24 @@ TEST(BenchCliTest, StreamingReportsCacheTraffic) {
   EXPECT_GT(j["disk_gb_s"].get<double>(), 0);
 }
 
+TEST(BenchCliTest, MeasureMemoryReportsARooflineFromTheProbe) {
+  Scratch s;
+  const auto j = RunBench({"--measure-memory"}, s);
+  const double probe = j["measured_memory_gb_s"].get<double>();
+  const double bytes = j["weight_bytes_per_decode_token"].get<double>() +
+                       j["kv_bytes_per_decode_token"].get<double>();
+  EXPECT_GT(probe, 0);
+  EXPECT_NEAR(j["memory_roofline_tok_s"].get<double>(), probe * 1e9 / bytes,
+              1e-3 * probe * 1e9 / bytes);
+  // The share is a median of per-repeat ratios, each decode against the probe taken just
+  // before it: positive, and not wildly off the ratio of the medians.
+  const double share = j["decode_share_of_memory_roofline"].get<double>();
+  EXPECT_GT(share, 0);
+  const double of_medians = j["memory_gb_s"].get<double>() / probe;
+  EXPECT_LT(share, 10 * of_medians);
+  EXPECT_GT(share, of_medians / 10);
+}
+
 TEST(BenchCliTest, BadFlagIsUsageError) {
   Scratch s;
   const auto r = testing::RunCli({"bench", "--repeat", "0"}, s.path);

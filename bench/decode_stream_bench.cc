@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: Apache-2.0
+// Decode MatMul at N threads against the memory-read probe, interleaved in one process: the
+// kernel-level half of the resident roofline (docs/benchmarks.md). Each round times the probe
+// (kernels::XorFold over the pool, as `moestream bench --measure-memory`) and a decode MatMul of
+// the same bytes split into row tasks over the pool (as runtime/session.cc), then prints
+// GB/s of each and their ratio; medians at the end. Load noise on a shared VM moves both.
+//
+//   build-bench/bench/decode_stream_bench [--type bf16|q8|q4|f32] [--rows 151936] [--cols 2048]
+//       [--threads 2] [--tasks-per-thread 4] [--rounds 15]
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "util/thread_pool.h"
+
+namespace moe {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  kernels::WeightType type = kernels::WeightType::kBF16;
+  size_t rows = 151936, cols = 2048, threads = 2, tasks_per_thread = 4, rounds = 15;
+};
+
+bool ParseType(std::string_view s, kernels::WeightType* t) {
+  for (auto c : {kernels::WeightType::kF32, kernels::WeightType::kBF16, kernels::WeightType::kF16,
+                 kernels::WeightType::kQ8, kernels::WeightType::kQ4}) {
+    if (s == kernels::WeightTypeName(c)) {
+      *t = c;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool Parse(int argc, char** argv, Options* o) {
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string_view f = argv[i];
+    const char* v = argv[i + 1];
+    const size_t n = std::strtoull(v, nullptr, 10);
+    if (f == "--type") {
+      if (!ParseType(v, &o->type)) return false;
+    } else if (f == "--rows") {
+      o->rows = n;
+    } else if (f == "--cols") {
+      o->cols = n;
+    } else if (f == "--threads") {
+      o->threads = n;
+    } else if (f == "--tasks-per-thread") {
+      o->tasks_per_thread = n;
+    } else if (f == "--rounds") {
+      o->rounds = n;
+    } else {
+      return false;
+    }
+  }
+  return argc % 2 == 1 && o->rows > 0 && o->cols > 0 && o->threads > 0 &&
+         o->tasks_per_thread > 0 && o->rounds > 0;
+}
+
+// 2 MiB-aligned, huge-page backed, filled outside any timing (like the weight arenas).
+std::unique_ptr<uint8_t, decltype(&std::free)> HugeBuffer(size_t bytes) {
+  constexpr size_t kAlign = size_t{2} << 20;
+  const size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
+  std::unique_ptr<uint8_t, decltype(&std::free)> p(
+      static_cast<uint8_t*>(std::aligned_alloc(kAlign, rounded)), &std::free);
+  if (!p) return p;
+  ::madvise(p.get(), rounded, MADV_HUGEPAGE);
+  uint32_t state = 12345;  // small finite values read as any float type
+  auto* words = reinterpret_cast<uint16_t*>(p.get());
+  for (size_t i = 0; i < rounded / 2; ++i) {
+    state = state * 1664525u + 1013904223u;
+    words[i] = static_cast<uint16_t>((state >> 16) & 0x33ff);
+  }
+  return p;
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+int Main(int argc, char** argv) {
+  Options o;
+  if (!Parse(argc, argv, &o)) {
+    std::fprintf(stderr,
+                 "usage: decode_stream_bench [--type bf16|q8|q4|f32|f16] [--rows N] [--cols N] "
+                 "[--threads N] [--tasks-per-thread N] [--rounds N]\n");
+    return 2;
+  }
+  const size_t bytes = kernels::WeightMatrixBytes(o.type, o.rows, o.cols);
+  auto w = HugeBuffer(bytes);
+  if (!w) {
+    std::fprintf(stderr, "decode_stream_bench: cannot allocate %zu bytes\n", bytes);
+    return 1;
+  }
+  if (kernels::IsQuantized(o.type)) {  // sane scales
+    const float d = 0.01f;
+    for (size_t off = 0; off < bytes; off += kernels::QuantBlockBytes(o.type)) {
+      std::memcpy(w.get() + off, &d, 4);
+    }
+  }
+  std::vector<float> x(o.cols), y(o.rows);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 17) * 0.0625f - 0.5f;
+  const kernels::WeightView view{w.get(), o.type, o.rows, o.cols};
+  ThreadPool pool(o.threads);
+  const size_t tasks = std::min(o.rows, o.threads * o.tasks_per_thread);
+  const size_t per = (o.rows + tasks - 1) / tasks;
+  std::vector<uint64_t> sink(o.threads);
+  std::printf("%s %zu x %zu (%.1f MB), %zu threads, %zu tasks, target %s\n",
+              kernels::WeightTypeName(o.type), o.rows, o.cols, static_cast<double>(bytes) / 1e6,
+              o.threads, tasks, kernels::TargetName());
+  std::vector<double> probe, mm, ratio;
+  for (size_t r = 0; r <= o.rounds; ++r) {  // round 0 warms up
+    auto t0 = Clock::now();
+    pool.ParallelFor(o.threads, [&](size_t task, size_t worker) {
+      const size_t part = bytes / o.threads, b = task * part;
+      const size_t len = task + 1 == o.threads ? bytes - b : part;
+      sink[worker] ^= kernels::XorFold(w.get() + b, len);
+    });
+    const double probe_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    t0 = Clock::now();
+    pool.ParallelFor(tasks, [&](size_t task, size_t) {
+      const size_t b = task * per, e = std::min(o.rows, b + per);
+      if (b < e) kernels::MatMul(view, x.data(), 1, o.cols, y.data(), o.rows, b, e);
+    });
+    const double mm_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (r == 0) continue;
+    probe.push_back(static_cast<double>(bytes) / probe_s / 1e9);
+    mm.push_back(static_cast<double>(bytes) / mm_s / 1e9);
+    ratio.push_back(probe_s / mm_s);
+    std::printf("round %2zu  probe %6.2f GB/s  matmul %6.2f GB/s  = %5.1f%%\n", r, probe.back(),
+                mm.back(), 100 * ratio.back());
+  }
+  std::printf("median    probe %6.2f GB/s  matmul %6.2f GB/s  = %5.1f%%  (sink %llx)\n",
+              Median(probe), Median(mm), 100 * Median(ratio),
+              static_cast<unsigned long long>(sink[0] ^ static_cast<uint64_t>(y[0])));
+  return 0;
+}
+
+}  // namespace
+}  // namespace moe
+
+int main(int argc, char** argv) { return moe::Main(argc, argv); }

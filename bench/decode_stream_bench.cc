@@ -6,7 +6,10 @@
 // GB/s of each and their ratio; medians at the end. Load noise on a shared VM moves both.
 //
 //   build-bench/bench/decode_stream_bench [--type bf16|q8|q4|f32] [--rows 151936] [--cols 2048]
-//       [--threads 2] [--tasks-per-thread 4] [--rounds 15]
+//       [--threads 2] [--tasks-per-thread 4] [--rounds 15] [--acts int16|f32]
+// q8/q4 run the runtime's path by default: activations quantized once per MatMul (timed, on
+// the calling thread, as runtime/session.cc does), then MatMulQuantizedActs; --acts f32 runs
+// MatMul with f32 activations instead.
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -31,6 +34,7 @@ using Clock = std::chrono::steady_clock;
 struct Options {
   kernels::WeightType type = kernels::WeightType::kBF16;
   size_t rows = 151936, cols = 2048, threads = 2, tasks_per_thread = 4, rounds = 15;
+  bool float_acts = false;  // q8/q4: MatMul with f32 activations instead of the int16 path
 };
 
 bool ParseType(std::string_view s, kernels::WeightType* t) {
@@ -61,6 +65,9 @@ bool Parse(int argc, char** argv, Options* o) {
       o->tasks_per_thread = n;
     } else if (f == "--rounds") {
       o->rounds = n;
+    } else if (f == "--acts") {
+      if (std::string_view(v) != "f32" && std::string_view(v) != "int16") return false;
+      o->float_acts = std::string_view(v) == "f32";
     } else {
       return false;
     }
@@ -96,7 +103,7 @@ int Main(int argc, char** argv) {
   if (!Parse(argc, argv, &o)) {
     std::fprintf(stderr,
                  "usage: decode_stream_bench [--type bf16|q8|q4|f32|f16] [--rows N] [--cols N] "
-                 "[--threads N] [--tasks-per-thread N] [--rounds N]\n");
+                 "[--threads N] [--tasks-per-thread N] [--rounds N] [--acts int16|f32]\n");
     return 2;
   }
   const size_t bytes = kernels::WeightMatrixBytes(o.type, o.rows, o.cols);
@@ -111,7 +118,8 @@ int Main(int argc, char** argv) {
       std::memcpy(w.get() + off, &d, 4);
     }
   }
-  std::vector<float> x(o.cols), y(o.rows);
+  std::vector<float> x(o.cols), y(o.rows), xd(kernels::ActBlocks(o.cols));
+  std::vector<int16_t> xq(kernels::ActBlocks(o.cols) * kernels::kQuantBlock);
   for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 17) * 0.0625f - 0.5f;
   const kernels::WeightView view{w.get(), o.type, o.rows, o.cols};
   ThreadPool pool(o.threads);
@@ -131,9 +139,16 @@ int Main(int argc, char** argv) {
     });
     const double probe_s = std::chrono::duration<double>(Clock::now() - t0).count();
     t0 = Clock::now();
+    const bool qa = kernels::IsQuantized(o.type) && !o.float_acts;
+    if (qa) kernels::QuantizeActs(x.data(), 1, o.cols, o.cols, xq.data(), xd.data());
     pool.ParallelFor(tasks, [&](size_t task, size_t) {
       const size_t b = task * per, e = std::min(o.rows, b + per);
-      if (b < e) kernels::MatMul(view, x.data(), 1, o.cols, y.data(), o.rows, b, e);
+      if (b >= e) return;
+      if (qa) {
+        kernels::MatMulQuantizedActs(view, xq.data(), xd.data(), 1, y.data(), o.rows, b, e);
+      } else {
+        kernels::MatMul(view, x.data(), 1, o.cols, y.data(), o.rows, b, e);
+      }
     });
     const double mm_s = std::chrono::duration<double>(Clock::now() - t0).count();
     if (r == 0) continue;

@@ -66,6 +66,25 @@ void MatMul(const WeightView& w, const float* x, size_t n_tokens, size_t x_strid
 // Contract: each y element depends only on (weight row r, token row x[t]) — never on n_tokens,
 // the row range or the calling thread.
 
+// --- Quantized weights × quantized activations: the fast path for kQ8/kQ4 matrices (the
+// runtime uses it; MatMul above, with f32 activations, is the exact-dequantization path).
+// Activations are quantized per token row in blocks of 32 along cols, the last block
+// zero-padded: d = max|x| / 32767, q = round-to-nearest-even(x / d) as int16 (|q| ≤ 32767).
+// An all-zero block, or one whose d underflows to 0, gets d = 0 and q = 0; a block holding a
+// NaN or ±Inf gets d = NaN (q = 0), so every output it feeds is NaN. The rounding error of an
+// element is at most 2^-16 of its block's max|x|, far below the weights' own quantization step.
+// Row t of the result occupies q[t·32·ActBlocks(cols), ...) and d[t·ActBlocks(cols), ...).
+inline constexpr size_t ActBlocks(size_t cols) { return (cols + kQuantBlock - 1) / kQuantBlock; }
+void QuantizeActs(const float* x, size_t n_tokens, size_t x_stride, size_t cols, int16_t* q,
+                  float* d);
+
+// y[t * y_stride + r] = Σ_b f32(Σ_{c in block b} q_w[r, c] · q_x[t, c]) · (d_w[r, b] · d_x[t, b])
+// for t in [0, n_tokens), r in [row_begin, row_end); w is kQ8 or kQ4, (xq, xd) come from
+// QuantizeActs with cols = w.cols. The block sums are exact int32; the f32 accumulation across
+// blocks follows MatMul's contract (bit-identical for any n_tokens, row range or thread).
+void MatMulQuantizedActs(const WeightView& w, const int16_t* xq, const float* xd, size_t n_tokens,
+                         float* y, size_t y_stride, size_t row_begin, size_t row_end);
+
 // out[i] = x[i] / sqrt(mean(x²) + eps) · w[i], i < n (HF Qwen3 RMSNorm, weight applied directly).
 // `out` may alias `x`.
 void RmsNorm(const float* x, const void* w, WeightType w_type, size_t n, float eps, float* out);

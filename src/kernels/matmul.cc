@@ -47,14 +47,6 @@ constexpr size_t kTokenTile = 4;
 // keeps them on the stack (load + FMA + store per step: 4x slower, seen in perf annotate).
 #define MOE_UNROLL HWY_UNROLL(16)
 
-// Software prefetch into L2 of [p, p + bytes). Decode streams each weight row once, and rows
-// are short (0.4-4 KiB): the hardware prefetchers, which stop at 4 KiB boundaries, barely ramp
-// up on a row before it ends. Tiles prefetch the next tile's rows while computing their own.
-HWY_INLINE void PrefetchL2(const void* p, size_t bytes) {
-  const char* c = static_cast<const char*>(p);
-  for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 2);
-}
-
 struct Args {
   const void* w;
   size_t cols;

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "kernels/reference.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 namespace moe::kernels {
@@ -123,6 +126,58 @@ void MatMul(const WeightView& w, const float* x, size_t n_tokens, size_t x_strid
       double acc = 0.0;  // the oracle accumulates in double
       for (size_t c = 0; c < w.cols; ++c) {
         acc += static_cast<double>(LoadWeight(w.data, w.type, r * w.cols + c)) * xt[c];
+      }
+      y[t * y_stride + r] = static_cast<float>(acc);
+    }
+  }
+}
+
+void QuantizeActs(const float* x, size_t n_tokens, size_t x_stride, size_t cols, int16_t* q,
+                  float* d) {
+  const size_t nb = ActBlocks(cols);
+  for (size_t t = 0; t < n_tokens; ++t) {
+    for (size_t b = 0; b < nb; ++b) {
+      const size_t c0 = b * kQuantBlock, len = std::min(kQuantBlock, cols - c0);
+      const float* xb = x + t * x_stride + c0;
+      int16_t* qb = q + (t * nb + b) * kQuantBlock;
+      float m = 0.f;
+      bool finite = true;
+      for (size_t j = 0; j < len; ++j) {
+        if (!std::isfinite(xb[j])) finite = false;
+        m = std::max(m, std::fabs(xb[j]));
+      }
+      float scale = finite ? m / 32767.0f : std::numeric_limits<float>::quiet_NaN();
+      if (finite && !(scale > 0.f)) scale = 0.f;
+      for (size_t j = 0; j < kQuantBlock; ++j) {
+        float v = 0.f;
+        if (j < len && scale > 0.f) v = std::nearbyint(xb[j] / scale);
+        qb[j] = static_cast<int16_t>(std::min(32767.f, std::max(-32767.f, v)));
+      }
+      d[t * nb + b] = scale;
+    }
+  }
+}
+
+void MatMulQuantizedActs(const WeightView& w, const int16_t* xq, const float* xd, size_t n_tokens,
+                         float* y, size_t y_stride, size_t row_begin, size_t row_end) {
+  const size_t nb = ActBlocks(w.cols), bb = QuantBlockBytes(w.type);
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  for (size_t r = row_begin; r < row_end; ++r) {
+    const uint8_t* row = base + r * QuantRowBytes(w.type, w.cols);
+    for (size_t t = 0; t < n_tokens; ++t) {
+      double acc = 0.0;
+      for (size_t b = 0; b < nb; ++b) {
+        const uint8_t* blk = row + b * bb;
+        float dw;
+        std::memcpy(&dw, blk, 4);
+        int64_t sum = 0;
+        for (size_t j = 0; j < kQuantBlock; ++j) {
+          const int qw = w.type == WeightType::kQ8
+                             ? static_cast<int8_t>(blk[4 + j])
+                             : (j < 16 ? blk[4 + j] & 15 : blk[4 + j - 16] >> 4) - 8;
+          sum += static_cast<int64_t>(qw) * xq[(t * nb + b) * kQuantBlock + j];
+        }
+        acc += static_cast<double>(sum) * static_cast<double>(dw * xd[t * nb + b]);
       }
       y[t * y_stride + r] = static_cast<float>(acc);
     }

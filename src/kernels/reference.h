@@ -11,6 +11,11 @@ float LoadWeight(const void* data, WeightType type, size_t index);  // f32/bf16/
 void DequantizeRow(const void* data, WeightType type, size_t cols, size_t row, float* out);
 void MatMul(const WeightView& w, const float* x, size_t n_tokens, size_t x_stride, float* y,
             size_t y_stride, size_t row_begin, size_t row_end);
+void QuantizeActs(const float* x, size_t n_tokens, size_t x_stride, size_t cols, int16_t* q,
+                  float* d);
+// Block sums in int64, scaled by the f32 product d_w·d_x and accumulated in double.
+void MatMulQuantizedActs(const WeightView& w, const int16_t* xq, const float* xd, size_t n_tokens,
+                         float* y, size_t y_stride, size_t row_begin, size_t row_end);
 void RmsNorm(const float* x, const void* w, WeightType w_type, size_t n, float eps, float* out);
 void SiluMul(float* gate, const float* up, size_t n);
 void Softmax(float* x, size_t n);

@@ -72,6 +72,14 @@ HWY_INLINE VF LoadTail(DF df, const T* HWY_RESTRICT p, size_t n) {
   return LoadWeights(df, buf);
 }
 
+// Software prefetch into L2 of [p, p + bytes). Decode streams each weight row once, and rows
+// are short (0.4-4 KiB): the hardware prefetchers, which stop at 4 KiB boundaries, barely ramp
+// up on a row before it ends. Tiles prefetch the next tile's rows while computing their own.
+HWY_INLINE void PrefetchL2(const void* p, size_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 2);
+}
+
 // Sum of lanes in a fixed order (Highway's SumOfLanes is a fixed shuffle tree per target).
 HWY_INLINE float ReduceSum(DF df, VF v) { return hn::GetLane(hn::SumOfLanes(df, v)); }
 

@@ -73,6 +73,13 @@ Session::Session(const Engine& engine, ThreadPool& pool, const SessionOptions& o
   eg_.assign(group_rows_ * Sz(I_moe_), 0.f);
   eu_.assign(group_rows_ * Sz(I_moe_), 0.f);
   ed_.assign(group_rows_ * Sz(H_), 0.f);
+  // The largest set of distinct activations one MatMulParMany quantizes: a batch of any dense
+  // input (xn_, att_, mlp_gate_) or a group's gathered rows (xg_ or eg_).
+  act_blocks_ = std::max(
+      B * kernels::ActBlocks(std::max({Sz(H_), q_dim_, Sz(std::max(I_dense_, I_moe_))})),
+      group_rows_ * kernels::ActBlocks(Sz(std::max(H_, I_moe_))));
+  act_q_.assign(act_blocks_ * kernels::kQuantBlock, 0);
+  act_d_.assign(act_blocks_, 0.f);
   // experts: router-lookahead prefetch, only when streaming through a cache.
   if (engine.options().prefetch && engine.expert_cache()) {
     lookahead_ = std::make_unique<RouterLookahead>(w_, router_opts_, max_batch_);
@@ -111,12 +118,42 @@ void Session::MatMulParMany(std::span<const MatMulJob> jobs) {
     per[j] = (rows + tasks - 1) / tasks;
     first[j + 1] = first[j] + tasks;
   }
+  // Quantized weights multiply quantized activations (kernels::MatMulQuantizedActs): each
+  // distinct x of the call is quantized once, here, before the rows are split over threads.
+  std::array<size_t, kMaxJobs> act{};  // job j's first block in act_q_ / act_d_
+  size_t used = 0;
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    const MatMulJob& m = jobs[j];
+    if (!kernels::IsQuantized(m.w->type)) continue;
+    size_t same = j;
+    for (size_t k = 0; k < j && same == j; ++k) {
+      const MatMulJob& o = jobs[k];
+      if (kernels::IsQuantized(o.w->type) && o.x == m.x && o.n == m.n &&
+          o.x_stride == m.x_stride && o.w->cols == m.w->cols) {
+        same = k;
+      }
+    }
+    if (same != j) {
+      act[j] = act[same];
+      continue;
+    }
+    const size_t blocks = Sz(m.n) * kernels::ActBlocks(m.w->cols);
+    MOE_CHECK(used + blocks <= act_blocks_);
+    kernels::QuantizeActs(m.x, Sz(m.n), m.x_stride, m.w->cols, &act_q_[used * kernels::kQuantBlock],
+                          &act_d_[used]);
+    act[j] = used;
+    used += blocks;
+  }
   pool_.ParallelFor(first[jobs.size()], [&](size_t task, size_t) {
     size_t j = 0;
     while (task >= first[j + 1]) ++j;
     const MatMulJob& m = jobs[j];
     const size_t begin = (task - first[j]) * per[j], end = std::min(m.w->rows, begin + per[j]);
-    if (begin < end) {
+    if (begin >= end) return;
+    if (kernels::IsQuantized(m.w->type)) {
+      kernels::MatMulQuantizedActs(*m.w, &act_q_[act[j] * kernels::kQuantBlock], &act_d_[act[j]],
+                                   Sz(m.n), m.y, m.y_stride, begin, end);
+    } else {
       kernels::MatMul(*m.w, m.x, Sz(m.n), m.x_stride, m.y, m.y_stride, begin, end);
     }
   });

@@ -112,6 +112,11 @@ class Session {
   std::vector<int32_t> pairs_;        // [B*k] (token*k + slot) grouped by expert
   // Gathered rows of a group of experts' tokens: [group_rows_, H] and [group_rows_, I].
   std::vector<float> xg_, eg_, eu_, ed_;
+  // Quantized activations for kQ8/kQ4 weights (kernels::QuantizeActs), filled by MatMulParMany:
+  // act_q_ holds 32 int16 per block, act_d_ one scale per block; room for act_blocks_ blocks.
+  std::vector<int16_t> act_q_;
+  std::vector<float> act_d_;
+  size_t act_blocks_ = 0;
   size_t group_rows_ = 0;  // max(B, k): one token's k experts always fit together
 };
 

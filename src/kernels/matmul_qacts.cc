@@ -1,0 +1,256 @@
+// SPDX-License-Identifier: Apache-2.0
+// Block-quantized weights (kQ8, kQ4) × block-quantized activations (int16): the fast path for
+// quantized matrices (kernels.h QuantizeActs / MatMulQuantizedActs). The inner loop is an exact
+// integer dot product — widen the weights to int16, multiply-add pairs into int32 (vpmaddwd on
+// x86) — with one f32 conversion and FMA per block, instead of converting every weight to f32:
+// half the vector instructions per weight of matmul.cc's f32-activation path, which matters
+// because quantized decode is close to compute-bound at the memory bandwidth of 2 threads.
+//
+// Per output element the sequence is fixed whatever n_tokens, the row range or the thread
+// split: for each block b, a lane-wise int32 sum of the block's products (exact), converted to
+// f32 and accumulated as acc = MulAdd(f32(sum), d_w·d_x, acc); then a fixed lane reduction.
+#include "kernels/targets.h"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "kernels/kernels.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/matmul_qacts.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+#include "kernels/simd-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace moe::kernels {
+namespace HWY_NAMESPACE {
+namespace {
+
+#define MOE_UNROLL HWY_UNROLL(16)
+
+// int16 lanes (at most 16: a lane group never spans more than half a 32-value block), their
+// pairwise int32 sums, and f32 lanes of the same count.
+using D16 = hn::CappedTag<int16_t, 16>;
+using D32 = hn::RepartitionToWide<D16>;
+using DF = hn::Rebind<float, D32>;
+using V16 = hn::Vec<D16>;
+using V32 = hn::Vec<D32>;
+using VF32 = hn::Vec<DF>;
+
+}  // namespace
+
+// --- QuantizeActs: per block, d = max|x| / 32767, q = nearest-even(x / d) (kernels.h).
+using DX = hn::CappedTag<float, 16>;
+
+void QuantizeActsImpl(const float* x, size_t n_tokens, size_t x_stride, size_t cols, int16_t* q,
+                      float* d) {
+  const DX dx;
+  const hn::Rebind<int32_t, DX> di;
+  const hn::Rebind<int16_t, DX> dh;
+  const size_t N = hn::Lanes(dx);
+  const size_t nb = ActBlocks(cols);
+  HWY_ALIGN float buf[kQuantBlock];
+  for (size_t t = 0; t < n_tokens; ++t) {
+    const float* xt = x + t * x_stride;
+    int16_t* qt = q + t * nb * kQuantBlock;
+    for (size_t b = 0; b < nb; ++b) {
+      const size_t c0 = b * kQuantBlock;
+      const float* src = xt + c0;
+      if (c0 + kQuantBlock > cols) {  // the last, partial block: zero-padded
+        std::memset(buf, 0, sizeof(buf));
+        std::memcpy(buf, src, (cols - c0) * sizeof(float));
+        src = buf;
+      }
+      // max|x| and a finiteness probe (x · 0 is NaN exactly for NaN and ±Inf).
+      auto vmax = hn::Zero(dx), probe = hn::Zero(dx);
+      for (size_t k = 0; k < kQuantBlock; k += N) {
+        const auto v = hn::LoadU(dx, src + k);
+        vmax = hn::Max(vmax, hn::Abs(v));
+        probe = hn::Add(probe, hn::Mul(v, hn::Zero(dx)));
+      }
+      const float m = hn::GetLane(hn::MaxOfLanes(dx, vmax));
+      const bool finite = hn::GetLane(hn::SumOfLanes(dx, probe)) == 0.0f;
+      float scale = finite ? m / 32767.0f : std::numeric_limits<float>::quiet_NaN();
+      int16_t* qb = qt + c0;
+      if (!finite || !(scale > 0.0f)) {  // non-finite, all-zero, or d underflowed to 0
+        if (finite) scale = 0.0f;
+        std::memset(qb, 0, kQuantBlock * sizeof(int16_t));
+      } else {
+        const auto vs = hn::Set(dx, scale);
+        const auto lim = hn::Set(dx, 32767.0f);
+        for (size_t k = 0; k < kQuantBlock; k += N) {
+          auto v = hn::Round(hn::Div(hn::LoadU(dx, src + k), vs));
+          v = hn::Min(hn::Max(v, hn::Neg(lim)), lim);
+          hn::StoreU(hn::DemoteTo(dh, hn::ConvertTo(di, v)), dh, qb + k);
+        }
+      }
+      d[t * nb + b] = scale;
+    }
+  }
+}
+
+namespace {
+
+// --- MatMulQuantizedActs.
+struct QAArgs {
+  const uint8_t* w;
+  size_t row_bytes, n_blocks;
+  const int16_t* xq;
+  const float* xd;
+  float* y;
+  size_t y_stride;
+};
+
+// Weights [k, k + N16) of one block, as int16 (q8: q; q4: nibble − 8).
+template <WeightType kW>
+HWY_INLINE V16 LoadW16(D16 d16, const uint8_t* HWY_RESTRICT blk, size_t k) {
+  if constexpr (kW == WeightType::kQ8) {
+    const hn::Rebind<int8_t, D16> d8;
+    return hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(blk + 4 + k)));
+  } else {
+    const hn::Rebind<uint8_t, D16> du8;
+    auto v = hn::PromoteTo(d16, hn::LoadU(du8, blk + 4 + (k & 15)));
+    v = k < 16 ? hn::And(v, hn::Set(d16, 15)) : hn::ShiftRight<4>(v);
+    return hn::Sub(v, hn::Set(d16, 8));
+  }
+}
+
+template <size_t kR, size_t kT, WeightType kW>
+HWY_INLINE void Tile(const QAArgs& a, size_t r, size_t t) {
+  const D16 d16;
+  const D32 d32;
+  const DF df;
+  const size_t N16 = hn::Lanes(d16);
+  constexpr size_t bb = QuantBlockBytes(kW);
+  const uint8_t* HWY_RESTRICT w[kR];
+  MOE_UNROLL
+  for (size_t i = 0; i < kR; ++i) w[i] = a.w + (r + i) * a.row_bytes;
+  const int16_t* HWY_RESTRICT xq[kT];
+  const float* HWY_RESTRICT xd[kT];
+  MOE_UNROLL
+  for (size_t j = 0; j < kT; ++j) {
+    xq[j] = a.xq + (t + j) * a.n_blocks * kQuantBlock;
+    xd[j] = a.xd + (t + j) * a.n_blocks;
+  }
+  VF32 acc[kR][kT];
+  MOE_UNROLL
+  for (size_t i = 0; i < kR; ++i) {
+    MOE_UNROLL
+    for (size_t j = 0; j < kT; ++j) acc[i][j] = hn::Zero(df);
+  }
+  // Decode: prefetch the next tile's rows (contiguous after this tile's), kR blocks per block,
+  // as matmul.cc does: short rows end before the hardware prefetchers ramp up.
+  const uint8_t* next = a.w + (r + kR) * a.row_bytes;
+  for (size_t b = 0; b < a.n_blocks; ++b) {
+    if constexpr (kT == 1) PrefetchL2(next + b * kR * bb, kR * bb);
+    V32 s0[kR][kT], s1[kR][kT];
+    MOE_UNROLL
+    for (size_t i = 0; i < kR; ++i) {
+      MOE_UNROLL
+      for (size_t j = 0; j < kT; ++j) s0[i][j] = s1[i][j] = hn::Zero(d32);
+    }
+    MOE_UNROLL
+    for (size_t k = 0; k < kQuantBlock; k += N16) {
+      V16 xv[kT];
+      MOE_UNROLL
+      for (size_t j = 0; j < kT; ++j) xv[j] = hn::LoadU(d16, xq[j] + b * kQuantBlock + k);
+      MOE_UNROLL
+      for (size_t i = 0; i < kR; ++i) {
+        const V16 wv = LoadW16<kW>(d16, w[i] + b * bb, k);
+        MOE_UNROLL
+        for (size_t j = 0; j < kT; ++j) {
+          s0[i][j] = hn::ReorderWidenMulAccumulate(d32, wv, xv[j], s0[i][j], s1[i][j]);
+        }
+      }
+    }
+    MOE_UNROLL
+    for (size_t i = 0; i < kR; ++i) {
+      float dw;
+      std::memcpy(&dw, w[i] + b * bb, 4);
+      MOE_UNROLL
+      for (size_t j = 0; j < kT; ++j) {
+        const VF32 s = hn::ConvertTo(df, hn::RearrangeToOddPlusEven(s0[i][j], s1[i][j]));
+        acc[i][j] = hn::MulAdd(s, hn::Set(df, dw * xd[j][b]), acc[i][j]);
+      }
+    }
+  }
+  MOE_UNROLL
+  for (size_t j = 0; j < kT; ++j) {
+    MOE_UNROLL
+    for (size_t i = 0; i < kR; ++i) {
+      a.y[(t + j) * a.y_stride + r + i] = hn::GetLane(hn::SumOfLanes(df, acc[i][j]));
+    }
+  }
+}
+
+template <size_t kR, size_t kT, WeightType kW>
+HWY_INLINE void RowsForTokens(const QAArgs& a, size_t row_begin, size_t row_end, size_t t) {
+  size_t r = row_begin;
+  for (; r + kR <= row_end; r += kR) Tile<kR, kT, kW>(a, r, t);
+  for (; r < row_end; ++r) Tile<1, kT, kW>(a, r, t);
+}
+
+// Register budget of Tile: 2·kR·kT accumulators (acc, s0; s1 is unused and removed on x86) +
+// kT x vectors + 1 weight vector, within 16 vector registers on AVX2/SSE4, 32 on AVX-512.
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+constexpr size_t kDecodeRows = 8, kPrefillRows = 2;
+#else
+constexpr size_t kDecodeRows = 6, kPrefillRows = 1;
+#endif
+constexpr size_t kTokenTile = 4;
+
+template <WeightType kW>
+void MatMulQA(const QAArgs& a, size_t n_tokens, size_t row_begin, size_t row_end) {
+  if (n_tokens == 1) return RowsForTokens<kDecodeRows, 1, kW>(a, row_begin, row_end, 0);
+  // Row blocks outermost so a block's weights stay in L1/L2 while every token tile reuses them.
+  constexpr size_t kBlockRows = 16;
+  for (size_t rb = row_begin; rb < row_end; rb += kBlockRows) {
+    const size_t re = HWY_MIN(row_end, rb + kBlockRows);
+    size_t t = 0;
+    for (; t + kTokenTile <= n_tokens; t += kTokenTile) {
+      RowsForTokens<kPrefillRows, kTokenTile, kW>(a, rb, re, t);
+    }
+    for (; t < n_tokens; ++t) RowsForTokens<kDecodeRows, 1, kW>(a, rb, re, t);
+  }
+}
+
+}  // namespace
+
+void MatMulQuantizedActsImpl(const WeightView& w, const int16_t* xq, const float* xd,
+                             size_t n_tokens, float* y, size_t y_stride, size_t row_begin,
+                             size_t row_end) {
+  const QAArgs a{static_cast<const uint8_t*>(w.data), QuantRowBytes(w.type, w.cols),
+                 ActBlocks(w.cols), xq, xd, y, y_stride};
+  if (w.type == WeightType::kQ8) return MatMulQA<WeightType::kQ8>(a, n_tokens, row_begin, row_end);
+  return MatMulQA<WeightType::kQ4>(a, n_tokens, row_begin, row_end);
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace moe::kernels
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include "kernels/target_select.h"
+
+namespace moe::kernels {
+
+HWY_EXPORT(QuantizeActsImpl);
+HWY_EXPORT(MatMulQuantizedActsImpl);
+
+[[maybe_unused]] static const bool kTargetFromEnv = ApplyTargetFromEnv();
+
+void QuantizeActs(const float* x, size_t n_tokens, size_t x_stride, size_t cols, int16_t* q,
+                  float* d) {
+  HWY_DYNAMIC_DISPATCH(QuantizeActsImpl)(x, n_tokens, x_stride, cols, q, d);
+}
+
+void MatMulQuantizedActs(const WeightView& w, const int16_t* xq, const float* xd, size_t n_tokens,
+                         float* y, size_t y_stride, size_t row_begin, size_t row_end) {
+  HWY_DYNAMIC_DISPATCH(MatMulQuantizedActsImpl)(w, xq, xd, n_tokens, y, y_stride, row_begin,
+                                                row_end);
+}
+
+}  // namespace moe::kernels
+#endif  // HWY_ONCE

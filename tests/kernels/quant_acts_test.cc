@@ -1,0 +1,218 @@
+// SPDX-License-Identifier: Apache-2.0
+// Quantized activations × quantized weights (kernels.h QuantizeActs / MatMulQuantizedActs) on
+// every compiled target: the activation quantizer is bit-identical to the scalar reference and
+// follows the documented rule (ties to even, zero / non-finite / tiny blocks); the product
+// matches the scalar reference within the f32 summation bound for tail sizes and row ranges,
+// is bit-identical across token counts, row splits and threads, and stays within the
+// activation rounding of the exact-dequantization MatMul.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "kernel_test_util.h"
+#include "kernels/kernels.h"
+#include "kernels/reference.h"
+
+namespace moe::kernels::testing {
+namespace {
+
+using Param = std::tuple<std::string, WeightType>;
+
+std::vector<uint8_t> QuantizeRows(const std::vector<float>& src, size_t rows, size_t cols,
+                                  WeightType t) {
+  std::vector<uint8_t> out(WeightMatrixBytes(t, rows, cols));
+  for (size_t r = 0; r < rows; ++r) {
+    QuantizeRow(&src[r * cols], cols, t, out.data() + r * QuantRowBytes(t, cols));
+  }
+  return out;
+}
+
+struct Acts {
+  Acts(size_t n_tokens, size_t cols)
+      : q(n_tokens * ActBlocks(cols) * kQuantBlock, -1), d(n_tokens * ActBlocks(cols), -1.f) {}
+  std::vector<int16_t> q;
+  std::vector<float> d;
+};
+
+Acts Quantized(const std::vector<float>& x, size_t n_tokens, size_t x_stride, size_t cols) {
+  Acts a(n_tokens, cols);
+  QuantizeActs(x.data(), n_tokens, x_stride, cols, a.q.data(), a.d.data());
+  return a;
+}
+
+class QuantActsTest : public PerTargetTest {};
+
+TEST_P(QuantActsTest, QuantizerEqualsReferenceAndFollowsTheRule) {
+  const float inf = std::numeric_limits<float>::infinity();
+  for (size_t cols : {1u, 7u, 31u, 32u, 33u, 100u, 2051u}) {
+    const size_t n_tokens = 3, x_stride = cols + 2;
+    auto x = RandomFloats(n_tokens * x_stride, static_cast<uint32_t>(cols), -3.f, 3.f);
+    if (cols >= 100) {
+      for (size_t j = 32; j < 64; ++j) x[j] = 0.f;                 // an all-zero block
+      x[x_stride + 5] = std::numeric_limits<float>::quiet_NaN();  // token 1, block 0
+      x[2 * x_stride + 70] = -inf;                                 // token 2, block 2
+      for (size_t j = 0; j < 32; ++j) x[2 * x_stride + j] = 1e-43f * static_cast<float>(j % 3);
+      // Token 0, block 2: max|x| = 32767 (d = 1) and exact ties k + 0.5: nearest even.
+      x[64] = 32767.f;
+      for (size_t j = 65; j < 96; ++j) x[j] = static_cast<float>(j) - 60.5f;
+    }
+    const Acts got = Quantized(x, n_tokens, x_stride, cols);
+    Acts want(n_tokens, cols);
+    reference::QuantizeActs(x.data(), n_tokens, x_stride, cols, want.q.data(), want.d.data());
+    ASSERT_EQ(got.q, want.q) << cols;
+    ASSERT_EQ(0, std::memcmp(got.d.data(), want.d.data(), got.d.size() * 4)) << cols;
+    // The rule, element by element, independent of the reference's code.
+    const size_t nb = ActBlocks(cols);
+    for (size_t t = 0; t < n_tokens; ++t) {
+      for (size_t b = 0; b < nb; ++b) {
+        const float d = got.d[t * nb + b];
+        for (size_t j = 0; j < kQuantBlock; ++j) {
+          const size_t c = b * kQuantBlock + j;
+          const int16_t q = got.q[(t * nb + b) * kQuantBlock + j];
+          if (c >= cols || !(d > 0)) {
+            ASSERT_EQ(q, 0) << "padding / zero / non-finite block: c=" << c;
+            continue;
+          }
+          const float xv = x[t * x_stride + c];
+          // Half a step, plus the f32 rounding of x / d (≤ 32767 · 2^-24 steps).
+          ASSERT_LE(std::fabs(double(q) * d - xv), (0.5 + 32767.0 / (1 << 24)) * d) << "c=" << c;
+        }
+      }
+    }
+    if (cols >= 100) {
+      EXPECT_EQ(got.d[1], 0.f);                                // all-zero block
+      EXPECT_TRUE(std::isnan(got.d[nb]));                      // NaN
+      EXPECT_TRUE(std::isnan(got.d[2 * nb + 2]));              // -Inf
+      EXPECT_EQ(got.d[2], 1.f);                                // max|x| = 32767
+      for (size_t j = 65; j < 96; ++j) {
+        const double v = static_cast<double>(j) - 60.5;
+        EXPECT_EQ(got.q[64 + j - 64], static_cast<int16_t>(std::nearbyint(v))) << v;
+        EXPECT_EQ(got.q[64 + j - 64] % 2, 0) << "tie " << v << " rounds to even";
+      }
+    }
+  }
+}
+
+class QuantActsMatMulTest : public ::testing::TestWithParam<Param> {
+ protected:
+  void SetUp() override { ASSERT_TRUE(ForceTarget(std::get<0>(GetParam()))); }
+  void TearDown() override { ASSERT_TRUE(ForceTarget("")); }
+  WeightType type() const { return std::get<1>(GetParam()); }
+};
+
+TEST_P(QuantActsMatMulTest, MatchesReferenceForTailSizesAndRowRanges) {
+  for (size_t cols : {1u, 5u, 16u, 31u, 32u, 33u, 48u, 64u, 100u, 256u, 770u}) {
+    const size_t rows = 13, n_tokens = 6, x_stride = cols + 5, y_stride = rows + 3;
+    const auto w = QuantizeRows(RandomFloats(rows * cols, static_cast<uint32_t>(cols)), rows,
+                                cols, type());
+    const auto x = RandomFloats(n_tokens * x_stride, static_cast<uint32_t>(cols + 1));
+    const Acts a = Quantized(x, n_tokens, x_stride, cols);
+    const WeightView view{w.data(), type(), rows, cols};
+    const size_t nb = ActBlocks(cols);
+    for (auto [rb, re] : {std::pair<size_t, size_t>{0, rows}, {3, 10}, {5, 6}}) {
+      for (size_t nt : {size_t{1}, n_tokens}) {
+        Guarded y(nt * y_stride);
+        MatMulQuantizedActs(view, a.q.data(), a.d.data(), nt, y.data(), y_stride, rb, re);
+        std::vector<float> want(nt * y_stride);
+        reference::MatMulQuantizedActs(view, a.q.data(), a.d.data(), nt, want.data(), y_stride,
+                                       rb, re);
+        ASSERT_TRUE(y.GuardIntact());
+        std::vector<float> row(cols);
+        for (size_t r = 0; r < rows; ++r) {
+          reference::DequantizeRow(w.data(), type(), cols, r, row.data());
+          for (size_t t = 0; t < nt; ++t) {
+            const float got = y.buf[t * y_stride + r];
+            if (r < rb || r >= re) {
+              ASSERT_TRUE(IsSentinel(got)) << "wrote outside rows: r=" << r;
+              continue;
+            }
+            double sum_abs = 0;
+            for (size_t c = 0; c < cols; ++c) {
+              sum_abs += std::fabs(double(row[c]) * a.q[t * nb * 32 + c] * a.d[t * nb + c / 32]);
+            }
+            ASSERT_TRUE(WithinSumBound(got, want[t * y_stride + r], cols, sum_abs))
+                << "cols=" << cols << " r=" << r << " t=" << t << " got " << got << " want "
+                << want[t * y_stride + r];
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(QuantActsMatMulTest, BitIdenticalAcrossTokenCountsRowRangesAndThreads) {
+  for (size_t cols : {67u, 2051u}) {
+    const size_t rows = 37, n_tokens = 11;
+    const auto w = QuantizeRows(RandomFloats(rows * cols, 5), rows, cols, type());
+    const Acts a = Quantized(RandomFloats(n_tokens * cols, 6), n_tokens, cols, cols);
+    const size_t nb = ActBlocks(cols);
+    const WeightView view{w.data(), type(), rows, cols};
+    std::vector<float> all(n_tokens * rows);
+    MatMulQuantizedActs(view, a.q.data(), a.d.data(), n_tokens, all.data(), rows, 0, rows);
+    std::vector<float> one_by_one(n_tokens * rows);
+    for (size_t t = 0; t < n_tokens; ++t) {
+      MatMulQuantizedActs(view, a.q.data() + t * nb * 32, a.d.data() + t * nb, 1,
+                          one_by_one.data() + t * rows, rows, 0, rows);
+    }
+    EXPECT_EQ(0, std::memcmp(all.data(), one_by_one.data(), all.size() * 4)) << cols;
+    const size_t splits[] = {0, 1, 6, 17, 30, 37};
+    std::vector<float> threaded(n_tokens * rows);
+    std::vector<std::thread> threads;
+    for (size_t s = 0; s + 1 < std::size(splits); ++s) {
+      threads.emplace_back([&, s] {
+        MatMulQuantizedActs(view, a.q.data(), a.d.data(), n_tokens, threaded.data(), rows,
+                            splits[s], splits[s + 1]);
+      });
+    }
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(0, std::memcmp(all.data(), threaded.data(), all.size() * 4)) << cols;
+  }
+}
+
+// Against the exact-dequantization MatMul (f32 activations): the only difference is the
+// activations' rounding, at most 2^-16 of each block's max|x| per element.
+TEST_P(QuantActsMatMulTest, CloseToFloatActivationMatMul) {
+  const size_t rows = 64, cols = 2048, n_tokens = 3;
+  const auto w = QuantizeRows(RandomFloats(rows * cols, 31), rows, cols, type());
+  auto x = RandomFloats(n_tokens * cols, 32, -4.f, 4.f);
+  for (size_t c = 0; c < cols; c += 97) x[c] *= 100.f;  // outliers, as real activations have
+  const Acts a = Quantized(x, n_tokens, cols, cols);
+  const WeightView view{w.data(), type(), rows, cols};
+  std::vector<float> y(n_tokens * rows), ref(n_tokens * rows);
+  MatMulQuantizedActs(view, a.q.data(), a.d.data(), n_tokens, y.data(), rows, 0, rows);
+  MatMul(view, x.data(), n_tokens, cols, ref.data(), rows, 0, rows);
+  std::vector<double> got(y.begin(), y.end()), want(ref.begin(), ref.end());
+  // q8 weights alone are ~1e-4 from the unquantized product (quant_matmul_test.cc).
+  EXPECT_LT(Nmse(got, want), 1e-7);
+  EXPECT_GT(Nmse(got, want), 0.0) << "the activations were not quantized at all?";
+}
+
+TEST_P(QuantActsMatMulTest, NonFiniteActivationBlockGivesNaN) {
+  const size_t rows = 5, cols = 64;
+  const auto w = QuantizeRows(RandomFloats(rows * cols, 41), rows, cols, type());
+  auto x = RandomFloats(cols, 42);
+  x[40] = std::numeric_limits<float>::infinity();
+  const Acts a = Quantized(x, 1, cols, cols);
+  std::vector<float> y(rows);
+  MatMulQuantizedActs({w.data(), type(), rows, cols}, a.q.data(), a.d.data(), 1, y.data(), rows,
+                      0, rows);
+  for (float v : y) EXPECT_TRUE(std::isnan(v));
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTargets, QuantActsTest, ::testing::ValuesIn(AvailableTargets()),
+                         TargetParamName);
+INSTANTIATE_TEST_SUITE_P(
+    AllTargets, QuantActsMatMulTest,
+    ::testing::Combine(::testing::ValuesIn(AvailableTargets()),
+                       ::testing::Values(WeightType::kQ8, WeightType::kQ4)),
+    [](const ::testing::TestParamInfo<Param>& info) {
+      return std::get<0>(info.param) + "_" + WeightTypeName(std::get<1>(info.param));
+    });
+
+}  // namespace
+}  // namespace moe::kernels::testing

@@ -66,6 +66,7 @@ Session::Session(const Engine& engine, ThreadPool& pool, const SessionOptions& o
   topk_w_.assign(B * Sz(k_), 0.f);
   expert_out_.assign(B * Sz(k_) * Sz(H_), 0.f);
   active_.assign(Sz(E_), 0);
+  done_.assign(Sz(E_), 0);
   offsets_.assign(Sz(E_) + 1, 0);
   pairs_.assign(B * Sz(k_), 0);
   group_rows_ = std::max(B, Sz(k_));
@@ -349,21 +350,39 @@ Status Session::RunExperts(size_t n_active) {
   std::array<ExpertView, kMaxGroup> views;
   std::array<size_t, kMaxGroup + 1> row0{};  // group member g's rows: [row0[g], row0[g + 1])
   std::array<MatMulJob, kMaxJobs> jobs;
-  for (size_t a = 0; a < n_active;) {
-    // The group [a, b): expert a (waiting for it if need be), then the experts after it that are
-    // ready now and whose rows still fit the gather buffers.
-    size_t b = a;
-    while (b < n_active && b - a < kMaxGroup) {
-      const size_t e = Sz(active_[b]);
-      const size_t cnt = Sz(offsets_[e + 1] - offsets_[e]);
-      if (b > a && (row0[b - a] + cnt > group_rows_ || !provider_->Ready(b))) break;
-      MOE_ASSIGN_OR_RETURN(views[b - a], provider_->Wait(b));
-      row0[b - a + 1] = row0[b - a] + cnt;
-      ++b;
+  std::array<size_t, kMaxGroup> member;  // group member g is active_[member[g]]
+  std::fill(done_.begin(), done_.begin() + static_cast<ptrdiff_t>(n_active), 0);
+  const auto count = [&](size_t i) {
+    const size_t e = Sz(active_[i]);
+    return Sz(offsets_[e + 1] - offsets_[e]);
+  };
+  for (size_t n_done = 0, lowest = 0; n_done < n_active;) {
+    while (done_[lowest]) ++lowest;
+    // The group: every expert not yet run whose data is ready now (ascending), as many as fit
+    // the gather buffers; if none is ready, the lowest one not yet run, waited for, plus those
+    // ready by then. Hits thus run while misses are still being read; the order in which
+    // experts run never changes the result (outputs are summed in expert id order later).
+    size_t g_n = 0;
+    const auto add = [&](size_t i) -> Status {
+      MOE_ASSIGN_OR_RETURN(views[g_n], provider_->Wait(i));
+      member[g_n] = i;
+      row0[g_n + 1] = row0[g_n] + count(i);
+      done_[i] = 1;
+      ++g_n;
+      return Status::Ok();
+    };
+    bool any_ready = false;
+    for (size_t i = lowest; i < n_active && !any_ready; ++i) {
+      any_ready = !done_[i] && provider_->Ready(i);
     }
-    const size_t g_n = b - a;
+    if (!any_ready) MOE_TRY(add(lowest));
+    for (size_t i = lowest; i < n_active && g_n < kMaxGroup; ++i) {
+      if (done_[i] || row0[g_n] + count(i) > group_rows_ || !provider_->Ready(i)) continue;
+      MOE_TRY(add(i));
+    }
+    n_done += g_n;
     for (size_t g = 0; g < g_n; ++g) {
-      const size_t e = Sz(active_[a + g]), first_pair = Sz(offsets_[e]);
+      const size_t e = Sz(active_[member[g]]), first_pair = Sz(offsets_[e]);
       for (size_t r = row0[g]; r < row0[g + 1]; ++r) {
         const size_t t = Sz(pairs_[first_pair + r - row0[g]]) / K;
         std::memcpy(&xg_[r * H], &xn_[t * H], H * sizeof(float));
@@ -380,13 +399,12 @@ Status Session::RunExperts(size_t n_active) {
     }
     MatMulParMany(std::span<const MatMulJob>(jobs.data(), g_n));
     for (size_t g = 0; g < g_n; ++g) {
-      const size_t e = Sz(active_[a + g]), first_pair = Sz(offsets_[e]);
+      const size_t e = Sz(active_[member[g]]), first_pair = Sz(offsets_[e]);
       for (size_t r = row0[g]; r < row0[g + 1]; ++r) {
         std::memcpy(&expert_out_[Sz(pairs_[first_pair + r - row0[g]]) * H], &ed_[r * H],
                     H * sizeof(float));
       }
     }
-    a = b;
   }
   return Status::Ok();
 }

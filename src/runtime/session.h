@@ -108,6 +108,7 @@ class Session {
   std::vector<float> topk_w_;         // [B, k]
   std::vector<float> expert_out_;     // [B, k, H]
   std::vector<int32_t> active_;       // experts used by the batch, ascending
+  std::vector<uint8_t> done_;         // [E] RunExperts: active_[i] has run
   std::vector<int32_t> offsets_;      // [E + 1] counting-sort offsets
   std::vector<int32_t> pairs_;        // [B*k] (token*k + slot) grouped by expert
   // Gathered rows of a group of experts' tokens: [group_rows_, H] and [group_rows_, I].

@@ -5,7 +5,9 @@
 # rounds; prints per run decode tok/s, weight GB/s moved, the read bandwidth measured in the same
 # process and the share of the roofline, then medians per model.
 #   bench/resident_bench.sh [--rounds 3] [--threads 2] [--bin build/moestream]
-#       [--prompt 64] [--decode 64] [--repeat 10] MODEL...
+#       [--prompt 64] [--decode 64] [--repeat 10] MODEL[:EXTRA-FLAGS]...
+# A model argument may carry extra `moestream bench` flags after a colon, commas for spaces,
+# e.g. /tmp/mid4_q8:--dense-quant,q8 (the row's label is the whole argument).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=3 threads=2 bin=build/moestream prompt=64 decode=64 repeat=10
@@ -27,8 +29,10 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 for ((r = 1; r <= rounds; r++)); do
   for m in "$@"; do
-    "$bin" bench --model "$m" --threads "$threads" --prompt-tokens "$prompt" \
-      --decode-tokens "$decode" --repeat "$repeat" --measure-memory 2>/dev/null |
+    extra=()
+    [[ $m == *:* ]] && IFS=, read -r -a extra <<< "${m#*:}"
+    "$bin" bench --model "${m%%:*}" --threads "$threads" --prompt-tokens "$prompt" \
+      --decode-tokens "$decode" --repeat "$repeat" --measure-memory "${extra[@]}" 2>/dev/null |
       python3 -c 'import json,sys; j=json.load(sys.stdin); j["model_arg"]=sys.argv[1]; print(json.dumps(j))' "$m" |
       tee -a "$out" | python3 bench/resident_row.py
   done

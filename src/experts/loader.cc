@@ -40,14 +40,33 @@ void Loader::Run() {
       job = ring_[head_];
       head_ = (head_ + 1) % ring_.size();
       --count_;
+      if (in_flight_++ == 0) busy_since_ = std::chrono::steady_clock::now();
     }
     // No lock held during I/O.
     const auto t0 = std::chrono::steady_clock::now();
     Status st = source_.Read(job.layer, job.expert, job.dst);
-    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                        std::chrono::steady_clock::now() - t0).count();
+    const auto t1 = std::chrono::steady_clock::now();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--in_flight_ == 0) {
+        busy_ns_ += static_cast<uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - busy_since_).count());
+      }
+    }
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count();
     sink_.OnLoaded(job, std::move(st), static_cast<uint64_t>(ns));
   }
+}
+
+uint64_t Loader::busy_ns() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t ns = busy_ns_;
+  if (in_flight_ > 0) {
+    ns += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    std::chrono::steady_clock::now() - busy_since_)
+                                    .count());
+  }
+  return ns;
 }
 
 }  // namespace moe

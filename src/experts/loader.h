@@ -4,6 +4,7 @@
 // Owns its threads (joined in the destructor, after in-flight reads finish). Thread-safe.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -41,16 +42,23 @@ class Loader {
   // (a caller bug: the cache sizes the queue to its slots).
   bool Submit(const LoadJob& job);
   size_t n_threads() const { return threads_.size(); }
+  // Wall time, since construction, during which at least one read was in flight (the current
+  // busy period included): bytes read over this is the rate the read path delivers while it
+  // is reading, comparable with a device probe at the same concurrency.
+  uint64_t busy_ns() const;
 
  private:
   void Run();
 
   const ExpertSource& source_;
   LoadSink& sink_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<LoadJob> ring_;  // fixed capacity: no allocation per job
   size_t head_ = 0, count_ = 0;
+  size_t in_flight_ = 0;                              // guarded by mu_
+  std::chrono::steady_clock::time_point busy_since_;  // when in_flight_ went 0 → 1
+  uint64_t busy_ns_ = 0;                              // closed busy periods
   bool stop_ = false;
   std::vector<std::thread> threads_;
 };

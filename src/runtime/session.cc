@@ -350,7 +350,8 @@ Status Session::RunExperts(size_t n_active) {
   std::array<ExpertView, kMaxGroup> views;
   std::array<size_t, kMaxGroup + 1> row0{};  // group member g's rows: [row0[g], row0[g + 1])
   std::array<MatMulJob, kMaxJobs> jobs;
-  std::array<size_t, kMaxGroup> member;  // group member g is active_[member[g]]
+  std::array<size_t, kMaxGroup> member;  // group member g is active_[member[g]] ...
+  std::array<size_t, kMaxGroup> pair0;   // ... and its pairs start at pairs_[pair0[g]]
   std::fill(done_.begin(), done_.begin() + static_cast<ptrdiff_t>(n_active), 0);
   const auto count = [&](size_t i) {
     const size_t e = Sz(active_[i]);
@@ -382,9 +383,10 @@ Status Session::RunExperts(size_t n_active) {
     }
     n_done += g_n;
     for (size_t g = 0; g < g_n; ++g) {
-      const size_t e = Sz(active_[member[g]]), first_pair = Sz(offsets_[e]);
+      const size_t e = Sz(active_[member[g]]);
+      pair0[g] = Sz(offsets_[e]);
       for (size_t r = row0[g]; r < row0[g + 1]; ++r) {
-        const size_t t = Sz(pairs_[first_pair + r - row0[g]]) / K;
+        const size_t t = Sz(pairs_[pair0[g] + r - row0[g]]) / K;
         std::memcpy(&xg_[r * H], &xn_[t * H], H * sizeof(float));
       }
       const auto m = static_cast<int64_t>(row0[g + 1] - row0[g]);
@@ -399,9 +401,8 @@ Status Session::RunExperts(size_t n_active) {
     }
     MatMulParMany(std::span<const MatMulJob>(jobs.data(), g_n));
     for (size_t g = 0; g < g_n; ++g) {
-      const size_t e = Sz(active_[member[g]]), first_pair = Sz(offsets_[e]);
       for (size_t r = row0[g]; r < row0[g + 1]; ++r) {
-        std::memcpy(&expert_out_[Sz(pairs_[first_pair + r - row0[g]]) * H], &ed_[r * H],
+        std::memcpy(&expert_out_[Sz(pairs_[pair0[g] + r - row0[g]]) * H], &ed_[r * H],
                     H * sizeof(float));
       }
     }

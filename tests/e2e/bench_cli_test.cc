@@ -118,6 +118,12 @@ TEST(BenchCliTest, StreamingReportsCacheTraffic) {
   EXPECT_GE(j["io_wait_share"].get<double>(), 0);
   EXPECT_LE(j["io_wait_share"].get<double>(), 1.0);
   EXPECT_GT(j["disk_gb_s"].get<double>(), 0);
+  // The read path's rate counts only the time reads were in flight, a part of the phase's wall
+  // time (every read of a phase completes in it: no prefetch), so it is at least the phase's.
+  EXPECT_GE(j["read_path_gb_s"].get<double>(), j["disk_gb_s"].get<double>() * 0.999);
+  EXPECT_GE(j["prefill_read_path_gb_s"].get<double>(),
+            j["prefill_disk_gb_s"].get<double>() * 0.999);
+  EXPECT_GT(j["prefill_read_path_gb_s"].get<double>(), 0);
 }
 
 TEST(BenchCliTest, MeasureMemoryReportsARooflineFromTheProbe) {

@@ -2,6 +2,7 @@
 // ExpertCache + Loader + CacheProvider against an in-memory source that counts its reads.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <random>
 #include <thread>
 
@@ -81,6 +82,32 @@ TEST(ExpertCacheTest, ProviderServesCorrectBytesAndCountsHits) {
   EXPECT_EQ(s.total.evictions, 0u);
   EXPECT_EQ(src.total_reads(), 4);
   EXPECT_EQ(s.total.bytes_read, 4 * src.dst_bytes());
+}
+
+// io_busy_ns counts the wall time during which a read is in flight (two reads blocked
+// together count once), and stops counting when nothing is in flight.
+TEST(ExpertCacheTest, IoBusyTimeCountsOverlappingReadsOnce) {
+  FakeSource src(1, 8);
+  auto cache = MakeCache(src, 4, 2);
+  auto prov = cache->NewProvider();
+  EXPECT_EQ(cache->io_busy_ns(), 0u);
+  src.Block(true);
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::vector<int32_t> e = {2, 3};
+  ASSERT_TRUE(prov->Begin(0, e).ok());  // two misses, both stuck in Read
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  EXPECT_GE(cache->io_busy_ns(), 100'000'000u) << "the open busy period is counted";
+  src.Block(false);
+  for (size_t i = 0; i < e.size(); ++i) ASSERT_TRUE(prov->Wait(i).ok());
+  prov->End();
+  const uint64_t after = cache->io_busy_ns();
+  const auto wall = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                              std::chrono::steady_clock::now() - t0)
+                                              .count());
+  EXPECT_GE(after, 150'000'000u);
+  EXPECT_LE(after, wall) << "overlapping reads must not be summed";
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(cache->io_busy_ns(), after) << "idle time is not busy time";
 }
 
 TEST(ExpertCacheTest, MoreActiveExpertsThanSlotsStreamsThroughWait) {

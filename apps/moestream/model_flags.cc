@@ -60,7 +60,7 @@ void ModelFlags::RegisterExpertFlags(Flags& f) {
              return Status::Ok();
            },
            "expert reads from a converted store: direct (O_DIRECT), buffered, auto", "MODE");
-  f.Int("io-threads", &engine.io_threads, "expert I/O threads (default 2)");
+  f.Int("io-threads", &engine.io_threads, "expert I/O threads (default 4)");
   f.Int("io-timeout-ms", &engine.io_timeout_ms,
         "fail a request whose expert read or cache slot waits longer (default 120000)");
   f.Bool("prefetch", &engine.prefetch, "prefetch next layer's experts by router lookahead");

@@ -33,7 +33,7 @@ namespace moe {
 struct ExpertCacheOptions {
   uint64_t budget_bytes = 0;
   PolicyOptions policy;
-  size_t io_threads = 2;
+  size_t io_threads = 4;
   int64_t top_k = 1;            // a budget below top_k slots is refused (kUsage)
   int64_t wait_timeout_ms = 120000;  // bound on any wait for a read or a free slot
 };

@@ -35,7 +35,7 @@ struct EngineOptions {
   // experts through a cache of that many bytes.
   std::string expert_cache;
   PolicyKind cache_policy = PolicyKind::kLru;
-  int64_t io_threads = 2;
+  int64_t io_threads = 4;
   std::string io_mode = "auto";  // converted store reads: direct | buffered | auto
   bool prefetch = false;          // router-lookahead prefetch (runtime/prefetch.h)
   // Bound on any wait for an expert read or a free cache slot; a stalled disk then fails the

@@ -14,26 +14,35 @@ class CacheProvider final : public ExpertProvider {
  public:
   explicit CacheProvider(ExpertCache& cache)
       : cache_(cache), slot_of_(static_cast<size_t>(std::max<int64_t>(1, n_experts()))),
-        hint_(slot_of_.size()) {}
+        pending_{-1, std::vector<int32_t>(slot_of_.size())},
+        outstanding_{-1, std::vector<int32_t>(slot_of_.size())} {}
   ~CacheProvider() override { End(); }
 
   Status Begin(int64_t layer, std::span<const int32_t> experts) override {
     End();
     layer_ = static_cast<int32_t>(layer);
     list_ = experts;
-    if (hint_layer_ == layer_) {
-      cache_.RecordPrediction(layer, {hint_.data(), n_hint_}, experts);
-      hint_layer_ = -1;
-      hint_pending_ = false;
-    }
     IssueFrom(0);
+    if (outstanding_.layer == layer_) {
+      // The prediction for this layer meets the truth: the right prefetches were joined above
+      // (and moved to the demand queue if not started); the wrong ones not started are dropped.
+      const std::span<const int32_t> predicted = outstanding_.experts();
+      cache_.RecordPrediction(layer, predicted, experts);
+      for (int32_t e : predicted) {
+        if (std::find(experts.begin(), experts.end(), e) == experts.end()) {
+          cache_.CancelPrefetch({layer_, e});
+        }
+      }
+      outstanding_.layer = -1;
+    }
     // Prefetch the hinted next layer only now, after this layer's experts are pinned, so the
     // prefetch can never evict what the current layer is about to use; and only when every
     // expert of this layer got a slot (no stealing from a layer that is short of slots).
-    if (hint_pending_ && issued_ == list_.size()) {
-      for (size_t i = 0; i < n_hint_; ++i) cache_.Prefetch({hint_layer_, hint_[i]});
+    if (pending_.layer >= 0 && issued_ == list_.size()) {
+      for (int32_t e : pending_.experts()) cache_.Prefetch({pending_.layer, e});
+      std::swap(outstanding_, pending_);
     }
-    hint_pending_ = false;
+    pending_.layer = -1;
     return Status::Ok();
   }
 
@@ -59,10 +68,9 @@ class CacheProvider final : public ExpertProvider {
   }
 
   void Hint(int64_t layer, std::span<const int32_t> experts) override {
-    hint_layer_ = static_cast<int32_t>(layer);
-    n_hint_ = std::min(experts.size(), hint_.size());
-    std::copy(experts.begin(), experts.begin() + static_cast<ptrdiff_t>(n_hint_), hint_.begin());
-    hint_pending_ = true;  // issued by the next Begin, after it pins its own experts
+    pending_.layer = static_cast<int32_t>(layer);  // issued by the next Begin
+    pending_.n = std::min(experts.size(), pending_.ids.size());
+    std::copy_n(experts.begin(), pending_.n, pending_.ids.begin());
   }
 
  private:
@@ -83,10 +91,14 @@ class CacheProvider final : public ExpertProvider {
   std::vector<uint32_t> slot_of_;  // [n_experts] slot of list_[i]
   size_t issued_ = 0;              // list_[released_, issued_) are pinned
   size_t released_ = 0;
-  std::vector<int32_t> hint_;      // the last Hint, compared with the next Begin of its layer
-  size_t n_hint_ = 0;
-  int32_t hint_layer_ = -1;
-  bool hint_pending_ = false;
+  struct HintSet {
+    int32_t layer = -1;  // -1: none
+    std::vector<int32_t> ids;
+    size_t n = 0;
+    std::span<const int32_t> experts() const { return {ids.data(), n}; }
+  };
+  HintSet pending_;      // the last Hint, prefetched by the next Begin
+  HintSet outstanding_;  // prefetched, judged by the Begin of its layer
 };
 
 }  // namespace

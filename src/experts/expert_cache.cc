@@ -81,9 +81,10 @@ uint32_t ExpertCache::StartLoadLocked(ExpertKey key, bool prefetch) {
     s = free_.back();
     free_.pop_back();
   } else {
-    auto victim = policy_->ChooseVictim(key, [this](ExpertKey k) {
+    auto victim = policy_->ChooseVictim(key, [this, key, prefetch](ExpertKey k) {
       const uint32_t v = map_[universe_.Index(k)];
-      return v != kNoSlot && slots_[v].state == SlotState::kReady && slots_[v].pins == 0;
+      return v != kNoSlot && slots_[v].state == SlotState::kReady && slots_[v].pins == 0 &&
+             !(prefetch && k.layer == key.layer);
     });
     if (!victim) return kNoSlot;
     s = map_[universe_.Index(*victim)];
@@ -95,11 +96,14 @@ uint32_t ExpertCache::StartLoadLocked(ExpertKey key, bool prefetch) {
   slot.state = SlotState::kLoading;
   slot.key = key;
   slot.prefetched = prefetch;
+  slot.started = !prefetch;
+  slot.cancelled = false;
   slot.error = Status::Ok();
   map_[universe_.Index(key)] = s;
   policy_->OnInsert(key);
   LoadJob job{key.layer, key.expert, s, arena_ + static_cast<uint64_t>(s) * slot_bytes_};
-  MOE_CHECK(loader_->Submit(job), "loader queue larger than the slot count");
+  MOE_CHECK(loader_->Submit(job, prefetch ? LoadPriority::kSpeculative : LoadPriority::kDemand),
+            "loader queue larger than the slot count");
   return s;
 }
 
@@ -118,6 +122,8 @@ uint32_t ExpertCache::TryAcquire(ExpertKey key) {
     if (slot.prefetched) {
       ++st.prefetch_used;
       slot.prefetched = false;
+      // Someone waits for it now: a speculative read still queued goes to the demand queue.
+      if (!slot.started) loader_->Promote(s);
     }
   } else {
     s = StartLoadLocked(key, false);
@@ -192,6 +198,34 @@ void ExpertCache::Prefetch(ExpertKey key) {
   policy_->OnHint(key);
   if (map_[universe_.Index(key)] != kNoSlot) return;
   if (StartLoadLocked(key, true) != kNoSlot) ++LayerStats(key.layer).prefetch_issued;
+}
+
+void ExpertCache::CancelPrefetch(ExpertKey key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const uint32_t s = map_[universe_.Index(key)];
+  if (s == kNoSlot) return;
+  Slot& slot = slots_[s];
+  if (!slot.prefetched || slot.started || slot.pins > 0) return;
+  // Forget the key now (a later request reads it afresh); the loader frees the slot when it
+  // reaches the job (ShouldStart).
+  slot.cancelled = true;
+  policy_->OnEvict(key);
+  map_[universe_.Index(key)] = kNoSlot;
+  ++LayerStats(key.layer).prefetch_cancelled;
+}
+
+bool ExpertCache::ShouldStart(const LoadJob& job) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Slot& slot = slots_[job.slot];
+    if (!slot.cancelled) {
+      slot.started = true;
+      return true;
+    }
+    FreeLocked(job.slot);
+  }
+  ready_cv_.notify_all();  // a slot came free (AcquireBlocking)
+  return false;
 }
 
 void ExpertCache::OnLoaded(const LoadJob& job, Status status, uint64_t read_ns) {

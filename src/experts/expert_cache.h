@@ -48,6 +48,7 @@ struct LayerCacheStats {
   uint64_t wait_ns = 0;       // time compute blocked in Wait
   uint64_t prefetch_issued = 0;   // reads issued by Hint
   uint64_t prefetch_used = 0;     // prefetched blocks later requested
+  uint64_t prefetch_cancelled = 0;  // dropped before their read started (wrong predictions)
   uint64_t predicted = 0, actual = 0, predicted_and_actual = 0;  // lookahead precision/recall
   void Add(const LayerCacheStats& o);
 };
@@ -95,21 +96,28 @@ class ExpertCache final : private LoadSink {
   // Whether a pinned slot's read has completed successfully (WaitReady would not block).
   bool IsReady(uint32_t slot) const;
   void Release(uint32_t slot);
-  // Loads key into a free or evictable slot without pinning it; never blocks, never evicts a
-  // pinned or loading slot.
+  // Loads key into a free or evictable slot without pinning it, as a speculative read (it runs
+  // only when no demand read is queued). Never blocks; never evicts a pinned or loading slot,
+  // nor a resident expert of key's own layer (those are what the prediction is about to use).
   void Prefetch(ExpertKey key);
+  // The prediction for key was wrong: drops its prefetch if the read has not started and no one
+  // waits for it. Otherwise (started, done, requested, or never prefetched) does nothing.
+  void CancelPrefetch(ExpertKey key);
 
  private:
   enum class SlotState : uint8_t { kEmpty, kLoading, kReady, kFailed };
   struct Slot {
     SlotState state = SlotState::kEmpty;
-    bool prefetched = false;
+    bool prefetched = false;  // loaded by Prefetch and not requested since
+    bool started = false;     // the read began (Loader asked ShouldStart, or a demand read)
+    bool cancelled = false;   // CancelPrefetch: dropped when the loader reaches it
     int32_t pins = 0;
     ExpertKey key;
     Status error;
   };
 
   ExpertCache(const ExpertSource& source, const ExpertCacheOptions& opts);
+  bool ShouldStart(const LoadJob& job) override;
   void OnLoaded(const LoadJob& job, Status status, uint64_t read_ns) override;
   // With mu_ held: a slot for `key` (free or evicted), or kNoSlot; issues its read.
   uint32_t StartLoadLocked(ExpertKey key, bool prefetch);

@@ -1,12 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "experts/loader.h"
 
+#include <algorithm>
 #include <chrono>
+
+#include "util/check.h"
 
 namespace moe {
 
 Loader::Loader(const ExpertSource& source, LoadSink& sink, size_t n_threads, size_t max_queued)
-    : source_(source), sink_(sink), ring_(std::max<size_t>(1, max_queued)) {
+    : source_(source), sink_(sink), max_speculative_(std::max<size_t>(1, n_threads / 2)) {
+  demand_.ring.resize(std::max<size_t>(1, max_queued));
+  speculative_.ring.resize(demand_.ring.size());
   for (size_t i = 0; i < std::max<size_t>(1, n_threads); ++i) threads_.emplace_back([this] { Run(); });
 }
 
@@ -19,12 +24,47 @@ Loader::~Loader() {
   for (std::thread& t : threads_) t.join();
 }
 
-bool Loader::Submit(const LoadJob& job) {
+bool Loader::Queue::Push(const LoadJob& job) {
+  if (count == ring.size()) return false;
+  at(count++) = job;
+  return true;
+}
+
+LoadJob Loader::Queue::Pop() {
+  const LoadJob job = ring[head];
+  head = (head + 1) % ring.size();
+  --count;
+  return job;
+}
+
+bool Loader::Queue::Remove(uint32_t slot, LoadJob* out) {
+  for (size_t i = 0; i < count; ++i) {
+    if (at(i).slot != slot) continue;
+    *out = at(i);
+    for (size_t j = i + 1; j < count; ++j) at(j - 1) = at(j);
+    --count;
+    return true;
+  }
+  return false;
+}
+
+bool Loader::Submit(const LoadJob& job, LoadPriority priority) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (count_ == ring_.size()) return false;
-    ring_[(head_ + count_) % ring_.size()] = job;
-    ++count_;
+    Queue& q = priority == LoadPriority::kDemand ? demand_ : speculative_;
+    if (!q.Push(job)) return false;
+  }
+  cv_.notify_one();
+  return true;
+}
+
+bool Loader::Promote(uint32_t slot) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    LoadJob job;
+    if (!speculative_.Remove(slot, &job)) return false;
+    // Capacity: the two queues together never hold more than max_queued jobs (one per slot).
+    MOE_CHECK(demand_.Push(job), "loader queue larger than the slot count");
   }
   cv_.notify_one();
   return true;
@@ -33,29 +73,51 @@ bool Loader::Submit(const LoadJob& job) {
 void Loader::Run() {
   for (;;) {
     LoadJob job;
+    bool speculative = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return stop_ || count_ > 0; });
+      // A speculative read starts only while no demand read is queued or in flight (it uses
+      // the disk's idle time and never shares the device with a read someone waits for), and
+      // at most half the threads take one, so a new demand read finds a free thread.
+      cv_.wait(lock, [&] {
+        if (stop_ || demand_.count > 0) return true;
+        return speculative_.count > 0 && demand_in_flight_ == 0 &&
+               spec_in_flight_ < max_speculative_;
+      });
       if (stop_) return;  // queued jobs are dropped: only the owner's destructor stops us
-      job = ring_[head_];
-      head_ = (head_ + 1) % ring_.size();
-      --count_;
+      speculative = demand_.count == 0;
+      ++(speculative ? spec_in_flight_ : demand_in_flight_);
+      job = speculative ? speculative_.Pop() : demand_.Pop();
+      // Counted in flight from here (a speculative job the sink drops ends its busy period at
+      // once), so busy_ns never has a gap between a pop and its read.
       if (in_flight_++ == 0) busy_since_ = std::chrono::steady_clock::now();
+    }
+    if (speculative && !sink_.ShouldStart(job)) {
+      EndRead(std::chrono::steady_clock::now(), speculative);
+      continue;
     }
     // No lock held during I/O.
     const auto t0 = std::chrono::steady_clock::now();
     Status st = source_.Read(job.layer, job.expert, job.dst);
     const auto t1 = std::chrono::steady_clock::now();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--in_flight_ == 0) {
-        busy_ns_ += static_cast<uint64_t>(
-            std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - busy_since_).count());
-      }
-    }
+    EndRead(t1, speculative);
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count();
     sink_.OnLoaded(job, std::move(st), static_cast<uint64_t>(ns));
   }
+}
+
+void Loader::EndRead(std::chrono::steady_clock::time_point now, bool speculative) {
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (--in_flight_ == 0) {
+      busy_ns_ += static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(now - busy_since_).count());
+    }
+    --(speculative ? spec_in_flight_ : demand_in_flight_);
+    wake = speculative_.count > 0;  // a waiting speculative job may be allowed now
+  }
+  if (wake) cv_.notify_all();
 }
 
 uint64_t Loader::busy_ns() const {

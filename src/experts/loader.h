@@ -23,12 +23,20 @@ struct LoadJob {
   void* dst = nullptr;   // source.dst_bytes() bytes, stays valid until OnLoaded
 };
 
-// Receives completions on an I/O thread. Must not call back into the Loader.
+// Receives callbacks on an I/O thread. Must not call back into the Loader.
 class LoadSink {
  public:
   virtual ~LoadSink() = default;
+  // Asked just before a speculative job's read starts: false drops the job (no read, no
+  // OnLoaded; the sink takes its memory back). Demand jobs always start.
+  virtual bool ShouldStart(const LoadJob& job) { return (void)job, true; }
   virtual void OnLoaded(const LoadJob& job, Status status, uint64_t read_ns) = 0;
 };
+
+// Demand reads are waited on now; speculative ones (prefetch) run only while no demand read is
+// queued or in flight, on at most half the threads, and may be dropped before they start
+// (LoadSink::ShouldStart).
+enum class LoadPriority : uint8_t { kDemand, kSpeculative };
 
 class Loader {
  public:
@@ -40,7 +48,10 @@ class Loader {
 
   // Queues a read; never blocks on I/O. Returns false only when max_queued jobs are waiting
   // (a caller bug: the cache sizes the queue to its slots).
-  bool Submit(const LoadJob& job);
+  bool Submit(const LoadJob& job, LoadPriority priority = LoadPriority::kDemand);
+  // Moves the queued speculative job for `slot` behind the queued demand jobs (someone now
+  // waits for it). False when it is not queued (already started or dropped).
+  bool Promote(uint32_t slot);
   size_t n_threads() const { return threads_.size(); }
   // Wall time, since construction, during which at least one read was in flight (the current
   // busy period included): bytes read over this is the rate the read path delivers while it
@@ -49,14 +60,26 @@ class Loader {
 
  private:
   void Run();
+  // One read (or a dropped speculative job) ended: in-flight counts down, busy period closed.
+  void EndRead(std::chrono::steady_clock::time_point now, bool speculative);
 
   const ExpertSource& source_;
   LoadSink& sink_;
+  const size_t max_speculative_;  // speculative reads in flight at once: half the threads
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<LoadJob> ring_;  // fixed capacity: no allocation per job
-  size_t head_ = 0, count_ = 0;
+  // Fixed-capacity FIFOs (no allocation per job). A slot is in at most one of them.
+  struct Queue {
+    std::vector<LoadJob> ring;
+    size_t head = 0, count = 0;
+    LoadJob& at(size_t i) { return ring[(head + i) % ring.size()]; }
+    bool Push(const LoadJob& job);
+    LoadJob Pop();
+    bool Remove(uint32_t slot, LoadJob* out);  // keeps the others' order
+  };
+  Queue demand_, speculative_;
   size_t in_flight_ = 0;                              // guarded by mu_
+  size_t demand_in_flight_ = 0, spec_in_flight_ = 0;  // guarded by mu_
   std::chrono::steady_clock::time_point busy_since_;  // when in_flight_ went 0 → 1
   uint64_t busy_ns_ = 0;                              // closed busy periods
   bool stop_ = false;

@@ -10,8 +10,6 @@
 // q8/q4 run the runtime's path by default: activations quantized once per MatMul (timed, on
 // the calling thread, as runtime/session.cc does), then MatMulQuantizedActs; --acts f32 runs
 // MatMul with f32 activations instead.
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -23,7 +21,9 @@
 #include <string_view>
 #include <vector>
 
+#include "bench_buffers.h"
 #include "kernels/kernels.h"
+#include "runtime/memory_probe.h"
 #include "util/thread_pool.h"
 
 namespace moe {
@@ -76,23 +76,6 @@ bool Parse(int argc, char** argv, Options* o) {
          o->tasks_per_thread > 0 && o->rounds > 0;
 }
 
-// 2 MiB-aligned, huge-page backed, filled outside any timing (like the weight arenas).
-std::unique_ptr<uint8_t, decltype(&std::free)> HugeBuffer(size_t bytes) {
-  constexpr size_t kAlign = size_t{2} << 20;
-  const size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
-  std::unique_ptr<uint8_t, decltype(&std::free)> p(
-      static_cast<uint8_t*>(std::aligned_alloc(kAlign, rounded)), &std::free);
-  if (!p) return p;
-  ::madvise(p.get(), rounded, MADV_HUGEPAGE);
-  uint32_t state = 12345;  // small finite values read as any float type
-  auto* words = reinterpret_cast<uint16_t*>(p.get());
-  for (size_t i = 0; i < rounded / 2; ++i) {
-    state = state * 1664525u + 1013904223u;
-    words[i] = static_cast<uint16_t>((state >> 16) & 0x33ff);
-  }
-  return p;
-}
-
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -107,38 +90,34 @@ int Main(int argc, char** argv) {
     return 2;
   }
   const size_t bytes = kernels::WeightMatrixBytes(o.type, o.rows, o.cols);
-  auto w = HugeBuffer(bytes);
-  if (!w) {
+  // Huge-page backed and filled outside any timing, like the weight arenas.
+  HugeBuffer w_buf = bench::WeightLikeBuffer(bytes, 12345, 0x33ff);
+  auto* w = reinterpret_cast<uint8_t*>(w_buf.get());
+  if (!w_buf) {
     std::fprintf(stderr, "decode_stream_bench: cannot allocate %zu bytes\n", bytes);
     return 1;
   }
   if (kernels::IsQuantized(o.type)) {  // sane scales
     const float d = 0.01f;
     for (size_t off = 0; off < bytes; off += kernels::QuantBlockBytes(o.type)) {
-      std::memcpy(w.get() + off, &d, 4);
+      std::memcpy(w + off, &d, 4);
     }
   }
   std::vector<float> x(o.cols), y(o.rows), xd(kernels::ActBlocks(o.cols));
   std::vector<int16_t> xq(kernels::ActBlocks(o.cols) * kernels::kQuantBlock);
   for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 17) * 0.0625f - 0.5f;
-  const kernels::WeightView view{w.get(), o.type, o.rows, o.cols};
+  const kernels::WeightView view{w, o.type, o.rows, o.cols};
   ThreadPool pool(o.threads);
   const size_t tasks = std::min(o.rows, o.threads * o.tasks_per_thread);
   const size_t per = (o.rows + tasks - 1) / tasks;
-  std::vector<uint64_t> sink(o.threads);
+  uint64_t sink = 0;
   std::printf("%s %zu x %zu (%.1f MB), %zu threads, %zu tasks, target %s\n",
               kernels::WeightTypeName(o.type), o.rows, o.cols, static_cast<double>(bytes) / 1e6,
               o.threads, tasks, kernels::TargetName());
   std::vector<double> probe, mm, ratio;
   for (size_t r = 0; r <= o.rounds; ++r) {  // round 0 warms up
-    auto t0 = Clock::now();
-    pool.ParallelFor(o.threads, [&](size_t task, size_t worker) {
-      const size_t part = bytes / o.threads, b = task * part;
-      const size_t len = task + 1 == o.threads ? bytes - b : part;
-      sink[worker] ^= kernels::XorFold(w.get() + b, len);
-    });
-    const double probe_s = std::chrono::duration<double>(Clock::now() - t0).count();
-    t0 = Clock::now();
+    const double probe_s = TimeReadPass(pool, w, bytes, &sink);
+    const auto t0 = Clock::now();
     const bool qa = kernels::IsQuantized(o.type) && !o.float_acts;
     if (qa) kernels::QuantizeActs(x.data(), 1, o.cols, o.cols, xq.data(), xd.data());
     pool.ParallelFor(tasks, [&](size_t task, size_t) {
@@ -160,7 +139,7 @@ int Main(int argc, char** argv) {
   }
   std::printf("median    probe %6.2f GB/s  matmul %6.2f GB/s  = %5.1f%%  (sink %llx)\n",
               Median(probe), Median(mm), 100 * Median(ratio),
-              static_cast<unsigned long long>(sink[0] ^ static_cast<uint64_t>(y[0])));
+              static_cast<unsigned long long>(sink ^ static_cast<uint64_t>(y[0])));
   return 0;
 }
 

@@ -6,8 +6,6 @@
 //   cmake --build build-bench --target kernels_bench
 //   build-bench/bench/kernels_bench --benchmark_min_time=1   # MOE_FORCE_TARGET=avx2 to compare
 #include <benchmark/benchmark.h>
-#include <sys/mman.h>
-
 
 #include <cstdint>
 #include <cstdlib>
@@ -15,38 +13,25 @@
 #include <memory>
 #include <vector>
 
+#include "bench_buffers.h"
 #include "kernels/kernels.h"
 
 namespace moe::kernels {
 namespace {
 
-// One large, prefaulted, 2 MiB-aligned buffer at a time (the machine is shared; first touch of
-// fresh memory is slow, so it happens outside the timed loop and the buffer is reused).
-struct Buffer {
-  size_t bytes = 0;
-  uint64_t key = 0;
-  std::unique_ptr<uint8_t, decltype(&std::free)> data{nullptr, &std::free};
-};
-
+// One large weight-like buffer at a time (the machine is shared; first touch of fresh memory
+// is slow, so it happens outside the timed loop and the buffer is reused). Masked with 0xb3ff:
+// finite, small values whether read as bf16, f16 or (pairs) f32.
 uint8_t* GetBuffer(size_t bytes, uint64_t key) {
-  static Buffer buf;
-  if (buf.bytes == bytes && buf.key == key) return buf.data.get();
-  buf.data.reset();
-  constexpr size_t kAlign = size_t{2} << 20;
-  const size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
-  buf.data.reset(static_cast<uint8_t*>(std::aligned_alloc(kAlign, rounded)));
-  if (std::getenv("KB_NO_HUGEPAGE") == nullptr) ::madvise(buf.data.get(), rounded, MADV_HUGEPAGE);
-  buf.bytes = bytes;
-  buf.key = key;
-  // Deterministic pseudo-random 16-bit words masked with 0xb3ff: finite, small values whether
-  // read as bf16, f16 or (pairs) f32.
-  uint32_t state = static_cast<uint32_t>(key) | 1;
-  auto* words = reinterpret_cast<uint16_t*>(buf.data.get());
-  for (size_t i = 0; i < rounded / 2; ++i) {
-    state = state * 1664525u + 1013904223u;
-    words[i] = static_cast<uint16_t>((state >> 16) & 0xb3ff);
-  }
-  return buf.data.get();
+  static HugeBuffer buf;
+  static size_t buf_bytes = 0;
+  static uint64_t buf_key = 0;
+  if (buf && buf_bytes == bytes && buf_key == key) return reinterpret_cast<uint8_t*>(buf.get());
+  buf.reset();
+  buf = bench::WeightLikeBuffer(bytes, static_cast<uint32_t>(key) | 1, 0xb3ff);
+  buf_bytes = bytes;
+  buf_key = key;
+  return reinterpret_cast<uint8_t*>(buf.get());
 }
 
 WeightType TypeOf(int64_t t) { return static_cast<WeightType>(t); }

@@ -4,10 +4,7 @@
 // behaviour during decode, achieved memory and disk bandwidth, and the build/CPU/SIMD target.
 // Timings are medians over the repeats; cache figures are summed over the decode phases of all
 // repeats (prefill phases are reported separately).
-#include <sys/mman.h>
-
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -24,6 +21,7 @@
 #include "command.h"
 #include "kernels/kernels.h"
 #include "model_flags.h"
+#include "runtime/memory_probe.h"
 #include "runtime/session.h"
 #include "tokenizer/tokenizer.h"
 #include "util/file.h"
@@ -126,50 +124,6 @@ uint64_t IoBusyNs(const Engine& e) { return e.expert_cache() ? e.expert_cache()-
 double ReadPathGbS(uint64_t bytes, uint64_t busy_ns) {
   return busy_ns ? static_cast<double>(bytes) / static_cast<double>(busy_ns) : 0;
 }
-
-// Best-of-3 read bandwidth of a 512 MiB prefaulted buffer, split over the pool's threads
-// (each XOR-folds its share with kernels::XorFold: 4 independent vector chains, a pure read
-// stream). The buffer is allocated and touched once and reused by every probe: freeing and
-// refaulting 512 MiB before each repeat made the following decode slower (the kernel zeroes
-// and compacts pages meanwhile).
-class MemoryProbe {
- public:
-  MemoryProbe()
-      : mem_(static_cast<uint64_t*>(std::aligned_alloc(size_t{2} << 20, kBytes)), &std::free) {
-    if (!mem_) return;
-    // 2 MiB-aligned and huge-page backed like the weight arenas (with 4 KiB pages the probe
-    // reads ~15% slower here), first touch outside any timing.
-    ::madvise(mem_.get(), kBytes, MADV_HUGEPAGE);
-    std::memset(mem_.get(), 0x5b, kBytes);
-  }
-
-  double GbS(ThreadPool& pool) {
-    if (!mem_) return 0;
-    const char* buf = reinterpret_cast<const char*>(mem_.get());
-    const size_t parts = pool.n_threads();
-    double best = 0;
-    for (int rep = 0; rep < 4; ++rep) {
-      const auto t0 = Clock::now();
-      pool.ParallelFor(parts, [&](size_t task, size_t) {
-        const size_t per = kBytes / parts, b = task * per;
-        const size_t len = task + 1 == parts ? kBytes - b : per;
-        sink_.fetch_xor(kernels::XorFold(buf + b, len), std::memory_order_relaxed);
-      });
-      const double s = Seconds(t0, Clock::now());
-      if (rep > 0 && s > 0) best = std::max(best, static_cast<double>(kBytes) / s / 1e9);
-    }
-    return best;
-  }
-
-  ~MemoryProbe() {
-    if (sink_.load() == 1) std::fputs("", stderr);  // keep the folds alive
-  }
-
- private:
-  static constexpr size_t kBytes = size_t{512} << 20;
-  std::unique_ptr<uint64_t, decltype(&std::free)> mem_;
-  std::atomic<uint64_t> sink_{0};
-};
 
 // Mean next-token NLL (nats) of `ids` in windows of `window` tokens, each window a fresh
 // context; every position after the first of a window is predicted.

@@ -1,21 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "experts/expert_cache.h"
 
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 
 #include "util/check.h"
 #include "util/checked_math.h"
 
 namespace moe {
-namespace {
-
-constexpr uint64_t kHugePage = 2ull << 20;
-
-}  // namespace
 
 Result<std::unique_ptr<ExpertCache>> ExpertCache::Create(const ExpertSource& source,
                                                          const ExpertCacheOptions& opts) {
@@ -34,26 +26,13 @@ Result<std::unique_ptr<ExpertCache>> ExpertCache::Create(const ExpertSource& sou
                  opts.budget_bytes, need, slot, need * slot, source.geometry().block_bytes());
   }
   n = std::min(n, std::max<uint64_t>(n_total, need));
-  c->arena_bytes_ = static_cast<size_t>(RoundUp(n * slot, kHugePage));
-  // mmap gives page alignment; 2 MiB alignment comes from over-allocating and trimming.
-  void* p = ::mmap(nullptr, c->arena_bytes_ + kHugePage, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) {
+  // Huge-page backed (O_DIRECT reads into huge pages run about twice as fast, machine.md) and
+  // prefaulted once: first touch of fresh memory is slow here; reads then land in resident pages.
+  c->arena_ = AllocateHugeBuffer(n * slot, /*prefault=*/true);
+  if (!c->arena_) {
     return Error(StatusCode::kResourceExhausted, "cannot allocate {} bytes for the expert cache",
-                 c->arena_bytes_);
+                 n * slot);
   }
-  const uintptr_t base = reinterpret_cast<uintptr_t>(p);
-  const uintptr_t aligned = (base + kHugePage - 1) & ~(kHugePage - 1);
-  if (aligned > base) ::munmap(p, aligned - base);
-  const uintptr_t end = aligned + c->arena_bytes_;
-  if (base + c->arena_bytes_ + kHugePage > end) {
-    ::munmap(reinterpret_cast<void*>(end), base + c->arena_bytes_ + kHugePage - end);
-  }
-  c->arena_ = reinterpret_cast<char*>(aligned);
-  ::madvise(c->arena_, c->arena_bytes_, MADV_HUGEPAGE);  // best effort
-  // Prefault once: first touch of fresh memory is slow here (machine.md); reads then land in
-  // resident huge pages.
-  std::memset(c->arena_, 0, c->arena_bytes_);
   c->slots_.resize(n);
   for (uint32_t i = static_cast<uint32_t>(n); i-- > 0;) c->free_.push_back(i);
   MOE_ASSIGN_OR_RETURN(c->policy_, MakeCachePolicy(c->universe_, opts.policy));
@@ -72,7 +51,6 @@ ExpertCache::ExpertCache(const ExpertSource& source, const ExpertCacheOptions& o
 
 ExpertCache::~ExpertCache() {
   loader_.reset();  // joins the I/O threads before the arena goes
-  if (arena_) ::munmap(arena_, arena_bytes_);
 }
 
 uint32_t ExpertCache::StartLoadLocked(ExpertKey key, bool prefetch) {
@@ -101,7 +79,7 @@ uint32_t ExpertCache::StartLoadLocked(ExpertKey key, bool prefetch) {
   slot.error = Status::Ok();
   map_[universe_.Index(key)] = s;
   policy_->OnInsert(key);
-  LoadJob job{key.layer, key.expert, s, arena_ + static_cast<uint64_t>(s) * slot_bytes_};
+  LoadJob job{key.layer, key.expert, s, arena_.get() + static_cast<uint64_t>(s) * slot_bytes_};
   MOE_CHECK(loader_->Submit(job, prefetch ? LoadPriority::kSpeculative : LoadPriority::kDemand),
             "loader queue larger than the slot count");
   return s;
@@ -170,7 +148,7 @@ Result<const void*> ExpertCache::WaitReady(uint32_t s, ExpertKey key) {
                  "complete within {} ms", key.layer, key.expert, opts_.wait_timeout_ms);
   }
   if (slot.state == SlotState::kFailed) return slot.error;
-  return static_cast<const void*>(arena_ + static_cast<uint64_t>(s) * slot_bytes_);
+  return static_cast<const void*>(arena_.get() + static_cast<uint64_t>(s) * slot_bytes_);
 }
 
 bool ExpertCache::IsReady(uint32_t s) const {

@@ -128,8 +128,7 @@ class ExpertCache final : private LoadSink {
   ExpertCacheOptions opts_;
   PolicyUniverse universe_;
   uint64_t slot_bytes_ = 0;
-  char* arena_ = nullptr;
-  size_t arena_bytes_ = 0;
+  HugeBuffer arena_;
 
   mutable std::mutex mu_;
   std::condition_variable ready_cv_;  // a load finished or a pin was released

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "experts/expert_source.h"
+#include "util/huge_buffer.h"
 #include "util/status.h"
 
 namespace moe {
@@ -54,7 +55,7 @@ class ResidentExperts {
   ExpertGeometry geometry_;
   int64_t n_experts_ = 0;
   std::vector<int64_t> layer_slot_;  // first slot of each layer, -1 for dense layers
-  char* arena_ = nullptr;
+  HugeBuffer arena_;
   uint64_t bytes_ = 0;
   uint64_t stride_ = 0;
 };

@@ -1,6 +1,4 @@
 // SPDX-License-Identifier: Apache-2.0
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <cstdlib>
 
@@ -22,11 +20,9 @@ Result<std::unique_ptr<ResidentExperts>> ResidentExperts::Load(const ExpertSourc
   const uint64_t block = r->stride_;
   r->bytes_ = block * static_cast<uint64_t>(slots);
   if (r->bytes_ == 0) return r;
-  // 2 MiB-aligned and huge-page backed when large: decode streams 8 rows at a time through
-  // these weights, and with 4 KiB pages the TLB misses cost more than the DRAM reads.
-  const uint64_t align = r->bytes_ >= (4u << 20) ? (2u << 20) : 64;
-  r->arena_ = static_cast<char*>(std::aligned_alloc(align, RoundUp(r->bytes_, align)));
-  if (r->arena_ && align > 64) ::madvise(r->arena_, RoundUp(r->bytes_, align), MADV_HUGEPAGE);
+  // Huge-page backed: decode streams 8 rows at a time through these weights, and with 4 KiB
+  // pages the TLB misses cost more than the DRAM reads.
+  r->arena_ = AllocateHugeBuffer(r->bytes_, /*prefault=*/false);
   if (!r->arena_) {
     return Error(StatusCode::kResourceExhausted, "cannot allocate {} bytes for resident experts",
                  r->bytes_);
@@ -40,11 +36,11 @@ Result<std::unique_ptr<ResidentExperts>> ResidentExperts::Load(const ExpertSourc
   return r;
 }
 
-ResidentExperts::~ResidentExperts() { std::free(arena_); }
+ResidentExperts::~ResidentExperts() = default;
 
 const void* ResidentExperts::block(int64_t layer, int64_t expert) const {
   const uint64_t slot = static_cast<uint64_t>(layer_slot_[static_cast<size_t>(layer)] + expert);
-  return arena_ + slot * stride_;
+  return arena_.get() + slot * stride_;
 }
 
 namespace {

@@ -1,14 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "model/model_weights.h"
 
-#include <sys/mman.h>
-
 #include <cstdlib>
 #include <cstring>
 #include <set>
 
 #include "model/tensor_names.h"
 #include "util/checked_math.h"
+#include "util/huge_buffer.h"
 #include "util/progress.h"
 
 namespace moe {
@@ -32,8 +31,6 @@ bool IsIgnoredComponent(const std::string& name) {
   }
   return name.find("rotary_emb.inv_freq") != std::string::npos;
 }
-
-void FreeArena(char* p) { std::free(p); }
 
 }  // namespace
 
@@ -266,15 +263,11 @@ class WeightBinder {
   }
 
   Status LoadDense() {
-    const uint64_t align = arena_bytes_ >= (4u << 20) ? (2u << 20) : 64;
-    const uint64_t bytes = RoundUp(std::max<uint64_t>(arena_bytes_, 64), align);
-    void* mem = std::aligned_alloc(align, bytes);
-    if (!mem) {
+    m_->arena_ = AllocateHugeBuffer(arena_bytes_, /*prefault=*/false);
+    if (!m_->arena_) {
       return Error(StatusCode::kResourceExhausted, "{}: cannot allocate {} bytes of dense weights",
-                   ckpt_.dir(), bytes);
+                   ckpt_.dir(), arena_bytes_);
     }
-    if (align > 64) ::madvise(mem, bytes, MADV_HUGEPAGE);
-    m_->arena_ = {static_cast<char*>(mem), FreeArena};
     m_->arena_bytes_ = arena_bytes_;
     ProgressMeter progress(arena_bytes_ >= opts_.progress_min_bytes ? opts_.progress : nullptr,
                            "dense weights", arena_bytes_);

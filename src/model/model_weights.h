@@ -17,6 +17,7 @@
 #include "formats/safetensors.h"
 #include "formats/tensor_slice.h"
 #include "kernels/kernels.h"
+#include "util/huge_buffer.h"
 #include "util/status.h"
 
 namespace moe {
@@ -94,7 +95,7 @@ class ModelWeights {
   ModelWeights() = default;
 
   Qwen3MoeConfig cfg_;
-  std::unique_ptr<char[], void (*)(char*)> arena_{nullptr, nullptr};
+  HugeBuffer arena_;
   uint64_t arena_bytes_ = 0;
   DenseTensor embed_, norm_, lm_head_;
   std::vector<LayerWeights> layers_;

@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "runtime/memory_probe.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+
+#include "kernels/kernels.h"
+
+namespace moe {
+
+double TimeReadPass(ThreadPool& pool, const void* p, size_t bytes, uint64_t* sink) {
+  const char* buf = static_cast<const char*>(p);
+  const size_t parts = pool.n_threads();
+  std::atomic<uint64_t> fold{0};
+  const auto t0 = std::chrono::steady_clock::now();
+  pool.ParallelFor(parts, [&](size_t task, size_t) {
+    const size_t per = bytes / parts, b = task * per;
+    const size_t len = task + 1 == parts ? bytes - b : per;
+    fold.fetch_xor(kernels::XorFold(buf + b, len), std::memory_order_relaxed);
+  });
+  const auto t1 = std::chrono::steady_clock::now();
+  *sink ^= fold.load(std::memory_order_relaxed);
+  return std::chrono::duration<double>(t1 - t0).count();
+}
+
+MemoryProbe::MemoryProbe(size_t bytes)
+    : mem_(AllocateHugeBuffer(bytes, /*prefault=*/true)), bytes_(bytes) {}
+
+MemoryProbe::~MemoryProbe() {
+  if (sink_ == 1) std::fputs("", stderr);  // keeps the folds observable
+}
+
+double MemoryProbe::GbS(ThreadPool& pool, int passes) {
+  if (!mem_) return 0;
+  double best = 0;
+  for (int rep = 0; rep <= passes; ++rep) {
+    const double s = TimeReadPass(pool, mem_.get(), bytes_, &sink_);
+    if (rep > 0 && s > 0) best = std::max(best, static_cast<double>(bytes_) / s / 1e9);
+  }
+  return best;
+}
+
+}  // namespace moe

@@ -1,0 +1,36 @@
+// SPDX-License-Identifier: Apache-2.0
+// Memory read bandwidth as the decode kernels can use it: every thread of a pool reads its own
+// contiguous part of one buffer with kernels::XorFold (a vector XOR, nothing else), timed as one
+// parallel section. `moestream bench --measure-memory` compares each decode with a probe taken
+// right before it; bench/decode_stream_bench interleaves it with a decode MatMul.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "util/huge_buffer.h"
+#include "util/thread_pool.h"
+
+namespace moe {
+
+// Seconds for `pool` to read [p, p + bytes) once. Folds the bytes into *sink (keep it alive).
+double TimeReadPass(ThreadPool& pool, const void* p, size_t bytes, uint64_t* sink);
+
+// One buffer (huge-page backed, prefaulted once at construction: refaulting it before each
+// probe would disturb the very decode it is compared with), reused for every probe.
+class MemoryProbe {
+ public:
+  static constexpr size_t kDefaultBytes = size_t{512} << 20;
+  explicit MemoryProbe(size_t bytes = kDefaultBytes);
+  ~MemoryProbe();
+  bool ok() const { return static_cast<bool>(mem_); }
+  // Best GB/s of `passes` passes after one warm-up pass; 0 when the buffer was not allocated.
+  double GbS(ThreadPool& pool, int passes = 3);
+
+ private:
+  HugeBuffer mem_;
+  size_t bytes_;
+  uint64_t sink_ = 0;
+};
+
+}  // namespace moe

@@ -110,31 +110,11 @@ HWY_INLINE void Tile(const Args& a, size_t r, size_t t) {
   }
 }
 
-// All rows of [row_begin, row_end) for tokens [t, t + kT).
-template <size_t kR, size_t kT, typename TW>
-HWY_INLINE void RowsForTokens(const Args& a, size_t row_begin, size_t row_end, size_t t) {
-  size_t r = row_begin;
-  for (; r + kR <= row_end; r += kR) Tile<kR, kT, TW>(a, r, t);
-  for (; r < row_end; ++r) Tile<1, kT, TW>(a, r, t);
-}
-
 template <typename TW>
 void MatMulT(const Args& a, size_t n_tokens, size_t row_begin, size_t row_end) {
-  if (n_tokens == 1) {
-    RowsForTokens<kDecodeRows, 1, TW>(a, row_begin, row_end, 0);
-    return;
-  }
-  // Row blocks outermost so a block's weights (kBlockRows rows) stay in L1/L2 while every token
-  // tile reuses them; activations (n_tokens × cols f32) are re-read from cache per block.
-  constexpr size_t kBlockRows = 16;
-  for (size_t rb = row_begin; rb < row_end; rb += kBlockRows) {
-    const size_t re = HWY_MIN(row_end, rb + kBlockRows);
-    size_t t = 0;
-    for (; t + kTokenTile <= n_tokens; t += kTokenTile) {
-      RowsForTokens<kPrefillRows, kTokenTile, TW>(a, rb, re, t);
-    }
-    for (; t < n_tokens; ++t) RowsForTokens<kDecodeRows, 1, TW>(a, rb, re, t);
-  }
+  ForEachTile<kDecodeRows, kPrefillRows, kTokenTile>(
+      n_tokens, row_begin, row_end,
+      [&]<size_t kR, size_t kT>(size_t r, size_t t) HWY_ATTR { Tile<kR, kT, TW>(a, r, t); });
 }
 
 // --- Block-quantized weights (kQ8, kQ4; kernels.h). Per output element the sequence is fixed:
@@ -250,13 +230,6 @@ HWY_INLINE void QTile(const QArgs& a, size_t r, size_t t) {
   }
 }
 
-template <size_t kR, size_t kT, WeightType kW>
-HWY_INLINE void QRowsForTokens(const QArgs& a, size_t row_begin, size_t row_end, size_t t) {
-  size_t r = row_begin;
-  for (; r + kR <= row_end; r += kR) QTile<kR, kT, kW>(a, r, t);
-  for (; r < row_end; ++r) QTile<1, kT, kW>(a, r, t);
-}
-
 // Register budget of QTile: 2·kR·kT accumulators (acc, part) + kT x vectors + 1 weight vector,
 // within 16 vector registers on AVX2/SSE4 and 32 on AVX-512.
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
@@ -270,16 +243,9 @@ constexpr size_t kQDecodeRows = MOE_QDECODE_ROWS, kQPrefillRows = 1;
 
 template <WeightType kW>
 void MatMulQ(const QArgs& a, size_t n_tokens, size_t row_begin, size_t row_end) {
-  if (n_tokens == 1) return QRowsForTokens<kQDecodeRows, 1, kW>(a, row_begin, row_end, 0);
-  constexpr size_t kBlockRows = 16;
-  for (size_t rb = row_begin; rb < row_end; rb += kBlockRows) {
-    const size_t re = HWY_MIN(row_end, rb + kBlockRows);
-    size_t t = 0;
-    for (; t + kTokenTile <= n_tokens; t += kTokenTile) {
-      QRowsForTokens<kQPrefillRows, kTokenTile, kW>(a, rb, re, t);
-    }
-    for (; t < n_tokens; ++t) QRowsForTokens<kQDecodeRows, 1, kW>(a, rb, re, t);
-  }
+  ForEachTile<kQDecodeRows, kQPrefillRows, kTokenTile>(
+      n_tokens, row_begin, row_end,
+      [&]<size_t kR, size_t kT>(size_t r, size_t t) HWY_ATTR { QTile<kR, kT, kW>(a, r, t); });
 }
 
 }  // namespace

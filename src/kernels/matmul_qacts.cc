@@ -185,13 +185,6 @@ HWY_INLINE void Tile(const QAArgs& a, size_t r, size_t t) {
   }
 }
 
-template <size_t kR, size_t kT, WeightType kW>
-HWY_INLINE void RowsForTokens(const QAArgs& a, size_t row_begin, size_t row_end, size_t t) {
-  size_t r = row_begin;
-  for (; r + kR <= row_end; r += kR) Tile<kR, kT, kW>(a, r, t);
-  for (; r < row_end; ++r) Tile<1, kT, kW>(a, r, t);
-}
-
 // Register budget of Tile: 2·kR·kT accumulators (acc, s0; s1 is unused and removed on x86) +
 // kT x vectors + 1 weight vector, within 16 vector registers on AVX2/SSE4, 32 on AVX-512.
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
@@ -203,17 +196,9 @@ constexpr size_t kTokenTile = 4;
 
 template <WeightType kW>
 void MatMulQA(const QAArgs& a, size_t n_tokens, size_t row_begin, size_t row_end) {
-  if (n_tokens == 1) return RowsForTokens<kDecodeRows, 1, kW>(a, row_begin, row_end, 0);
-  // Row blocks outermost so a block's weights stay in L1/L2 while every token tile reuses them.
-  constexpr size_t kBlockRows = 16;
-  for (size_t rb = row_begin; rb < row_end; rb += kBlockRows) {
-    const size_t re = HWY_MIN(row_end, rb + kBlockRows);
-    size_t t = 0;
-    for (; t + kTokenTile <= n_tokens; t += kTokenTile) {
-      RowsForTokens<kPrefillRows, kTokenTile, kW>(a, rb, re, t);
-    }
-    for (; t < n_tokens; ++t) RowsForTokens<kDecodeRows, 1, kW>(a, rb, re, t);
-  }
+  ForEachTile<kDecodeRows, kPrefillRows, kTokenTile>(
+      n_tokens, row_begin, row_end,
+      [&]<size_t kR, size_t kT>(size_t r, size_t t) HWY_ATTR { Tile<kR, kT, kW>(a, r, t); });
 }
 
 }  // namespace

@@ -83,6 +83,35 @@ HWY_INLINE void PrefetchL2(const void* p, size_t bytes) {
 // Sum of lanes in a fixed order (Highway's SumOfLanes is a fixed shuffle tree per target).
 HWY_INLINE float ReduceSum(DF df, VF v) { return hn::GetLane(hn::SumOfLanes(df, v)); }
 
+// The tile schedule of every MatMul kernel (float, quantized, quantized-activation). `tile` is
+// a generic lambda, called as tile.template operator()<kR, kT>(r, t) for rows [r, r + kR) and
+// tokens [t, t + kT). Rows go in tiles of kR and then one at a time. Decode (one token) runs
+// kDecodeR-row tiles over the whole range. Prefill keeps row blocks of 16 outermost so that a
+// block's weights stay in L1/L2 while every token tile (kPrefillR rows × kTokenT tokens)
+// reuses them; the tokens left over run one at a time.
+template <size_t kDecodeR, size_t kPrefillR, size_t kTokenT, class TileFn>
+HWY_INLINE void ForEachTile(size_t n_tokens, size_t row_begin, size_t row_end,
+                            const TileFn& tile) {
+  const auto rows = [&]<size_t kR, size_t kT>(size_t rb, size_t re, size_t t) HWY_ATTR {
+    size_t r = rb;
+    for (; r + kR <= re; r += kR) tile.template operator()<kR, kT>(r, t);
+    for (; r < re; ++r) tile.template operator()<1, kT>(r, t);
+  };
+  if (n_tokens == 1) {
+    rows.template operator()<kDecodeR, 1>(row_begin, row_end, 0);
+    return;
+  }
+  constexpr size_t kBlockRows = 16;
+  for (size_t rb = row_begin; rb < row_end; rb += kBlockRows) {
+    const size_t re = HWY_MIN(row_end, rb + kBlockRows);
+    size_t t = 0;
+    for (; t + kTokenT <= n_tokens; t += kTokenT) {
+      rows.template operator()<kPrefillR, kTokenT>(rb, re, t);
+    }
+    for (; t < n_tokens; ++t) rows.template operator()<kDecodeR, 1>(rb, re, t);
+  }
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace moe::kernels
 HWY_AFTER_NAMESPACE();

@@ -83,12 +83,22 @@ uint64_t ViewBytes(const kernels::WeightView& v) {
 
 // Weight bytes one decode token reads: every dense matrix and norm, one embedding row, the
 // final norm and lm_head, plus top_k expert blocks per MoE layer.
+// Expert bytes one decode token reads: top-k blocks of every MoE layer (the part of
+// WeightBytesPerDecodeToken that streams from disk on a miss).
+uint64_t ExpertBytesPerDecodeToken(const Engine& e) {
+  const uint64_t block = e.expert_source().geometry().block_bytes();
+  uint64_t b = 0;
+  for (int64_t l = 0; l < e.config().num_hidden_layers; ++l) {
+    if (e.weights().layer(l).is_moe) b += static_cast<uint64_t>(e.top_k()) * block;
+  }
+  return b;
+}
+
 uint64_t WeightBytesPerDecodeToken(const Engine& e) {
   const ModelWeights& w = e.weights();
   uint64_t b = ViewBytes(w.final_norm().view) + ViewBytes(w.lm_head().view);
   const kernels::WeightView& emb = w.embed().view;
   b += kernels::WeightMatrixBytes(emb.type, 1, emb.cols);
-  const uint64_t block = e.expert_source().geometry().block_bytes();
   for (int64_t l = 0; l < w.config().num_hidden_layers; ++l) {
     const LayerWeights& lw = w.layer(l);
     for (const DenseTensor* t :
@@ -97,9 +107,8 @@ uint64_t WeightBytesPerDecodeToken(const Engine& e) {
           &lw.mlp_gate, &lw.mlp_up, &lw.mlp_down}) {
       b += ViewBytes(t->view);
     }
-    if (lw.is_moe) b += static_cast<uint64_t>(e.top_k()) * block;
   }
-  return b;
+  return b + ExpertBytesPerDecodeToken(e);
 }
 
 LayerCacheStats Diff(const LayerCacheStats& a, const LayerCacheStats& b) {  // b − a
@@ -296,6 +305,7 @@ int Bench(int argc, char** argv) {
   j += fmt::format("\"decode_tok_s\":{:.3f},", decode_tps);
   j += fmt::format("\"ttft_ms\":{:.3f},", Median(ttft_s) * 1e3);
   j += fmt::format("\"weight_bytes_per_decode_token\":{},", wbytes);
+  j += fmt::format("\"expert_bytes_per_decode_token\":{},", ExpertBytesPerDecodeToken(engine));
   j += fmt::format("\"kv_bytes_per_decode_token\":{:.0f},", kv_bytes);
   j += fmt::format("\"memory_gb_s\":{:.3f},", mbytes * decode_tps / 1e9);
   if (measure_memory) {

@@ -3,6 +3,13 @@
 """Reads one `moestream bench --measure-memory` JSON object on stdin; adds the roofline
 min(memory-bound, disk-bound at the measured hit rate) for a device bandwidth (GB/s), prints
 the extended JSON on stdout and one table row on stderr.
+
+Also the no-prediction bound: without knowing a layer's experts before its router runs, a
+layer's reads can overlap only that layer's expert compute; the dense work (attention, norms,
+router, lm_head, KV reads) waits for them. Per token
+  T = (dense + KV bytes) / memory + max(expert bytes / memory, bytes read / device),
+which with every layer alike is the sum of the per-layer bounds. The roofline assumes the
+reads overlap all compute, which only a working prediction of the next layer's experts allows.
   moestream bench ... --measure-memory | roofline.py SOURCE DEVICE_GB_S"""
 import json
 import sys
@@ -16,6 +23,12 @@ def main():
     disk = dev * 1e9 / per_tok if per_tok > 0 else float("inf")
     roof = min(mem, disk)
     share = j["decode_tok_s"] / roof if roof > 0 else 0
+    mem_bps = j["measured_memory_gb_s"] * 1e9
+    expert = j.get("expert_bytes_per_decode_token", 0)
+    dense = j["weight_bytes_per_decode_token"] - expert + j.get("kv_bytes_per_decode_token", 0)
+    t_np = dense / mem_bps + max(expert / mem_bps, per_tok / (dev * 1e9))
+    no_pred = 1 / t_np if t_np > 0 else 0
+    share_np = j["decode_tok_s"] / no_pred if no_pred > 0 else 0
     pf_disk = j.get("prefill_disk_gb_s", 0)
     # The read path while reading (bytes over the time ≥ 1 read was in flight), vs the device.
     pf_path = j.get("prefill_read_path_gb_s", 0)
@@ -23,11 +36,14 @@ def main():
              prefill_read_path_share_of_device=round(pf_path / dev, 4),
              roofline_memory_tok_s=round(mem, 3),
              roofline_disk_tok_s=None if disk == float("inf") else round(disk, 3),
-             roofline_tok_s=round(roof, 3), share_of_roofline=round(share, 4))
+             roofline_tok_s=round(roof, 3), share_of_roofline=round(share, 4),
+             no_prediction_bound_tok_s=round(no_pred, 3),
+             share_of_no_prediction_bound=round(share_np, 4))
     print(json.dumps(j))
     budget = j["expert_cache_bytes"] / 2**30
     print(f"{src:5} {budget:6.2f}G {j['io']:8} decode {j['decode_tok_s']:8.3f} tok/s  roofline "
-          f"{roof:8.3f} ({100 * share:5.1f}%)  hit {j['cache_hit_rate']:.3f}  disk "
+          f"{roof:8.3f} ({100 * share:5.1f}%)  no-prediction bound {no_pred:7.3f} "
+          f"({100 * share_np:5.1f}%)  hit {j['cache_hit_rate']:.3f}  disk "
           f"{j['disk_gb_s']:.2f}/{dev:.2f} GB/s  io-wait {j['io_wait_share']:.2f}  prefill "
           f"{j['prefill_tok_s']:.2f} tok/s (disk {pf_disk:.2f} GB/s = {100 * pf_disk / dev:.0f}% of "
           f"device; read path {pf_path:.2f} GB/s = {100 * pf_path / dev:.0f}%)  "

@@ -84,6 +84,7 @@ TEST(BenchCliTest, ResidentJsonIsConsistent) {
   const uint64_t per_layer = (q * H + 2 * kv * H + H * q) + 2 * H + 2 * d + E * H + 4 * 3 * I * H;
   const uint64_t expected = 2 * (L * per_layer + H + V * H + H);
   EXPECT_EQ(j["weight_bytes_per_decode_token"].get<uint64_t>(), expected);
+  EXPECT_EQ(j["expert_bytes_per_decode_token"].get<uint64_t>(), 2 * L * 4 * 3 * I * H);
   // K and V (f32) of every layer, over a mean context of 9 + (4 + 1) / 2 positions.
   EXPECT_DOUBLE_EQ(j["kv_bytes_per_decode_token"].get<double>(), L * 2 * kv * 4 * (9 + 2.5));
   EXPECT_NEAR(j["memory_gb_s"].get<double>(),

@@ -110,6 +110,9 @@ TEST(ExpertCacheTest, IoBusyTimeCountsOverlappingReadsOnce) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::vector<int32_t> e = {2, 3};
   ASSERT_TRUE(prov->Begin(0, e).ok());  // two misses, both stuck in Read
+  // The busy period opens when an I/O thread takes the job, which may be a little after Begin
+  // returns on a loaded machine: time the stall from when both reads have started.
+  ASSERT_TRUE(PollUntil([&] { return src.total_reads() == 2; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(150));
   EXPECT_GE(cache->io_busy_ns(), 100'000'000u) << "the open busy period is counted";
   src.Block(false);

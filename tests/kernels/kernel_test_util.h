@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "kernels/reference.h"
 
 namespace moe::kernels::testing {
 
@@ -113,6 +114,34 @@ inline bool WithinSumBound(float got, float want, size_t n, double sum_abs) {
   if (std::isinf(want)) return got == want;
   const double bound = (static_cast<double>(n) + 2) * kUnitRoundoff * sum_abs + 1e-37;
   return std::fabs(static_cast<double>(got) - want) <= bound;
+}
+
+// Checks the output `y` of a quantized-weight kernel run over rows [rb, re) of the rows × cols
+// matrix `w` (`type`) for nt tokens (row stride y_stride) against the scalar reference's `want`:
+// rows outside the range are untouched, rows inside are within the summation bound of
+// Σ_c |w[r][c] · x_at(t, c)|, x_at giving the activation the kernel multiplied column c of
+// token t by. Fatal failures (ASSERT) stop at the first mismatch.
+template <class XAt>
+void ExpectRowRangeMatchesReference(const Guarded& y, const std::vector<float>& want,
+                                    const void* w, WeightType type, size_t rows, size_t cols,
+                                    size_t nt, size_t y_stride, size_t rb, size_t re, XAt x_at) {
+  ASSERT_TRUE(y.GuardIntact());
+  std::vector<float> row(cols);
+  for (size_t r = 0; r < rows; ++r) {
+    reference::DequantizeRow(w, type, cols, r, row.data());
+    for (size_t t = 0; t < nt; ++t) {
+      const float got = y.buf[t * y_stride + r];
+      if (r < rb || r >= re) {
+        ASSERT_TRUE(IsSentinel(got)) << "wrote outside rows: r=" << r;
+        continue;
+      }
+      double sum_abs = 0;
+      for (size_t c = 0; c < cols; ++c) sum_abs += std::fabs(double(row[c]) * x_at(t, c));
+      ASSERT_TRUE(WithinSumBound(got, want[t * y_stride + r], cols, sum_abs))
+          << "cols=" << cols << " r=" << r << " t=" << t << " got " << got << " want "
+          << want[t * y_stride + r];
+    }
+  }
 }
 
 // Parameter name for gtest: the target name.

@@ -121,25 +121,11 @@ TEST_P(QuantActsMatMulTest, MatchesReferenceForTailSizesAndRowRanges) {
         std::vector<float> want(nt * y_stride);
         reference::MatMulQuantizedActs(view, a.q.data(), a.d.data(), nt, want.data(), y_stride,
                                        rb, re);
-        ASSERT_TRUE(y.GuardIntact());
-        std::vector<float> row(cols);
-        for (size_t r = 0; r < rows; ++r) {
-          reference::DequantizeRow(w.data(), type(), cols, r, row.data());
-          for (size_t t = 0; t < nt; ++t) {
-            const float got = y.buf[t * y_stride + r];
-            if (r < rb || r >= re) {
-              ASSERT_TRUE(IsSentinel(got)) << "wrote outside rows: r=" << r;
-              continue;
-            }
-            double sum_abs = 0;
-            for (size_t c = 0; c < cols; ++c) {
-              sum_abs += std::fabs(double(row[c]) * a.q[t * nb * 32 + c] * a.d[t * nb + c / 32]);
-            }
-            ASSERT_TRUE(WithinSumBound(got, want[t * y_stride + r], cols, sum_abs))
-                << "cols=" << cols << " r=" << r << " t=" << t << " got " << got << " want "
-                << want[t * y_stride + r];
-          }
-        }
+        ExpectRowRangeMatchesReference(y, want, w.data(), type(), rows, cols, nt, y_stride, rb,
+                                       re, [&](size_t t, size_t c) {
+                                         return double(a.q[t * nb * 32 + c]) * a.d[t * nb + c / 32];
+                                       });
+        if (HasFatalFailure()) return;
       }
     }
   }

@@ -135,23 +135,10 @@ TEST_P(QuantMatMulTest, MatchesReferenceForTailSizesAndRowRanges) {
         MatMul(view, x.data(), nt, x_stride, y.data(), y_stride, rb, re);
         std::vector<float> want(nt * y_stride);
         reference::MatMul(view, x.data(), nt, x_stride, want.data(), y_stride, rb, re);
-        ASSERT_TRUE(y.GuardIntact());
-        std::vector<float> row(cols);
-        for (size_t r = 0; r < rows; ++r) {
-          reference::DequantizeRow(q.data(), type(), cols, r, row.data());
-          for (size_t t = 0; t < nt; ++t) {
-            const float got = y.buf[t * y_stride + r];
-            if (r < rb || r >= re) {
-              ASSERT_TRUE(IsSentinel(got)) << "wrote outside rows: r=" << r;
-              continue;
-            }
-            double sum_abs = 0;
-            for (size_t c = 0; c < cols; ++c) sum_abs += std::fabs(double(row[c]) * x[t * x_stride + c]);
-            ASSERT_TRUE(WithinSumBound(got, want[t * y_stride + r], cols, sum_abs))
-                << "cols=" << cols << " r=" << r << " t=" << t << " got " << got << " want "
-                << want[t * y_stride + r];
-          }
-        }
+        ExpectRowRangeMatchesReference(
+            y, want, q.data(), type(), rows, cols, nt, y_stride, rb, re,
+            [&](size_t t, size_t c) { return double(x[t * x_stride + c]); });
+        if (HasFatalFailure()) return;
       }
     }
   }

@@ -114,6 +114,18 @@ std::unique_ptr<Engine> OpenHf(const std::string& fixture) {
   return std::move(e).value();
 }
 
+// A fresh store of the base fixture for a test to damage: its folder, the HF model it was
+// converted from, and experts.bin's path and original bytes.
+struct StoreToDamage {
+  explicit StoreToDamage(const std::string& tag)
+      : store(Convert("base", tag)), hf(OpenHf("base")), bin(store + "/experts.bin"),
+        bytes(Slurp(bin)) {}
+  std::string store;
+  std::unique_ptr<Engine> hf;
+  std::string bin;
+  std::vector<char> bytes;
+};
+
 int64_t FirstMoeLayer(const ExpertSource& s) {
   for (int64_t l = 0; l < s.n_layers(); ++l) {
     if (s.has_experts(l)) return l;
@@ -122,10 +134,8 @@ int64_t FirstMoeLayer(const ExpertSource& s) {
 }
 
 TEST(ExpertStoreTest, FlippedBitIsAnIntegrityErrorNamingTheBlock) {
-  const std::string store = Convert("base", "flip");
-  auto hf = OpenHf("base");
-  const std::string bin = store + "/experts.bin";
-  std::vector<char> bytes = Slurp(bin);
+  StoreToDamage d("flip");
+  auto& [store, hf, bin, bytes] = d;
   bytes[store::kBlocksOffset + 1000] ^= 0x10;  // first block: first MoE layer, expert 0
   Spit(bin, bytes);
   auto src = OpenStore(store, *hf);
@@ -159,10 +169,8 @@ TEST(ExpertStoreTest, FlippedBitIsAnIntegrityErrorNamingTheBlock) {
 }
 
 TEST(ExpertStoreTest, SwappedBlocksAreDetected) {
-  const std::string store = Convert("base", "swap");
-  auto hf = OpenHf("base");
-  const std::string bin = store + "/experts.bin";
-  std::vector<char> bytes = Slurp(bin);
+  StoreToDamage d("swap");
+  auto& [store, hf, bin, bytes] = d;
   auto src0 = OpenStore(store, *hf);
   ASSERT_TRUE(src0.ok());
   const uint64_t stride = (*src0)->dst_bytes();
@@ -183,10 +191,8 @@ TEST(ExpertStoreTest, SwappedBlocksAreDetected) {
 }
 
 TEST(ExpertStoreTest, TruncatedOrIncompleteStoresAreRefused) {
-  const std::string store = Convert("base", "trunc");
-  auto hf = OpenHf("base");
-  const std::string bin = store + "/experts.bin";
-  std::vector<char> bytes = Slurp(bin);
+  StoreToDamage d("trunc");
+  auto& [store, hf, bin, bytes] = d;
   Spit(bin, std::vector<char>(bytes.begin(), bytes.end() - 100));
   auto t = OpenStore(store, *hf);
   ASSERT_FALSE(t.ok());

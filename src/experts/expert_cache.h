@@ -96,9 +96,10 @@ class ExpertCache final : private LoadSink {
   // Whether a pinned slot's read has completed successfully (WaitReady would not block).
   bool IsReady(uint32_t slot) const;
   void Release(uint32_t slot);
-  // Loads key into a free or evictable slot without pinning it, as a speculative read (it runs
-  // only when no demand read is queued). Never blocks; never evicts a pinned or loading slot,
-  // nor a resident expert of key's own layer (those are what the prediction is about to use).
+  // Loads key into a free or evictable slot without pinning it, as a speculative read (it
+  // starts only while no demand read is queued or in flight; see Loader). Never blocks; never
+  // evicts a pinned or loading slot, nor a resident expert of key's own layer (those are what
+  // the prediction is about to use).
   void Prefetch(ExpertKey key);
   // The prediction for key was wrong: drops its prefetch if the read has not started and no one
   // waits for it. Otherwise (started, done, requested, or never prefetched) does nothing.

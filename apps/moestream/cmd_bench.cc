@@ -81,8 +81,6 @@ uint64_t ViewBytes(const kernels::WeightView& v) {
   return v.data ? kernels::WeightMatrixBytes(v.type, v.rows, v.cols) : 0;
 }
 
-// Weight bytes one decode token reads: every dense matrix and norm, one embedding row, the
-// final norm and lm_head, plus top_k expert blocks per MoE layer.
 // Expert bytes one decode token reads: top-k blocks of every MoE layer (the part of
 // WeightBytesPerDecodeToken that streams from disk on a miss).
 uint64_t ExpertBytesPerDecodeToken(const Engine& e) {
@@ -94,6 +92,8 @@ uint64_t ExpertBytesPerDecodeToken(const Engine& e) {
   return b;
 }
 
+// Weight bytes one decode token reads: every dense matrix and norm, one embedding row, the
+// final norm and lm_head, plus top_k expert blocks per MoE layer.
 uint64_t WeightBytesPerDecodeToken(const Engine& e) {
   const ModelWeights& w = e.weights();
   uint64_t b = ViewBytes(w.final_norm().view) + ViewBytes(w.lm_head().view);

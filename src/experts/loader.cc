@@ -86,11 +86,11 @@ void Loader::Run() {
       });
       if (stop_) return;  // queued jobs are dropped: only the owner's destructor stops us
       speculative = demand_.count == 0;
-      ++(speculative ? spec_in_flight_ : demand_in_flight_);
       job = speculative ? speculative_.Pop() : demand_.Pop();
       // Counted in flight from here (a speculative job the sink drops ends its busy period at
       // once), so busy_ns never has a gap between a pop and its read.
-      if (in_flight_++ == 0) busy_since_ = std::chrono::steady_clock::now();
+      if (InFlight() == 0) busy_since_ = std::chrono::steady_clock::now();
+      ++(speculative ? spec_in_flight_ : demand_in_flight_);
     }
     if (speculative && !sink_.ShouldStart(job)) {
       EndRead(std::chrono::steady_clock::now(), speculative);
@@ -110,11 +110,11 @@ void Loader::EndRead(std::chrono::steady_clock::time_point now, bool speculative
   bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (--in_flight_ == 0) {
+    --(speculative ? spec_in_flight_ : demand_in_flight_);
+    if (InFlight() == 0) {
       busy_ns_ += static_cast<uint64_t>(
           std::chrono::duration_cast<std::chrono::nanoseconds>(now - busy_since_).count());
     }
-    --(speculative ? spec_in_flight_ : demand_in_flight_);
     wake = speculative_.count > 0;  // a waiting speculative job may be allowed now
   }
   if (wake) cv_.notify_all();
@@ -123,7 +123,7 @@ void Loader::EndRead(std::chrono::steady_clock::time_point now, bool speculative
 uint64_t Loader::busy_ns() const {
   std::lock_guard<std::mutex> lock(mu_);
   uint64_t ns = busy_ns_;
-  if (in_flight_ > 0) {
+  if (InFlight() > 0) {
     ns += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                     std::chrono::steady_clock::now() - busy_since_)
                                     .count());

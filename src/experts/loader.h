@@ -78,9 +78,9 @@ class Loader {
     bool Remove(uint32_t slot, LoadJob* out);  // keeps the others' order
   };
   Queue demand_, speculative_;
-  size_t in_flight_ = 0;                              // guarded by mu_
   size_t demand_in_flight_ = 0, spec_in_flight_ = 0;  // guarded by mu_
-  std::chrono::steady_clock::time_point busy_since_;  // when in_flight_ went 0 → 1
+  size_t InFlight() const { return demand_in_flight_ + spec_in_flight_; }  // mu_ held
+  std::chrono::steady_clock::time_point busy_since_;  // when InFlight() went 0 → 1
   uint64_t busy_ns_ = 0;                              // closed busy periods
   bool stop_ = false;
   std::vector<std::thread> threads_;

@@ -193,11 +193,10 @@ void QuantizeBlock(const ExpertGeometry& g, const char* src, kernels::WeightType
     const uint64_t out_row = kernels::WeightMatrixBytes(type, 1, m->cols);
     constexpr size_t kRowsPerTask = 64;
     auto task = [&](size_t t, size_t worker) {
-      float* row = &rows[worker * row_floats];
-      for (size_t r = t * kRowsPerTask; r < std::min(m->rows, (t + 1) * kRowsPerTask); ++r) {
-        kernels::ToFloat(static_cast<const char*>(m->data) + r * in_row, m->type, m->cols, row);
-        kernels::QuantizeRow(row, m->cols, type, dst + r * out_row);
-      }
+      const size_t r0 = t * kRowsPerTask;
+      kernels::QuantizeRows(static_cast<const char*>(m->data) + r0 * in_row, m->type,
+                            std::min(m->rows - r0, kRowsPerTask), m->cols, type,
+                            dst + r0 * out_row, &rows[worker * row_floats]);
     };
     const size_t n_tasks = (m->rows + kRowsPerTask - 1) / kRowsPerTask;
     if (pool) {

@@ -49,6 +49,11 @@ inline bool IsQuantized(WeightType t) { return t == WeightType::kQ8 || t == Weig
 // Per block: d = max|x| / 127 (q8) or / 7 (q4), q = round-half-away(x / d) clamped to the
 // type's range; an all-zero block gets d = 0. Deterministic, scalar.
 void QuantizeRow(const float* src, size_t n, WeightType t, void* dst);
+// The first `rows` rows of a row-major matrix of `cols` columns stored as src_type → the same
+// rows quantized to t at dst, one row at a time through `scratch` (cols floats): each row is
+// QuantizeRow(ToFloat(row)), so the bytes do not depend on how a caller splits the rows.
+void QuantizeRows(const void* src, WeightType src_type, size_t rows, size_t cols, WeightType t,
+                  void* dst, float* scratch);
 
 // A row-major [rows, cols] weight matrix in its stored type. Non-owning.
 struct WeightView {

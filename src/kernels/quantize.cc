@@ -52,4 +52,14 @@ void QuantizeRow(const float* src, size_t n, WeightType t, void* dst) {
   }
 }
 
+void QuantizeRows(const void* src, WeightType src_type, size_t rows, size_t cols, WeightType t,
+                  void* dst, float* scratch) {
+  const size_t in_row = WeightMatrixBytes(src_type, 1, cols);
+  const size_t out_row = WeightMatrixBytes(t, 1, cols);
+  for (size_t r = 0; r < rows; ++r) {
+    ToFloat(static_cast<const char*>(src) + r * in_row, src_type, cols, scratch);
+    QuantizeRow(scratch, cols, t, static_cast<char*>(dst) + r * out_row);
+  }
+}
+
 }  // namespace moe::kernels

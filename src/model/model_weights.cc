@@ -150,10 +150,8 @@ class WeightBinder {
     for (size_t r0 = 0; r0 < v.rows; r0 += chunk_rows) {
       const size_t n = std::min(chunk_rows, v.rows - r0);
       MOE_TRY(ckpt_.ReadRange(*p.ref, r0 * in_row, in.data(), n * in_row));
-      for (size_t r = 0; r < n; ++r) {
-        kernels::ToFloat(in.data() + r * in_row, src_type, v.cols, row.data());
-        kernels::QuantizeRow(row.data(), v.cols, v.type, dst + (r0 + r) * out_row);
-      }
+      kernels::QuantizeRows(in.data(), src_type, n, v.cols, v.type, dst + r0 * out_row,
+                            row.data());
     }
     return Status::Ok();
   }

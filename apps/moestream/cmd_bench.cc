@@ -294,7 +294,8 @@ int Bench(int argc, char** argv) {
   j += fmt::format("\"expert_cache_bytes\":{},",
                    streaming ? engine.expert_cache()->n_slots() * engine.expert_cache()->slot_bytes()
                              : 0);
-  j += fmt::format("\"io\":{},", JsonStr(model.engine.io_mode));
+  j += fmt::format("\"io\":{},\"io_threads\":{},\"io_depth\":{},",
+                   JsonStr(model.engine.io_mode), model.engine.io_threads, model.engine.io_depth);
   j += fmt::format("\"expert_dtype\":\"{}\",", kernels::WeightTypeName(g.type));
   j += fmt::format("\"expert_block_bytes\":{},", g.block_bytes());
   j += fmt::format("\"threads\":{},", pool.n_threads());

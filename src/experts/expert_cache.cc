@@ -36,7 +36,8 @@ Result<std::unique_ptr<ExpertCache>> ExpertCache::Create(const ExpertSource& sou
   c->slots_.resize(n);
   for (uint32_t i = static_cast<uint32_t>(n); i-- > 0;) c->free_.push_back(i);
   MOE_ASSIGN_OR_RETURN(c->policy_, MakeCachePolicy(c->universe_, opts.policy));
-  c->loader_ = std::make_unique<Loader>(source, static_cast<LoadSink&>(*c), opts.io_threads, n);
+  c->loader_ = std::make_unique<Loader>(source, static_cast<LoadSink&>(*c), opts.io_threads, n,
+                                        opts.io_depth);
   return c;
 }
 

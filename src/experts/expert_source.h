@@ -46,6 +46,17 @@ class ExpertSource {
   // Reads the block of (layer, expert) into dst (geometry().block_bytes() bytes).
   // Errors name the file, offset, layer and expert.
   virtual Status Read(int64_t layer, int64_t expert, void* dst) const = 0;
+  // Read in two halves, for a loader that lets the next read use the device while this block
+  // is checked: ReadRaw moves the bytes (device time), Verify checks them (CPU time; the bytes
+  // must not be used unless it returns Ok). Read ≡ ReadRaw then Verify. Default: ReadRaw is
+  // Read and Verify has nothing to check.
+  virtual Status ReadRaw(int64_t layer, int64_t expert, void* dst) const {
+    return Read(layer, expert, dst);
+  }
+  virtual Status Verify(int64_t layer, int64_t expert, const void* block) const {
+    (void)layer, (void)expert, (void)block;
+    return Status::Ok();
+  }
   // Bytes Read may write at dst: ≥ block_bytes (a store reads whole 4 KiB-padded blocks).
   virtual uint64_t dst_bytes() const { return geometry().block_bytes(); }
 };

@@ -48,8 +48,11 @@ class Fd {
 class StoreSource final : public ExpertSource {
  public:
   Status Read(int64_t layer, int64_t expert, void* dst) const override {
-    const size_t at = entry_of_[static_cast<size_t>(layer * n_experts_ + expert)];
-    const store::IndexEntry& e = index_[at];
+    MOE_TRY(ReadRaw(layer, expert, dst));
+    return Verify(layer, expert, dst);
+  }
+  Status ReadRaw(int64_t layer, int64_t expert, void* dst) const override {
+    const store::IndexEntry& e = Entry(layer, expert);
     const bool aligned = (reinterpret_cast<uintptr_t>(dst) % store::kAlign) == 0;
     Status st;
     if (direct_.get() >= 0 && aligned) {
@@ -58,7 +61,11 @@ class StoreSource final : public ExpertSource {
       st = PreadFully(pread_, buffered_.get(), e.offset, dst, e.size, path_);
     }
     if (!st.ok()) return st.WithContext(fmt::format("layer {} expert {}", layer, expert));
-    const uint64_t got = XXH64(dst, e.size, store::BlockSeed(h_.model_id, e.layer, e.expert));
+    return Status::Ok();
+  }
+  Status Verify(int64_t layer, int64_t expert, const void* block) const override {
+    const store::IndexEntry& e = Entry(layer, expert);
+    const uint64_t got = XXH64(block, e.size, store::BlockSeed(h_.model_id, e.layer, e.expert));
     if (got != e.xxh64) {
       return Error(StatusCode::kIntegrity,
                    "{}: layer {} expert {}: checksum mismatch at offset {} (stored {:016x}, "
@@ -66,6 +73,9 @@ class StoreSource final : public ExpertSource {
                    path_, layer, expert, e.offset, e.xxh64, got);
     }
     return Status::Ok();
+  }
+  const store::IndexEntry& Entry(int64_t layer, int64_t expert) const {
+    return index_[entry_of_[static_cast<size_t>(layer * n_experts_ + expert)]];
   }
   const ExpertGeometry& geometry() const override { return g_; }
   int64_t n_layers() const override { return n_layers_; }

@@ -8,8 +8,11 @@
 
 namespace moe {
 
-Loader::Loader(const ExpertSource& source, LoadSink& sink, size_t n_threads, size_t max_queued)
-    : source_(source), sink_(sink), max_speculative_(std::max<size_t>(1, n_threads / 2)) {
+Loader::Loader(const ExpertSource& source, LoadSink& sink, size_t n_threads, size_t max_queued,
+               size_t device_reads)
+    : source_(source), sink_(sink), max_speculative_(std::max<size_t>(1, n_threads / 2)),
+      device_reads_(std::clamp<size_t>(device_reads ? device_reads : n_threads, 1, 64)),
+      device_(static_cast<std::ptrdiff_t>(device_reads_)) {
   demand_.ring.resize(std::max<size_t>(1, max_queued));
   speculative_.ring.resize(demand_.ring.size());
   for (size_t i = 0; i < std::max<size_t>(1, n_threads); ++i) threads_.emplace_back([this] { Run(); });
@@ -96,9 +99,13 @@ void Loader::Run() {
       EndRead(std::chrono::steady_clock::now(), speculative);
       continue;
     }
-    // No lock held during I/O.
+    // No lock held during I/O. The device limit covers moving the bytes only: while this
+    // thread verifies them, another thread's read keeps the device busy.
+    device_.acquire();
     const auto t0 = std::chrono::steady_clock::now();
-    Status st = source_.Read(job.layer, job.expert, job.dst);
+    Status st = source_.ReadRaw(job.layer, job.expert, job.dst);
+    device_.release();
+    if (st.ok()) st = source_.Verify(job.layer, job.expert, job.dst);
     const auto t1 = std::chrono::steady_clock::now();
     EndRead(t1, speculative);
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count();

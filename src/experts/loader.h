@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <semaphore>
 #include <thread>
 #include <vector>
 
@@ -41,7 +42,12 @@ enum class LoadPriority : uint8_t { kDemand, kSpeculative };
 class Loader {
  public:
   // `max_queued` bounds the jobs waiting (a cache never has more than its slot count loading).
-  Loader(const ExpertSource& source, LoadSink& sink, size_t n_threads, size_t max_queued);
+  // `device_reads`: at most this many threads move bytes (ExpertSource::ReadRaw) at once; a
+  // block is verified outside that limit, so while one thread checks the block it read, the
+  // next read already has the device. 0 = n_threads (no limit but the threads); a limit above
+  // n_threads changes nothing.
+  Loader(const ExpertSource& source, LoadSink& sink, size_t n_threads, size_t max_queued,
+         size_t device_reads = 0);
   ~Loader();
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
@@ -53,6 +59,7 @@ class Loader {
   // waits for it). False when it is not queued (already started or dropped).
   bool Promote(uint32_t slot);
   size_t n_threads() const { return threads_.size(); }
+  size_t device_reads() const { return device_reads_; }
   // Wall time, since construction, during which at least one read was in flight (the current
   // busy period included): bytes read over this is the rate the read path delivers while it
   // is reading, comparable with a device probe at the same concurrency.
@@ -66,6 +73,8 @@ class Loader {
   const ExpertSource& source_;
   LoadSink& sink_;
   const size_t max_speculative_;  // speculative reads in flight at once: half the threads
+  const size_t device_reads_;
+  std::counting_semaphore<64> device_;  // a thread holds one while in ReadRaw
   mutable std::mutex mu_;
   std::condition_variable cv_;
   // Fixed-capacity FIFOs (no allocation per job). A slot is in at most one of them.

@@ -36,6 +36,9 @@ struct EngineOptions {
   std::string expert_cache;
   PolicyKind cache_policy = PolicyKind::kLru;
   int64_t io_threads = 4;
+  // Expert reads moving bytes at once; each block's checksum runs outside this limit (Loader).
+  // 0 = io_threads. 2 measured best with 4 threads here (docs/benchmarks.md, session 6).
+  int64_t io_depth = 2;
   std::string io_mode = "auto";  // converted store reads: direct | buffered | auto
   bool prefetch = false;          // router-lookahead prefetch (runtime/prefetch.h)
   // Bound on any wait for an expert read or a free cache slot; a stalled disk then fails the

@@ -34,6 +34,10 @@ Status Engine::OpenExperts() {
   co.top_k = top_k();
   co.policy.kind = opts_.cache_policy;
   co.io_threads = static_cast<size_t>(opts_.io_threads);
+  if (opts_.io_depth < 0 || opts_.io_depth > 16) {
+    return Error(StatusCode::kUsage, "--io-depth {}: expected 0..16", opts_.io_depth);
+  }
+  co.io_depth = static_cast<size_t>(opts_.io_depth);
   MOE_ASSIGN_OR_RETURN(const uint64_t avail, MemAvailableBytes());
   if (opts_.expert_cache == "auto") {
     const uint64_t kv = static_cast<uint64_t>(c.num_hidden_layers) *

@@ -185,5 +185,23 @@ TEST(ResourceBounds, IoTimeoutOutOfRangeIsAUsageError) {
   }
 }
 
+// The expert I/O flags: thread count and device reads at once, out of range → usage error.
+TEST(ResourceBounds, IoThreadsAndDepthOutOfRangeAreUsageErrors) {
+  TempDir dir;
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--io-threads", "0"}, "--io-threads 0: expected 1..16"},
+      {{"--io-threads", "17"}, "--io-threads 17: expected 1..16"},
+      {{"--io-depth", "-1"}, "--io-depth -1: expected 0..16"},
+      {{"--io-depth", "17"}, "--io-depth 17: expected 0..16"},
+  };
+  for (const auto& [flags, want] : cases) {
+    std::vector<std::string> extra = flags;
+    extra.insert(extra.end(), {"--expert-cache", "auto"});
+    const testing::CliResult r = Generate(kTied, dir, extra);
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.substr(0, r.err.find('\n')).find(want), std::string::npos) << r.err;
+  }
+}
+
 }  // namespace
 }  // namespace moe

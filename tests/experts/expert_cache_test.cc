@@ -15,8 +15,10 @@ namespace {
 using testing::FakeSource;
 
 std::unique_ptr<ExpertCache> MakeCache(const ExpertSource& src, uint64_t n_blocks, int64_t k,
-                                       PolicyKind policy = PolicyKind::kLru) {
+                                       PolicyKind policy = PolicyKind::kLru,
+                                       size_t io_depth = ExpertCacheOptions{}.io_depth) {
   ExpertCacheOptions o;
+  o.io_depth = io_depth;
   o.budget_bytes = n_blocks * 4096;  // fake blocks are 3×16×8×4 = 1536 B → one 4 KiB slot
   o.top_k = k;
   o.policy.kind = policy;
@@ -260,7 +262,9 @@ TEST(ExpertCacheTest, HintPrefetchesAndMeasuresLookahead) {
 
 TEST(ExpertCacheTest, SpeculativeReadsYieldToDemandAndWrongOnesAreDroppedUnread) {
   FakeSource src(2, 8);
-  auto cache = MakeCache(src, 8, 2);  // 4 I/O threads (the default)
+  // 4 I/O threads (the default), all allowed to read at once: two demand reads stay blocked in
+  // the source while two promoted ones must still start.
+  auto cache = MakeCache(src, 8, 2, PolicyKind::kLru, /*io_depth=*/0);
   auto prov = cache->NewProvider();
   src.Block(true);
   const std::vector<int32_t> predicted = {1, 2, 3}, layer0 = {4, 5}, actual = {2, 3};

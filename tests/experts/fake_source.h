@@ -1,13 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 // An in-memory ExpertSource for cache/loader tests: each block's bytes are a function of
-// (layer, expert), every Read is counted, and reads can be made to fail or to block.
+// (layer, expert), every read is counted, and reads can be made to fail, to block or to take
+// time; Read is ReadRaw (bytes) then Verify (a hook), like the store's.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <set>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -34,6 +38,35 @@ class FakeSource final : public ExpertSource {
   }
 
   Status Read(int64_t layer, int64_t expert, void* dst) const override {
+    Status st = ReadRaw(layer, expert, dst);
+    if (!st.ok()) return st;
+    return Verify(layer, expert, dst);
+  }
+  // Counts the reads moving bytes now (and the most ever at once); sleeps raw_delay_ms.
+  Status ReadRaw(int64_t layer, int64_t expert, void* dst) const override {
+    raw_started_.fetch_add(1);
+    const int now = raw_now_.fetch_add(1) + 1;
+    for (int m = raw_max_.load(); now > m && !raw_max_.compare_exchange_weak(m, now);) {
+    }
+    if (raw_delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(raw_delay_ms_));
+    Status st = Fill(layer, expert, dst);
+    raw_now_.fetch_sub(1);
+    return st;
+  }
+  Status Verify(int64_t layer, int64_t expert, const void*) const override {
+    if (verify_hook_) verify_hook_(layer, expert);
+    return Status::Ok();
+  }
+  // Runs on the I/O thread inside Verify (set before any read starts).
+  void SetVerifyHook(std::function<void(int64_t layer, int64_t expert)> f) {
+    verify_hook_ = std::move(f);
+  }
+  void SetRawDelayMs(int ms) { raw_delay_ms_ = ms; }
+  int raw_started() const { return raw_started_.load(); }
+  int raw_max() const { return raw_max_.load(); }
+
+  // The block's bytes into dst (counted as a read; honours Fail and Block).
+  Status Fill(int64_t layer, int64_t expert, void* dst) const {
     reads_[static_cast<size_t>(layer * n_experts_ + expert)].fetch_add(1);
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -77,6 +110,9 @@ class FakeSource final : public ExpertSource {
   mutable std::condition_variable cv_;
   std::set<std::pair<int64_t, int64_t>> fail_;
   bool blocked_ = false;
+  std::function<void(int64_t, int64_t)> verify_hook_;
+  int raw_delay_ms_ = 0;
+  mutable std::atomic<int> raw_started_{0}, raw_now_{0}, raw_max_{0};
 };
 
 }  // namespace moe::testing

@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: Apache-2.0
+// Loader's device limit: at most device_reads threads move bytes (ReadRaw) at once, and a block
+// is verified outside the limit, so the next read has the device while it is checked.
+#include "experts/loader.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "fake_source.h"
+
+namespace moe {
+namespace {
+
+using testing::FakeSource;
+
+class CountingSink final : public LoadSink {
+ public:
+  void OnLoaded(const LoadJob&, Status status, uint64_t) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++done_;
+      ok_ += status.ok();
+    }
+    cv_.notify_all();
+  }
+  // Waits (bounded) for n completions; returns how many came back ok.
+  int WaitFor(int n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(30), [&] { return done_ >= n; });
+    return ok_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int done_ = 0, ok_ = 0;
+};
+
+// Runs n reads of layer 0 through a Loader; returns the number that succeeded.
+int LoadAll(FakeSource& src, size_t threads, size_t device_reads, int n) {
+  CountingSink sink;
+  std::vector<std::vector<char>> bufs(static_cast<size_t>(n),
+                                      std::vector<char>(src.geometry().block_bytes()));
+  Loader loader(src, sink, threads, static_cast<size_t>(n), device_reads);
+  EXPECT_EQ(loader.device_reads(), device_reads ? device_reads : threads);
+  for (int e = 0; e < n; ++e) {
+    EXPECT_TRUE(loader.Submit({0, e, static_cast<uint32_t>(e), bufs[static_cast<size_t>(e)].data()}));
+  }
+  return sink.WaitFor(n);
+}
+
+TEST(LoaderTest, TheNextReadStartsWhileABlockIsVerified) {
+  FakeSource src(1, 6);
+  std::atomic<bool> overlapped{false};
+  src.SetVerifyHook([&](int64_t, int64_t expert) {
+    if (expert != 0) return;
+    // Block 0 is being verified: another thread's read must get the device meanwhile. If the
+    // limit also covered Verify, no other read could start and this would time out.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (src.raw_started() < 2 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    overlapped = src.raw_started() >= 2;
+  });
+  EXPECT_EQ(LoadAll(src, /*threads=*/3, /*device_reads=*/1, 6), 6);
+  EXPECT_TRUE(overlapped);
+}
+
+TEST(LoaderTest, AtMostDeviceReadsMoveBytesAtOnce) {
+  for (size_t limit : {size_t{1}, size_t{2}}) {
+    FakeSource src(1, 12);
+    src.SetRawDelayMs(3);  // long enough that four threads without a limit would overlap
+    EXPECT_EQ(LoadAll(src, /*threads=*/4, limit, 12), 12);
+    EXPECT_LE(src.raw_max(), static_cast<int>(limit));
+    EXPECT_GE(src.raw_max(), 1);
+  }
+}
+
+TEST(LoaderTest, AFailedReadIsNotVerifiedAndIsReported) {
+  FakeSource src(1, 4);
+  std::atomic<int> verified{0};
+  src.SetVerifyHook([&](int64_t, int64_t) { ++verified; });
+  src.Fail(0, 2, true);
+  EXPECT_EQ(LoadAll(src, 2, 1, 4), 3);
+  EXPECT_EQ(verified.load(), 3);
+}
+
+}  // namespace
+}  // namespace moe

@@ -62,7 +62,7 @@ void ModelFlags::RegisterExpertFlags(Flags& f) {
            "expert reads from a converted store: direct (O_DIRECT), buffered, auto", "MODE");
   f.Int("io-threads", &engine.io_threads, "expert I/O threads (default 4)");
   f.Int("io-depth", &engine.io_depth,
-        "expert reads moving bytes at once (default 2; 0 = --io-threads); a block's checksum "
+        "expert reads moving bytes at once (default 0 = --io-threads); a block's checksum "
         "runs outside this limit, so the next read uses the device meanwhile");
   f.Int("io-timeout-ms", &engine.io_timeout_ms,
         "fail a request whose expert read or cache slot waits longer (default 120000)");

@@ -94,6 +94,9 @@ for src in $sources; do
       log "   convert to $src failed"; rm -rf "$dir" "$dir.partial"; continue
     fi
     log "   converted in $(python3 -c "import time; print(round(time.time() - $t0, 1))") s"
+    # Let the device finish the conversion's writes before timing reads: in runs E and F the
+    # first cell after a conversion read slowest (prefill read path 54 % / 58 % of the probe).
+    sync; sleep 30
     probe=$dir/experts.bin
     modes=$io_modes
   fi

@@ -34,7 +34,7 @@ struct ExpertCacheOptions {
   uint64_t budget_bytes = 0;
   PolicyOptions policy;
   size_t io_threads = 4;
-  size_t io_depth = 2;          // device reads at once (Loader's device_reads); 0 = io_threads
+  size_t io_depth = 0;          // device reads at once (Loader's device_reads); 0 = io_threads
   int64_t top_k = 1;            // a budget below top_k slots is refused (kUsage)
   int64_t wait_timeout_ms = 120000;  // bound on any wait for a read or a free slot
 };

@@ -10,9 +10,10 @@ namespace moe {
 
 Loader::Loader(const ExpertSource& source, LoadSink& sink, size_t n_threads, size_t max_queued,
                size_t device_reads)
-    : source_(source), sink_(sink), max_speculative_(std::max<size_t>(1, n_threads / 2)),
+    : source_(source), sink_(sink),
       device_reads_(std::clamp<size_t>(device_reads ? device_reads : n_threads, 1, 64)),
-      device_(static_cast<std::ptrdiff_t>(device_reads_)) {
+      device_(static_cast<std::ptrdiff_t>(device_reads_)),
+      max_speculative_(std::max<size_t>(1, std::min(n_threads, device_reads_) / 2)) {
   demand_.ring.resize(std::max<size_t>(1, max_queued));
   speculative_.ring.resize(demand_.ring.size());
   for (size_t i = 0; i < std::max<size_t>(1, n_threads); ++i) threads_.emplace_back([this] { Run(); });
@@ -81,7 +82,8 @@ void Loader::Run() {
       std::unique_lock<std::mutex> lock(mu_);
       // A speculative read starts only while no demand read is queued or in flight (it uses
       // the disk's idle time and never shares the device with a read someone waits for), and
-      // at most half the threads take one, so a new demand read finds a free thread.
+      // at most half the threads (and device turns) take one, so a new demand read finds a
+      // free thread and a free turn.
       cv_.wait(lock, [&] {
         if (stop_ || demand_.count > 0) return true;
         return speculative_.count > 0 && demand_in_flight_ == 0 &&

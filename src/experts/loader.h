@@ -35,8 +35,8 @@ class LoadSink {
 };
 
 // Demand reads are waited on now; speculative ones (prefetch) run only while no demand read is
-// queued or in flight, on at most half the threads, and may be dropped before they start
-// (LoadSink::ShouldStart).
+// queued or in flight, on at most half the threads (and half the device turns), and may be
+// dropped before they start (LoadSink::ShouldStart).
 enum class LoadPriority : uint8_t { kDemand, kSpeculative };
 
 class Loader {
@@ -72,9 +72,11 @@ class Loader {
 
   const ExpertSource& source_;
   LoadSink& sink_;
-  const size_t max_speculative_;  // speculative reads in flight at once: half the threads
   const size_t device_reads_;
   std::counting_semaphore<64> device_;  // a thread holds one while in ReadRaw
+  // Speculative reads in flight at once: half of the threads or device turns, whichever is
+  // fewer, so a new demand read always finds both a free thread and a free turn.
+  const size_t max_speculative_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   // Fixed-capacity FIFOs (no allocation per job). A slot is in at most one of them.

@@ -37,8 +37,9 @@ struct EngineOptions {
   PolicyKind cache_policy = PolicyKind::kLru;
   int64_t io_threads = 4;
   // Expert reads moving bytes at once; each block's checksum runs outside this limit (Loader).
-  // 0 = io_threads. 2 measured best with 4 threads here (docs/benchmarks.md, session 6).
-  int64_t io_depth = 2;
+  // 0 = io_threads. Which is faster depends on the misses per layer (docs/benchmarks.md,
+  // session 6: 2 wins at high hit rates, loses where many reads queue), so 0 is the default.
+  int64_t io_depth = 0;
   std::string io_mode = "auto";  // converted store reads: direct | buffered | auto
   bool prefetch = false;          // router-lookahead prefetch (runtime/prefetch.h)
   // Bound on any wait for an expert read or a free cache slot; a stalled disk then fails the

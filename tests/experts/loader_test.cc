@@ -82,6 +82,38 @@ TEST(LoaderTest, AtMostDeviceReadsMoveBytesAtOnce) {
   }
 }
 
+// Polls `done` for up to 10 s.
+template <typename F>
+bool PollUntil(F done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!done() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return done();
+}
+
+TEST(LoaderTest, ADemandReadFindsADeviceTurnWhileSpeculativeReadsHoldTheirs) {
+  FakeSource src(1, 8);
+  src.Block(true);  // every read that starts stays in ReadRaw, holding its device turn
+  CountingSink sink;
+  std::vector<std::vector<char>> bufs(8, std::vector<char>(src.geometry().block_bytes()));
+  {
+    Loader loader(src, sink, /*threads=*/4, /*max_queued=*/8, /*device_reads=*/2);
+    for (int e = 0; e < 3; ++e) {
+      ASSERT_TRUE(loader.Submit({0, e, static_cast<uint32_t>(e), bufs[e].data()},
+                                LoadPriority::kSpeculative));
+    }
+    ASSERT_TRUE(PollUntil([&] { return src.raw_started() >= 1; }));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_EQ(src.raw_started(), 1) << "two device turns allow one speculative read at a time";
+    ASSERT_TRUE(loader.Submit({0, 5, 5u, bufs[5].data()}, LoadPriority::kDemand));
+    EXPECT_TRUE(PollUntil([&] { return src.raw_started() >= 2; }))
+        << "the demand read waited behind a speculative one";
+    src.Block(false);
+    EXPECT_EQ(sink.WaitFor(4), 4);
+  }
+}
+
 TEST(LoaderTest, AFailedReadIsNotVerifiedAndIsReported) {
   FakeSource src(1, 4);
   std::atomic<int> verified{0};

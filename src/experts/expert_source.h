@@ -43,16 +43,16 @@ class ExpertSource {
   // True when `layer` has routed experts.
   virtual bool has_experts(int64_t layer) const = 0;
   virtual int64_t n_experts() const = 0;
-  // Reads the block of (layer, expert) into dst (geometry().block_bytes() bytes).
-  // Errors name the file, offset, layer and expert.
-  virtual Status Read(int64_t layer, int64_t expert, void* dst) const = 0;
-  // Read in two halves, for a loader that lets the next read use the device while this block
-  // is checked: ReadRaw moves the bytes (device time), Verify checks them (CPU time; the bytes
-  // must not be used unless it returns Ok). Read ≡ ReadRaw then Verify. Default: ReadRaw is
-  // Read and Verify has nothing to check.
-  virtual Status ReadRaw(int64_t layer, int64_t expert, void* dst) const {
-    return Read(layer, expert, dst);
+  // Reads the block of (layer, expert) into dst (geometry().block_bytes() bytes) and checks it:
+  // ReadRaw then Verify. Errors name the file, offset, layer and expert.
+  Status Read(int64_t layer, int64_t expert, void* dst) const {
+    MOE_TRY(ReadRaw(layer, expert, dst));
+    return Verify(layer, expert, dst);
   }
+  // The two halves of Read, for a loader that lets the next read use the device while this
+  // block is checked: ReadRaw moves the bytes (device time), Verify checks them (CPU time; the
+  // bytes must not be used unless it returns Ok). Default Verify: nothing to check.
+  virtual Status ReadRaw(int64_t layer, int64_t expert, void* dst) const = 0;
   virtual Status Verify(int64_t layer, int64_t expert, const void* block) const {
     (void)layer, (void)expert, (void)block;
     return Status::Ok();

@@ -47,10 +47,6 @@ class Fd {
 
 class StoreSource final : public ExpertSource {
  public:
-  Status Read(int64_t layer, int64_t expert, void* dst) const override {
-    MOE_TRY(ReadRaw(layer, expert, dst));
-    return Verify(layer, expert, dst);
-  }
   Status ReadRaw(int64_t layer, int64_t expert, void* dst) const override {
     const store::IndexEntry& e = Entry(layer, expert);
     const bool aligned = (reinterpret_cast<uintptr_t>(dst) % store::kAlign) == 0;

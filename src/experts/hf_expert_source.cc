@@ -35,7 +35,7 @@ class HfExpertSource final : public ExpertSource {
   }
   int64_t n_experts() const override { return n_experts_; }
 
-  Status Read(int64_t layer, int64_t expert, void* dst) const override {
+  Status ReadRaw(int64_t layer, int64_t expert, void* dst) const override {
     const ExpertSlices& s = table_[static_cast<size_t>(layer)][static_cast<size_t>(expert)];
     char* out = static_cast<char*>(dst);
     const uint64_t m = g_.matrix_bytes();

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // An in-memory ExpertSource for cache/loader tests: each block's bytes are a function of
 // (layer, expert), every read is counted, and reads can be made to fail, to block or to take
-// time; Read is ReadRaw (bytes) then Verify (a hook), like the store's.
+// time; Verify runs a hook.
 #pragma once
 
 #include <atomic>
@@ -37,11 +37,6 @@ class FakeSource final : public ExpertSource {
     return static_cast<uint8_t>(layer * 31 + expert * 7 + i * 13);
   }
 
-  Status Read(int64_t layer, int64_t expert, void* dst) const override {
-    Status st = ReadRaw(layer, expert, dst);
-    if (!st.ok()) return st;
-    return Verify(layer, expert, dst);
-  }
   // Counts the reads moving bytes now (and the most ever at once); sleeps raw_delay_ms.
   Status ReadRaw(int64_t layer, int64_t expert, void* dst) const override {
     raw_started_.fetch_add(1);

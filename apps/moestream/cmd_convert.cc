@@ -3,6 +3,7 @@
 // every block checksum of an existing store. A thin wrapper around experts/store_writer.h.
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <optional>
@@ -74,6 +75,10 @@ int Convert(int argc, char** argv) {
                "TYPE");
   int64_t threads = static_cast<int64_t>(DefaultThreadCount());
   flags.Int("threads", &threads, "threads quantizing rows with --quant (default: all CPUs)");
+  int64_t store_version = store::kVersion;
+  flags.Int("store-version", &store_version,
+            "store format to write: 2 (XXH3 block hashes, the default) or 1 (xxHash64, readable "
+            "by moestream before 2026-11-26)");
   flags.Int("slow-us-per-block", &slow_us, "testing only: sleep per block (crash/resume tests)");
   Status st = flags.Parse(argc, argv);
   if (flags.help_requested()) {
@@ -117,6 +122,8 @@ int Convert(int argc, char** argv) {
   in.progress = quiet ? nullptr : stderr;
   in.slow_us_per_block = static_cast<uint64_t>(slow_us);
   in.quant = quant;
+  // Out-of-range values (negative included) become kUsage in WriteExpertStore.
+  in.store_version = static_cast<uint32_t>(std::clamp<int64_t>(store_version, 0, 1 << 30));
   std::optional<ThreadPool> pool;
   if (quant && threads > 1) {
     pool.emplace(static_cast<size_t>(threads));

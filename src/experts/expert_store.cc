@@ -61,12 +61,13 @@ class StoreSource final : public ExpertSource {
   }
   Status Verify(int64_t layer, int64_t expert, const void* block) const override {
     const store::IndexEntry& e = Entry(layer, expert);
-    const uint64_t got = XXH64(block, e.size, store::BlockSeed(h_.model_id, e.layer, e.expert));
-    if (got != e.xxh64) {
+    const uint64_t got = store::HashBlock(static_cast<store::BlockHash>(h_.block_hash), block,
+                                          e.size, store::BlockSeed(h_.model_id, e.layer, e.expert));
+    if (got != e.hash) {
       return Error(StatusCode::kIntegrity,
                    "{}: layer {} expert {}: checksum mismatch at offset {} (stored {:016x}, "
                    "computed {:016x}): corrupt or swapped block; re-run moestream convert",
-                   path_, layer, expert, e.offset, e.xxh64, got);
+                   path_, layer, expert, e.offset, e.hash, got);
     }
     return Status::Ok();
   }

@@ -26,6 +26,16 @@ Status CheckStoreHeader(const std::string& path, const store::Header& h, const s
     return Error(StatusCode::kUnsupported, "{}: store version {} is newer than {} (upgrade "
                  "moestream or re-convert)", path, h.version, store::kVersion);
   }
+  if (h.version < store::kMinVersion) {
+    return Bad(path, fmt::format("store version {} unknown (expected {}..{})", h.version,
+                                 store::kMinVersion, store::kVersion));
+  }
+  // The hash kind is the version's: a version 1 store's field was reserved (0 = xxHash64).
+  if (h.block_hash != static_cast<uint32_t>(store::BlockHashOfVersion(h.version))) {
+    return Bad(path, fmt::format("block_hash code {} does not belong to store version {} "
+                                 "(expected {})", h.block_hash, h.version,
+                                 static_cast<uint32_t>(store::BlockHashOfVersion(h.version))));
+  }
   if (h.header_bytes < sizeof(store::Header) || h.header_bytes > store::kBlocksOffset) {
     return Bad(path, fmt::format("header_bytes {} out of range", h.header_bytes));
   }

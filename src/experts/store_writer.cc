@@ -33,7 +33,7 @@ using Clock = std::chrono::steady_clock;
 // with the source fingerprint, so a torn or zeroed record (power loss) is never taken for a block.
 struct JournalRecord {
   uint64_t block;
-  uint64_t xxh64;
+  uint64_t hash;  // the block's store hash (IndexEntry::hash)
   uint64_t check;
 };
 constexpr char kJournalFile[] = "journal.bin";
@@ -120,9 +120,10 @@ Status SyncDir(const std::string& dir) {
   return r == 0 ? Status::Ok() : IoErr(dir, "fsync of directory failed");
 }
 
-// Identity of the source: names, sizes and mtimes of its files (changes → no resume).
+// Identity of the source: names, sizes and mtimes of its files (changes → no resume), and of
+// what is written from it (store version, expert type).
 uint64_t SourceFingerprint(const std::string& dir, const std::vector<std::string>& dense,
-                           const char* out_type) {
+                           uint32_t version, const char* out_type) {
   std::vector<std::string> rows;
   std::error_code ec;
   for (const auto& ent : fs::directory_iterator(dir, ec)) {
@@ -132,7 +133,7 @@ uint64_t SourceFingerprint(const std::string& dir, const std::vector<std::string
                                st.st_mtim.tv_sec, st.st_mtim.tv_nsec));
   }
   std::sort(rows.begin(), rows.end());
-  std::string all = fmt::format("v{} journal 2\n", store::kVersion);
+  std::string all = fmt::format("v{} journal 2\n", version);
   for (const auto& r : rows) all += r + "\n";
   for (const auto& d : dense) all += d + "\n";
   all += std::string("type ") + out_type + "\n";
@@ -246,6 +247,10 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
   const auto t0 = Clock::now();
   StoreWriterResult res;
   const ExpertSource& src = *in.experts;
+  if (in.store_version < store::kMinVersion || in.store_version > store::kVersion) {
+    return Error(StatusCode::kUsage, "--store-version {}: expected {}..{}", in.store_version,
+                 store::kMinVersion, store::kVersion);
+  }
   std::error_code ec;
   const bool replace = fs::exists(in.out_dir, ec);
   if (replace && !in.force) {
@@ -270,7 +275,8 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
 
   store::Header h{};
   std::memcpy(h.magic, store::kMagic, 8);
-  h.version = store::kVersion;
+  h.version = in.store_version;
+  h.block_hash = static_cast<uint32_t>(store::BlockHashOfVersion(h.version));
   h.header_bytes = sizeof(store::Header);
   h.model_id = XXH64(config.data(), config.size(), 0);
   h.n_layers = static_cast<uint32_t>(src.n_layers());
@@ -309,7 +315,8 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
   // Resume from the journal when the source is unchanged; otherwise start clean. Records are
   // fixed-size and checksummed: the valid prefix is kept, a torn or zeroed tail is cut off.
   const uint64_t fp =
-      SourceFingerprint(in.source_dir, in.dense_tensors, kernels::WeightTypeName(out_g.type));
+      SourceFingerprint(in.source_dir, in.dense_tensors, h.version,
+                        kernels::WeightTypeName(out_g.type));
   std::vector<uint8_t> done(index.size(), 0);
   uint64_t journal_bytes = 0;
   {
@@ -331,7 +338,7 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
         journal_bytes = p + sizeof(JournalRecord);
         if (!done[r.block]) {
           done[r.block] = 1;
-          index[r.block].xxh64 = r.xxh64;
+          index[r.block].hash = r.hash;
           ++res.blocks_resumed;
         }
       }
@@ -392,9 +399,10 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
     } else {
       MOE_TRY(src.Read(x.layer, x.expert, buf.get()));
     }
-    x.xxh64 = XXH64(buf.get(), h.block_bytes, store::BlockSeed(h.model_id, x.layer, x.expert));
+    x.hash = store::HashBlock(static_cast<store::BlockHash>(h.block_hash), buf.get(),
+                              h.block_bytes, store::BlockSeed(h.model_id, x.layer, x.expert));
     MOE_TRY(out.WriteAt(x.offset, buf.get(), h.block_stride));
-    JournalRecord rec{i, x.xxh64, 0};
+    JournalRecord rec{i, x.hash, 0};
     rec.check = RecordCheck(rec, fp);
     pending.push_back(rec);
     ++res.blocks_written;
@@ -428,7 +436,7 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
   const std::string marker = fmt::format(
       "{{\"format\":\"moestream-expert-store\",\"version\":{},\"experts\":\"{}\",\"dense\":\"{}\","
       "\"model_id\":\"{:016x}\",\"n_blocks\":{}}}\n",
-      store::kVersion, store::kExpertsFile, store::kDenseFile, h.model_id, h.n_blocks);
+      h.version, store::kExpertsFile, store::kDenseFile, h.model_id, h.n_blocks);
   {
     MOE_ASSIGN_OR_RETURN(File m, File::OpenWrite(part + "/" + store::kMarkerFile,
                                                  O_CREAT | O_TRUNC));

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "experts/expert_source.h"
+#include "experts/store_format.h"
 #include "formats/safetensors.h"
 #include "util/status.h"
 #include "util/thread_pool.h"
@@ -47,6 +48,9 @@ struct StoreWriterInput {
   // Quantizes the rows of a block in parallel on this pool (null: on the calling thread). The
   // output is the same bytes for any thread count.
   ThreadPool* pool = nullptr;
+  // The store format written (store_format.h): kVersion (XXH3 block hashes), or 1 (xxHash64)
+  // for moestream builds that predate version 2. Others: kUsage.
+  uint32_t store_version = store::kVersion;
 };
 
 struct StoreWriterResult {

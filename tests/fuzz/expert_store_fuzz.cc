@@ -41,6 +41,8 @@ int ExpertStore(const uint8_t* data, size_t size) {
   Status st = CheckStoreHeader("experts.bin", h, f, file_size, expect, n_layers, n_experts);
   if (!st.ok()) return 0;
   // Accepted header: the index and every block lie inside the file, nothing wrapped.
+  FUZZ_CHECK(h.version >= store::kMinVersion && h.version <= store::kVersion);
+  FUZZ_CHECK(h.block_hash == static_cast<uint32_t>(store::BlockHashOfVersion(h.version)));
   FUZZ_CHECK(h.blocks_offset >= store::kBlocksOffset);
   FUZZ_CHECK(h.index_bytes == h.n_blocks * sizeof(store::IndexEntry));
   using U128 = unsigned __int128;

@@ -80,8 +80,36 @@ TEST(StoreCheck, F1BadMagicAndFutureVersion) {
   s.h.magic[0] = 'X';
   ExpectError(s.Header(), StatusCode::kInvalidFormat, "bad magic");
   TinyStore v;
-  v.h.version = 2;
-  ExpectError(v.Header(), StatusCode::kUnsupported, "version 2");
+  v.h.version = store::kVersion + 1;
+  ExpectError(v.Header(), StatusCode::kUnsupported,
+              fmt::format("version {} is newer", store::kVersion + 1));
+  TinyStore z;
+  z.h.version = 0;
+  ExpectError(z.Header(), StatusCode::kInvalidFormat, "version 0 unknown");
+}
+
+// Version 1 blocks are hashed with xxHash64 (block_hash 0, formerly reserved), version 2 with
+// XXH3 (block_hash 1); a header whose hash kind is not its version's is refused, so a block is
+// never checked with the wrong function (which would report every block as corrupt).
+TEST(StoreCheck, BlockHashKindMustMatchTheVersion) {
+  TinyStore v1;  // hand-made as version 1, block_hash 0
+  EXPECT_TRUE(v1.Header().ok()) << v1.Header().message();
+  TinyStore v2;
+  v2.h.version = 2;
+  v2.h.block_hash = static_cast<uint32_t>(store::BlockHash::kXxh3);
+  EXPECT_TRUE(v2.Header().ok()) << v2.Header().message();
+  TinyStore v2_with_xxh64;
+  v2_with_xxh64.h.version = 2;
+  ExpectError(v2_with_xxh64.Header(), StatusCode::kInvalidFormat,
+              "block_hash code 0 does not belong to store version 2");
+  TinyStore v1_with_xxh3;
+  v1_with_xxh3.h.block_hash = 1;
+  ExpectError(v1_with_xxh3.Header(), StatusCode::kInvalidFormat,
+              "block_hash code 1 does not belong to store version 1");
+  TinyStore unknown;
+  unknown.h.version = 2;
+  unknown.h.block_hash = 7;
+  ExpectError(unknown.Header(), StatusCode::kInvalidFormat, "block_hash code 7");
 }
 
 TEST(StoreCheck, F4MissingFooterIsIncomplete) {

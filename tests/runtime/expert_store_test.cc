@@ -4,6 +4,7 @@
 // injected through the PreadFn hook (EIO delivered, EINTR and short reads retried).
 #include <gtest/gtest.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <atomic>
 #include <chrono>
@@ -27,14 +28,15 @@ using streaming::ModelDir;
 using streaming::Prompt;
 using streaming::RunLogits;
 
-std::string Convert(const std::string& fixture, const std::string& tag) {
+std::string Convert(const std::string& fixture, const std::string& tag,
+                    const std::string& extra = "") {
   const std::string out = std::string(MOE_BINARY_DIR) + "/test_stores/" + fixture + "-" + tag +
                           "-" + std::to_string(::getpid());
   fs::remove_all(out);
   fs::remove_all(out + ".partial");
   fs::create_directories(fs::path(out).parent_path());
   const std::string cmd = std::string(MOESTREAM_BIN_PATH) + " convert --quiet --model " +
-                          ModelDir(fixture) + " --out " + out;
+                          ModelDir(fixture) + " --out " + out + extra;
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
   return out;
 }
@@ -207,6 +209,85 @@ TEST(ExpertStoreTest, TruncatedOrIncompleteStoresAreRefused) {
   EXPECT_EQ(m.status().code(), StatusCode::kIntegrity);
   EXPECT_NE(m.status().message().find("incomplete store"), std::string::npos);
   fs::remove_all(store);
+}
+
+// What a store's file says about itself, read straight from experts.bin.
+struct StoreFile {
+  store::Header h{};
+  std::vector<store::IndexEntry> index;
+  std::vector<char> bytes;
+};
+StoreFile ReadStoreFile(const std::string& store) {
+  StoreFile f;
+  f.bytes = Slurp(store + "/experts.bin");
+  std::memcpy(&f.h, f.bytes.data(), sizeof(f.h));
+  f.index.resize(f.h.n_blocks);
+  std::memcpy(f.index.data(), f.bytes.data() + f.h.index_offset, f.h.index_bytes);
+  return f;
+}
+
+// Version 2 (the default) hashes blocks with XXH3, `--store-version 1` writes the old format
+// (xxHash64) for older readers. Each block's stored hash is recomputed here with the xxhash
+// library's own functions (not the store's code); both versions hold the same block bytes,
+// both verify, and a flipped bit is caught in either.
+TEST(ExpertStoreTest, BothStoreVersionsHashEveryBlockAndVerify) {
+  const std::string v2 = Convert("base", "v2");
+  const std::string v1 = Convert("base", "v1", " --store-version 1");
+  auto hf = OpenHf("base");
+  const StoreFile f2 = ReadStoreFile(v2), f1 = ReadStoreFile(v1);
+  EXPECT_EQ(f2.h.version, 2u);
+  EXPECT_EQ(f2.h.block_hash, static_cast<uint32_t>(store::BlockHash::kXxh3));
+  EXPECT_EQ(f1.h.version, 1u);
+  EXPECT_EQ(f1.h.block_hash, 0u);
+  ASSERT_EQ(f1.index.size(), f2.index.size());
+  ASSERT_GT(f2.index.size(), 0u);
+  for (size_t i = 0; i < f2.index.size(); ++i) {
+    const store::IndexEntry& a = f2.index[i];
+    const store::IndexEntry& b = f1.index[i];
+    ASSERT_EQ(a.offset, b.offset);
+    const char* block2 = f2.bytes.data() + a.offset;
+    const char* block1 = f1.bytes.data() + b.offset;
+    ASSERT_EQ(std::memcmp(block1, block2, a.size), 0) << "block " << i;
+    const uint64_t seed = store::BlockSeed(f2.h.model_id, a.layer, a.expert);
+    EXPECT_EQ(a.hash, XXH3_64bits_withSeed(block2, a.size, seed)) << "block " << i;
+    EXPECT_EQ(b.hash, XXH64(block1, b.size, seed)) << "block " << i;
+    EXPECT_NE(a.hash, b.hash);
+  }
+  for (const std::string& store : {v1, v2}) {
+    auto src = OpenStore(store, *hf);
+    ASSERT_TRUE(src.ok()) << src.status().message();
+    auto n = VerifyExpertStore(**src);
+    ASSERT_TRUE(n.ok()) << n.status().message();
+    EXPECT_EQ(*n, f2.index.size());
+  }
+  // A flipped bit in the version 1 store: the CLI's full verify exits 6 naming the block.
+  std::vector<char> bytes = f1.bytes;
+  bytes[f1.index[0].offset + 17] ^= 0x01;
+  Spit(v1 + "/experts.bin", bytes);
+  auto src = OpenStore(v1, *hf);
+  ASSERT_TRUE(src.ok());
+  std::vector<char> buf((*src)->dst_bytes());
+  Status st = (*src)->Read(f1.index[0].layer, f1.index[0].expert, buf.data());
+  EXPECT_EQ(st.code(), StatusCode::kIntegrity) << st.message();
+  EXPECT_NE(st.message().find("checksum mismatch"), std::string::npos) << st.message();
+  const std::string verify = std::string(MOESTREAM_BIN_PATH) + " convert --verify " + v1 +
+                             " >/dev/null 2>&1";
+  EXPECT_EQ(WEXITSTATUS(std::system(verify.c_str())), 6);
+  fs::remove_all(v1);
+  fs::remove_all(v2);
+}
+
+TEST(ExpertStoreTest, UnknownStoreVersionToWriteIsAUsageError) {
+  const std::string out = std::string(MOE_BINARY_DIR) + "/test_stores/base-v9-" +
+                          std::to_string(::getpid());
+  for (const char* v : {"0", "3", "-1"}) {
+    const std::string cmd = std::string(MOESTREAM_BIN_PATH) + " convert --quiet --model " +
+                            ModelDir("base") + " --out " + out + " --store-version " + v +
+                            " 2>/dev/null";
+    EXPECT_EQ(WEXITSTATUS(std::system(cmd.c_str())), 2) << v;
+    EXPECT_FALSE(fs::exists(out + ".partial")) << v;  // refused before anything is written
+    EXPECT_FALSE(fs::exists(out)) << v;
+  }
 }
 
 // --- Fault injection through the pread hook. ---

@@ -94,10 +94,23 @@ for src in $sources; do
       log "   convert to $src failed"; rm -rf "$dir" "$dir.partial"; continue
     fi
     log "   converted in $(python3 -c "import time; print(round(time.time() - $t0, 1))") s"
-    # Let the device finish the conversion's writes before timing reads: in runs E and F the
-    # first cell after a conversion read slowest (prefill read path 54 % / 58 % of the probe).
-    sync; sleep 30
     probe=$dir/experts.bin
+    # Let the device finish the conversion's writes before timing reads: in runs E, F and G the
+    # first cell after a conversion read slowest (prefill read path 54 / 58 / 49 % of the probe)
+    # although each waited 30 s after sync. Wait until two probes 10 s apart agree within 15 %
+    # (after at least 20 s, at most 16 probes ≈ 180 s).
+    sync; sleep 20
+    settle_prev=0
+    for settle_k in $(seq 1 16); do
+      settle_gb=$(python3 bench/scale/direct_read.py "$probe" --block 4194304 --seconds 2 \
+                    --inflight 2 | python3 -c 'import json,sys; print(json.load(sys.stdin)["direct_hugepage_gb_s"])')
+      log "   settling: probe $settle_k: device ${settle_gb} GB/s"
+      if python3 -c "import sys; a, b = $settle_prev, $settle_gb; sys.exit(0 if a > 0 and abs(a - b) <= 0.15 * max(a, b) else 1)"; then
+        break
+      fi
+      settle_prev=$settle_gb
+      sleep 8
+    done
     modes=$io_modes
   fi
   block=$(python3 -c "

@@ -19,7 +19,7 @@ static_assert(std::endian::native == std::endian::little, "the store is little-e
 
 inline constexpr char kMagic[8] = {'M', 'O', 'E', 'S', 'T', 'O', 'R', 'E'};
 inline constexpr char kFooterMagic[8] = {'M', 'O', 'E', 'S', 'T', 'E', 'N', 'D'};
-// Version 2 (session 7): blocks hashed with XXH3-64 (Header::block_hash = kXxh3). Version 1:
+// Version 2 (2026-11-26): blocks hashed with XXH3-64 (Header::block_hash = kXxh3). Version 1:
 // xxHash64 (block_hash = 0, the field was `reserved`). Readers read both; convert writes 2
 // unless asked for 1 (readable by moestream before version 2).
 inline constexpr uint32_t kVersion = 2;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -19,6 +20,7 @@
 #include <sstream>
 
 #include "experts/expert_store.h"
+#include "experts/store_format.h"
 #include "experts/store_writer.h"
 #include "fault_hooks.h"
 #include "formats/hf_config.h"
@@ -249,6 +251,41 @@ TEST_F(ConvertFaultsTest, E9CancelStopsAtBlockBoundaryWithJournalFlushed) {
   ASSERT_TRUE(again.ok()) << again.status().message();
   EXPECT_EQ(again->blocks_resumed, 4u) << "the journal was not flushed at the interrupt";
   ExpectSameAsRef(out_);
+}
+
+// A partial output's journal holds the hashes of the store version it was started with: a
+// resume asking for the other version restarts (no block of the old hash kind is kept), one
+// asking for the same version resumes.
+TEST_F(ConvertFaultsTest, ResumeKeepsBlocksOnlyOfTheSameStoreVersion) {
+  for (const uint32_t resume_version : {store::kVersion, 1u}) {
+    std::atomic<int> sig{0};
+    FaultHook hook(IoOp::kWrite, "/experts.bin", 3, 0);
+    hook.OnMatch([&] { sig = SIGINT; });
+    StoreWriterInput in = src_->Input(out_);
+    in.cancel_signal = &sig;
+    in.store_version = 1;
+    SetIoFaultHook(&hook);
+    auto r = WriteExpertStore(in);
+    SetIoFaultHook(nullptr);
+    ASSERT_EQ(r.status().code(), StatusCode::kCancelled) << r.status().message();
+    StoreWriterInput again_in = src_->Input(out_);
+    again_in.store_version = resume_version;
+    auto again = WriteExpertStore(again_in);
+    ASSERT_TRUE(again.ok()) << again.status().message();
+    if (resume_version == 1) {
+      EXPECT_EQ(again->blocks_resumed, 4u);
+    } else {
+      EXPECT_EQ(again->blocks_resumed, 0u);
+      EXPECT_TRUE(again->restarted);
+      ExpectSameAsRef(out_);  // the reference is a default (version 2) store
+    }
+    ExpectVerifies(out_);
+    store::Header h{};
+    const std::string bytes = Slurp(out_ + "/experts.bin");
+    std::memcpy(&h, bytes.data(), sizeof(h));
+    EXPECT_EQ(h.version, resume_version);
+    fs::remove_all(out_);
+  }
 }
 
 TEST_F(ConvertFaultsTest, E8SecondWriterIsRefusedWhileTheLockIsHeld) {

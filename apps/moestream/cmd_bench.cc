@@ -296,6 +296,7 @@ int Bench(int argc, char** argv) {
                              : 0);
   j += fmt::format("\"io\":{},\"io_threads\":{},\"io_depth\":{},",
                    JsonStr(model.engine.io_mode), model.engine.io_threads, model.engine.io_depth);
+  j += fmt::format("\"expert_source\":{},", JsonStr(engine.expert_source().format()));
   j += fmt::format("\"expert_dtype\":\"{}\",", kernels::WeightTypeName(g.type));
   j += fmt::format("\"expert_block_bytes\":{},", g.block_bytes());
   j += fmt::format("\"threads\":{},", pool.n_threads());

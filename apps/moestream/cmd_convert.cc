@@ -44,8 +44,8 @@ Status Verify(const std::string& dir) {
   so.io = IoMode::kBuffered;
   MOE_ASSIGN_OR_RETURN(auto src, OpenExpertStore(dir, g, cfg.num_hidden_layers, cfg.num_experts, so));
   MOE_ASSIGN_OR_RETURN(uint64_t n, VerifyExpertStore(*src));
-  std::printf("%s: %llu blocks, every checksum matches\n", dir.c_str(),
-              static_cast<unsigned long long>(n));
+  std::printf("%s: %s: %llu blocks, every checksum matches\n", dir.c_str(),
+              src->format().c_str(), static_cast<unsigned long long>(n));
   return Status::Ok();
 }
 

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "formats/tensor_slice.h"
@@ -57,6 +58,9 @@ class ExpertSource {
     (void)layer, (void)expert, (void)block;
     return Status::Ok();
   }
+  // Where the blocks come from and how they are checked, for reports and benchmark provenance,
+  // e.g. "store v2 (xxh3-64 block checksums)".
+  virtual std::string format() const = 0;
   // Bytes Read may write at dst: ≥ block_bytes (a store reads whole 4 KiB-padded blocks).
   virtual uint64_t dst_bytes() const { return geometry().block_bytes(); }
 };

@@ -81,6 +81,10 @@ class StoreSource final : public ExpertSource {
   }
   int64_t n_experts() const override { return n_experts_; }
   uint64_t dst_bytes() const override { return h_.block_stride; }
+  std::string format() const override {
+    return fmt::format("store v{} ({} block checksums)", h_.version,
+                       store::BlockHashName(static_cast<store::BlockHash>(h_.block_hash)));
+  }
 
   store::Header h_{};
   ExpertGeometry g_;

@@ -34,6 +34,7 @@ class HfExpertSource final : public ExpertSource {
     return layer >= 0 && layer < n_layers() && !table_[static_cast<size_t>(layer)].empty();
   }
   int64_t n_experts() const override { return n_experts_; }
+  std::string format() const override { return "hf safetensors shards (no block checksums)"; }
 
   Status ReadRaw(int64_t layer, int64_t expert, void* dst) const override {
     const ExpertSlices& s = table_[static_cast<size_t>(layer)][static_cast<size_t>(expert)];

@@ -86,5 +86,7 @@ inline uint64_t BlockSeed(uint64_t model_id, uint32_t layer, uint32_t expert) {
 uint64_t HashBlock(BlockHash kind, const void* data, uint64_t bytes, uint64_t seed);
 // The kind a store of `version` declares: kXxh64 for version 1, kXxh3 for version 2.
 BlockHash BlockHashOfVersion(uint32_t version);
+// "xxh64" or "xxh3-64", for reports.
+const char* BlockHashName(BlockHash kind);
 
 }  // namespace moe::store

@@ -28,4 +28,8 @@ BlockHash BlockHashOfVersion(uint32_t version) {
   return version >= 2 ? BlockHash::kXxh3 : BlockHash::kXxh64;
 }
 
+const char* BlockHashName(BlockHash kind) {
+  return kind == BlockHash::kXxh3 ? "xxh3-64" : "xxh64";
+}
+
 }  // namespace moe::store

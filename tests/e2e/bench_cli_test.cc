@@ -8,10 +8,12 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <string>
 
 #include "cli_runner.h"
+#include "experts/store_format.h"
 #include "kernels/kernels.h"
 
 namespace moe {
@@ -127,6 +129,31 @@ TEST(BenchCliTest, StreamingReportsCacheTraffic) {
   EXPECT_GE(j["prefill_read_path_gb_s"].get<double>(),
             j["prefill_disk_gb_s"].get<double>() * 0.999);
   EXPECT_GT(j["prefill_read_path_gb_s"].get<double>(), 0);
+  // Provenance: the bundled model is a HF folder, read without a store.
+  EXPECT_NE(j["expert_source"].get<std::string>().find("hf safetensors"), std::string::npos)
+      << j["expert_source"];
+}
+
+// A run from a converted store names the store's format version and block hash, as its header
+// says (read here from the file), so results from v1 and v2 stores are never confused.
+TEST(BenchCliTest, StreamingFromAStoreReportsItsFormatVersion) {
+  Scratch s;
+  for (const char* version : {"1", "2"}) {
+    const std::string out = s.path + "/store_v" + version;
+    const auto c = testing::RunCli({"convert", "--model", std::string(MOE_SOURCE_DIR) + "/models/qwen3-moe-ref", "--out", out,
+                                    "--quiet", "--store-version", version},
+                                   s.path);
+    ASSERT_EQ(c.exit_code, 0) << c.err;
+    std::ifstream f(out + "/experts.bin", std::ios::binary);
+    store::Header h{};
+    ASSERT_TRUE(f.read(reinterpret_cast<char*>(&h), sizeof(h)));
+    const uint32_t file_version = h.version, block_hash = h.block_hash;
+    EXPECT_EQ(std::to_string(file_version), version);
+    const auto j = RunBench({"--model", out, "--expert-cache", "512K"}, s);
+    EXPECT_EQ(j["expert_source"].get<std::string>(),
+              "store v" + std::to_string(file_version) + " (" +
+                  (block_hash == 1 ? "xxh3-64" : "xxh64") + " block checksums)");
+  }
 }
 
 TEST(BenchCliTest, MeasureMemoryReportsARooflineFromTheProbe) {

@@ -153,6 +153,12 @@ TEST(QuantConvertCliTest, Q8AndQ4StoresMatchLayoutAndStayClose) {
     store::Header h;
     ASSERT_GE(bin.size(), sizeof(h));
     std::memcpy(&h, bin.data(), sizeof(h));
+    // The verify line names the format version written (the default, the newest) and its hash.
+    EXPECT_EQ(h.version, store::kVersion);
+    EXPECT_NE(r.out.find("store v" + std::to_string(h.version) + " (xxh3-64 block checksums): " +
+                         std::to_string(h.n_blocks) + " blocks, every checksum matches"),
+              std::string::npos)
+        << r.out;
     const uint64_t H = 256, I = 64, bb = qi == 0 ? 36 : 20;
     EXPECT_EQ(h.dtype, qi == 0 ? 3u : 4u);
     EXPECT_EQ(h.block_bytes, 2 * I * (H / 32) * bb + H * (I / 32) * bb);

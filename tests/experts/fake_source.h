@@ -32,6 +32,7 @@ class FakeSource final : public ExpertSource {
   int64_t n_layers() const override { return n_layers_; }
   bool has_experts(int64_t) const override { return true; }
   int64_t n_experts() const override { return n_experts_; }
+  std::string format() const override { return "fake"; }
 
   static uint8_t ByteOf(int64_t layer, int64_t expert, uint64_t i) {
     return static_cast<uint8_t>(layer * 31 + expert * 7 + i * 13);

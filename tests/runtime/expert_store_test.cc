@@ -256,6 +256,9 @@ TEST(ExpertStoreTest, BothStoreVersionsHashEveryBlockAndVerify) {
   for (const std::string& store : {v1, v2}) {
     auto src = OpenStore(store, *hf);
     ASSERT_TRUE(src.ok()) << src.status().message();
+    const uint32_t version = store == v1 ? 1 : 2;  // as --store-version asked, checked above
+    EXPECT_EQ((*src)->format(), "store v" + std::to_string(version) + " (" +
+                                    (version == 1 ? "xxh64" : "xxh3-64") + " block checksums)");
     auto n = VerifyExpertStore(**src);
     ASSERT_TRUE(n.ok()) << n.status().message();
     EXPECT_EQ(*n, f2.index.size());

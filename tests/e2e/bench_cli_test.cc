@@ -8,12 +8,11 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 #include <string>
 
 #include "cli_runner.h"
-#include "experts/store_format.h"
+#include "experts/store_file.h"
 #include "kernels/kernels.h"
 
 namespace moe {
@@ -144,9 +143,7 @@ TEST(BenchCliTest, StreamingFromAStoreReportsItsFormatVersion) {
                                     "--quiet", "--store-version", version},
                                    s.path);
     ASSERT_EQ(c.exit_code, 0) << c.err;
-    std::ifstream f(out + "/experts.bin", std::ios::binary);
-    store::Header h{};
-    ASSERT_TRUE(f.read(reinterpret_cast<char*>(&h), sizeof(h)));
+    const store::Header h = testing::ReadStoreFile(out).h;
     const uint32_t file_version = h.version, block_hash = h.block_hash;
     EXPECT_EQ(std::to_string(file_version), version);
     const auto j = RunBench({"--model", out, "--expert-cache", "512K"}, s);

@@ -15,7 +15,7 @@
 #include <sstream>
 
 #include "cli_runner.h"
-#include "experts/store_format.h"
+#include "experts/store_file.h"
 #include "formats/test_files.h"
 
 namespace moe {
@@ -149,10 +149,9 @@ TEST(QuantConvertCliTest, Q8AndQ4StoresMatchLayoutAndStayClose) {
     r = testing::RunCli({"convert", "--verify", out}, s.path);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     // Header: dtype code and block size from the documented layout (H=256, I=64).
-    const std::string bin = Slurp(out + "/experts.bin");
-    store::Header h;
-    ASSERT_GE(bin.size(), sizeof(h));
-    std::memcpy(&h, bin.data(), sizeof(h));
+    const testing::StoreFile f = testing::ReadStoreFile(out);
+    const store::Header& h = f.h;
+    ASSERT_GT(f.index.size(), 0u);
     // The verify line names the format version written (the default, the newest) and its hash.
     EXPECT_EQ(h.version, store::kVersion);
     EXPECT_NE(r.out.find("store v" + std::to_string(h.version) + " (xxh3-64 block checksums): " +
@@ -163,10 +162,8 @@ TEST(QuantConvertCliTest, Q8AndQ4StoresMatchLayoutAndStayClose) {
     EXPECT_EQ(h.dtype, qi == 0 ? 3u : 4u);
     EXPECT_EQ(h.block_bytes, 2 * I * (H / 32) * bb + H * (I / 32) * bb);
     // Layer 0, expert 0, gate row 0 against the bf16 source tensor.
-    std::vector<store::IndexEntry> index(h.n_blocks);
-    std::memcpy(index.data(), bin.data() + h.index_offset, h.index_bytes);
     const store::IndexEntry* e = nullptr;
-    for (const auto& x : index) {
+    for (const auto& x : f.index) {
       if (x.layer == 0 && x.expert == 0) e = &x;
     }
     ASSERT_NE(e, nullptr);
@@ -177,7 +174,7 @@ TEST(QuantConvertCliTest, Q8AndQ4StoresMatchLayoutAndStayClose) {
     std::memcpy(&hl, shard.data(), 8);
     const auto sh = nlohmann::json::parse(shard.substr(8, hl));
     const char* src = shard.data() + 8 + hl + sh[name]["data_offsets"][0].get<uint64_t>();
-    const char* blk = bin.data() + e->offset;
+    const char* blk = f.bytes.data() + e->offset;
     for (uint64_t b = 0; b < H / 32; ++b) {
       float d;
       std::memcpy(&d, blk + b * bb, 4);

@@ -21,6 +21,7 @@
 
 #include "experts/expert_store.h"
 #include "experts/store_format.h"
+#include "experts/store_file.h"
 #include "experts/store_writer.h"
 #include "fault_hooks.h"
 #include "formats/hf_config.h"
@@ -280,10 +281,7 @@ TEST_F(ConvertFaultsTest, ResumeKeepsBlocksOnlyOfTheSameStoreVersion) {
       ExpectSameAsRef(out_);  // the reference is a default (version 2) store
     }
     ExpectVerifies(out_);
-    store::Header h{};
-    const std::string bytes = Slurp(out_ + "/experts.bin");
-    std::memcpy(&h, bytes.data(), sizeof(h));
-    EXPECT_EQ(h.version, resume_version);
+    EXPECT_EQ(testing::ReadStoreFile(out_).h.version, resume_version);
     fs::remove_all(out_);
   }
 }

@@ -17,6 +17,7 @@
 #include "experts/expert_cache.h"
 #include "experts/expert_store.h"
 #include "experts/store_format.h"
+#include "experts/store_file.h"
 #include "streaming_fixture.h"
 #include "util/checked_math.h"
 
@@ -212,20 +213,6 @@ TEST(ExpertStoreTest, TruncatedOrIncompleteStoresAreRefused) {
 }
 
 // What a store's file says about itself, read straight from experts.bin.
-struct StoreFile {
-  store::Header h{};
-  std::vector<store::IndexEntry> index;
-  std::vector<char> bytes;
-};
-StoreFile ReadStoreFile(const std::string& store) {
-  StoreFile f;
-  f.bytes = Slurp(store + "/experts.bin");
-  std::memcpy(&f.h, f.bytes.data(), sizeof(f.h));
-  f.index.resize(f.h.n_blocks);
-  std::memcpy(f.index.data(), f.bytes.data() + f.h.index_offset, f.h.index_bytes);
-  return f;
-}
-
 // Version 2 (the default) hashes blocks with XXH3, `--store-version 1` writes the old format
 // (xxHash64) for older readers. Each block's stored hash is recomputed here with the xxhash
 // library's own functions (not the store's code); both versions hold the same block bytes,
@@ -234,7 +221,7 @@ TEST(ExpertStoreTest, BothStoreVersionsHashEveryBlockAndVerify) {
   const std::string v2 = Convert("base", "v2");
   const std::string v1 = Convert("base", "v1", " --store-version 1");
   auto hf = OpenHf("base");
-  const StoreFile f2 = ReadStoreFile(v2), f1 = ReadStoreFile(v1);
+  const testing::StoreFile f2 = testing::ReadStoreFile(v2), f1 = testing::ReadStoreFile(v1);
   EXPECT_EQ(f2.h.version, 2u);
   EXPECT_EQ(f2.h.block_hash, static_cast<uint32_t>(store::BlockHash::kXxh3));
   EXPECT_EQ(f1.h.version, 1u);
@@ -264,7 +251,7 @@ TEST(ExpertStoreTest, BothStoreVersionsHashEveryBlockAndVerify) {
     EXPECT_EQ(*n, f2.index.size());
   }
   // A flipped bit in the version 1 store: the CLI's full verify exits 6 naming the block.
-  std::vector<char> bytes = f1.bytes;
+  std::vector<char> bytes(f1.bytes.begin(), f1.bytes.end());
   bytes[f1.index[0].offset + 17] ^= 0x01;
   Spit(v1 + "/experts.bin", bytes);
   auto src = OpenStore(v1, *hf);

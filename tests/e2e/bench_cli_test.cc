@@ -139,9 +139,9 @@ TEST(BenchCliTest, StreamingFromAStoreReportsItsFormatVersion) {
   Scratch s;
   for (const char* version : {"1", "2"}) {
     const std::string out = s.path + "/store_v" + version;
-    const auto c = testing::RunCli({"convert", "--model", std::string(MOE_SOURCE_DIR) + "/models/qwen3-moe-ref", "--out", out,
-                                    "--quiet", "--store-version", version},
-                                   s.path);
+    const std::string model = std::string(MOE_SOURCE_DIR) + "/models/qwen3-moe-ref";
+    const auto c = testing::RunCli(
+        {"convert", "--model", model, "--out", out, "--quiet", "--store-version", version}, s.path);
     ASSERT_EQ(c.exit_code, 0) << c.err;
     const store::Header h = testing::ReadStoreFile(out).h;
     const uint32_t file_version = h.version, block_hash = h.block_hash;
@@ -149,7 +149,9 @@ TEST(BenchCliTest, StreamingFromAStoreReportsItsFormatVersion) {
     const auto j = RunBench({"--model", out, "--expert-cache", "512K"}, s);
     EXPECT_EQ(j["expert_source"].get<std::string>(),
               "store v" + std::to_string(file_version) + " (" +
-                  (block_hash == 1 ? "xxh3-64" : "xxh64") + " block checksums)");
+                  (block_hash == static_cast<uint32_t>(store::BlockHash::kXxh3) ? "xxh3-64"
+                                                                                 : "xxh64") +
+                  " block checksums)");
   }
 }
 

@@ -58,9 +58,11 @@ int64_t TargetBit(std::string_view name) {
 
 }  // namespace
 
+int64_t AvailableTargetBits() { return CpuTargets() & HWY_TARGETS; }
+
 std::vector<std::string> AvailableTargets() {
   std::vector<std::string> names;
-  for (int64_t bits = CpuTargets() & HWY_TARGETS; bits != 0; bits &= bits - 1) {
+  for (int64_t bits = AvailableTargetBits(); bits != 0; bits &= bits - 1) {
     names.emplace_back(hwy::TargetName(bits & -bits));
   }
   return names;

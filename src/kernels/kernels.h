@@ -111,6 +111,13 @@ float Dot(const float* a, const float* b, size_t n);
 // stream with independent chains, the memory-bandwidth probe of `moestream bench`.
 uint64_t XorFold(const void* p, size_t bytes);
 
+// XorFold as compiled for each target this CPU supports, best target first (AvailableTargets()
+// order), whatever target the kernels run on. How fast one read loop streams depends on its
+// code, not only on the memory: on Zen 4, Highway's AVX3 loop reads ~25 % slower than its
+// AVX2 one (docs/benchmarks.md, session 9). The memory probe takes the fastest of them.
+using XorFoldFn = uint64_t (*)(const void* p, size_t bytes);
+std::vector<XorFoldFn> XorFoldPerTarget();
+
 // y[i] += a · x[i], i < n.
 void Axpy(float a, const float* x, float* y, size_t n);
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "kernels/kernels.h"
 #include "kernels/reference.h"
@@ -269,6 +270,16 @@ void SiluMul(float* gate, const float* up, size_t n) {
 void Softmax(float* x, size_t n) { HWY_DYNAMIC_DISPATCH(SoftmaxImpl)(x, n); }
 float Dot(const float* a, const float* b, size_t n) { return HWY_DYNAMIC_DISPATCH(DotImpl)(a, b, n); }
 uint64_t XorFold(const void* p, size_t bytes) { return HWY_DYNAMIC_DISPATCH(XorFoldImpl)(p, bytes); }
+
+std::vector<XorFoldFn> XorFoldPerTarget() {
+  std::vector<XorFoldFn> fns;
+  for (int64_t bits = AvailableTargetBits(); bits != 0; bits &= bits - 1) {
+    hwy::ChosenTarget one;  // the dispatch-table index of this one target
+    one.Update(bits & -bits);
+    fns.push_back(HWY_DISPATCH_TABLE(XorFoldImpl)[one.GetIndex()]);
+  }
+  return fns;
+}
 void Axpy(float a, const float* x, float* y, size_t n) {
   HWY_DYNAMIC_DISPATCH(AxpyImpl)(a, x, y, n);
 }

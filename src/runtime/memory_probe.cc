@@ -6,11 +6,11 @@
 #include <chrono>
 #include <cstdio>
 
-#include "kernels/kernels.h"
 
 namespace moe {
 
-double TimeReadPass(ThreadPool& pool, const void* p, size_t bytes, uint64_t* sink) {
+double TimeReadPass(ThreadPool& pool, const void* p, size_t bytes, uint64_t* sink,
+                    kernels::XorFoldFn fold_fn) {
   const char* buf = static_cast<const char*>(p);
   const size_t parts = pool.n_threads();
   std::atomic<uint64_t> fold{0};
@@ -18,7 +18,7 @@ double TimeReadPass(ThreadPool& pool, const void* p, size_t bytes, uint64_t* sin
   pool.ParallelFor(parts, [&](size_t task, size_t) {
     const size_t per = bytes / parts, b = task * per;
     const size_t len = task + 1 == parts ? bytes - b : per;
-    fold.fetch_xor(kernels::XorFold(buf + b, len), std::memory_order_relaxed);
+    fold.fetch_xor(fold_fn(buf + b, len), std::memory_order_relaxed);
   });
   const auto t1 = std::chrono::steady_clock::now();
   *sink ^= fold.load(std::memory_order_relaxed);
@@ -35,9 +35,11 @@ MemoryProbe::~MemoryProbe() {
 double MemoryProbe::GbS(ThreadPool& pool, int passes) {
   if (!mem_) return 0;
   double best = 0;
-  for (int rep = 0; rep <= passes; ++rep) {
-    const double s = TimeReadPass(pool, mem_.get(), bytes_, &sink_);
-    if (rep > 0 && s > 0) best = std::max(best, static_cast<double>(bytes_) / s / 1e9);
+  for (const kernels::XorFoldFn fold : kernels::XorFoldPerTarget()) {
+    for (int rep = 0; rep <= passes; ++rep) {
+      const double s = TimeReadPass(pool, mem_.get(), bytes_, &sink_, fold);
+      if (rep > 0 && s > 0) best = std::max(best, static_cast<double>(bytes_) / s / 1e9);
+    }
   }
   return best;
 }

@@ -1,20 +1,23 @@
 // SPDX-License-Identifier: Apache-2.0
 // Memory read bandwidth as the decode kernels can use it: every thread of a pool reads its own
 // contiguous part of one buffer with kernels::XorFold (a vector XOR, nothing else), timed as one
-// parallel section. `moestream bench --measure-memory` compares each decode with a probe taken
+// parallel section, on each SIMD target the CPU supports; the fastest counts. `moestream bench --measure-memory` compares each decode with a probe taken
 // right before it; bench/decode_stream_bench interleaves it with a decode MatMul.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/kernels.h"
 #include "util/huge_buffer.h"
 #include "util/thread_pool.h"
 
 namespace moe {
 
-// Seconds for `pool` to read [p, p + bytes) once. Folds the bytes into *sink (keep it alive).
-double TimeReadPass(ThreadPool& pool, const void* p, size_t bytes, uint64_t* sink);
+// Seconds for `pool` to read [p, p + bytes) once with `fold` (default: the kernels' current
+// target). Folds the bytes into *sink (keep it alive).
+double TimeReadPass(ThreadPool& pool, const void* p, size_t bytes, uint64_t* sink,
+                    kernels::XorFoldFn fold = kernels::XorFold);
 
 // One buffer (huge-page backed, prefaulted once at construction: refaulting it before each
 // probe would disturb the very decode it is compared with), reused for every probe.
@@ -24,7 +27,8 @@ class MemoryProbe {
   explicit MemoryProbe(size_t bytes = kDefaultBytes);
   ~MemoryProbe();
   bool ok() const { return static_cast<bool>(mem_); }
-  // Best GB/s of `passes` passes after one warm-up pass; 0 when the buffer was not allocated.
+  // Best GB/s of `passes` passes after one warm-up pass, on each of
+  // kernels::XorFoldPerTarget(); 0 when the buffer was not allocated.
   double GbS(ThreadPool& pool, int passes = 3);
 
  private:

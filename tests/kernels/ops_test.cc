@@ -235,6 +235,20 @@ TEST_P(OpsTest, XorFoldEqualsScalarFoldForAllLengths) {
   }
 }
 
+// The memory probe's per-target folds: one per available target, each the scalar fold, and the
+// current target's among them.
+TEST(XorFoldPerTargetTest, OneFoldPerAvailableTargetEachExact) {
+  std::vector<uint64_t> w(1000);
+  uint64_t state = 0x2545f4914f6cdd1dull, expect = 0;
+  for (uint64_t& x : w) expect ^= x = state = state * 6364136223846793005ull + 1;
+  const std::vector<XorFoldFn> fns = XorFoldPerTarget();
+  ASSERT_EQ(fns.size(), AvailableTargets().size());
+  for (size_t i = 0; i < fns.size(); ++i) {
+    EXPECT_EQ(fns[i](w.data(), w.size() * 8), expect) << AvailableTargets()[i];
+    for (size_t j = 0; j < i; ++j) EXPECT_NE(fns[i], fns[j]) << "targets " << i << ", " << j;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllTargets, OpsTest, ::testing::ValuesIn(AvailableTargets()),
                          TargetParamName);
 

@@ -1,0 +1,189 @@
+// SPDX-License-Identifier: Apache-2.0
+// Does a tile-interleaved bf16 weight layout stream faster than row-major in decode? (x86-64
+// with AVX-512 only; docs/benchmarks.md, session 9.) A decode MatMul over 8-row tiles reads 8
+// row streams at once; stored tile-interleaved ([tile][16-column chunk][row][16]) the same tile
+// is one sequential stream. Both arms compute every output with the engine's chain (16-lane
+// FMA over the columns in order, then one reduction), so their outputs must be bit-identical,
+// and that is checked. Each round times, in a rotating order, the memory probe (the fastest
+// target's XorFold, as `moestream bench --measure-memory`) and each arm over the pool; medians
+// at the end. A single-thread pass over 256 rows that stay in L2 gives each arm's compute-only
+// rate, i.e. how far the instruction stream alone lets it go.
+//
+//   build-bench/bench/tile_layout_bench [--rows 151936] [--cols 2048] [--threads 2] [--rounds 9]
+// GCC 12's own AVX-512 intrinsics (_mm512_undefined_*) trip -Wmaybe-uninitialized.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "bench_buffers.h"
+#include "runtime/memory_probe.h"
+#include "util/thread_pool.h"
+
+namespace moe {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr size_t kRows = 8;    // rows per tile, as the engine's decode tile
+constexpr size_t kChunk = 16;  // columns per step (16 f32 lanes)
+
+#define MOE_AVX512 __attribute__((target("avx512f,avx512bw")))
+
+MOE_AVX512 inline __m512 Widen(const uint16_t* p) {
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// Row (tile row i) chunk c's 16 weights: row-major, or interleaved within the tile.
+struct RowMajor {
+  static const uint16_t* At(const uint16_t* tile, size_t cols, size_t i, size_t c) {
+    return tile + i * cols + c;
+  }
+};
+struct Interleaved {
+  static const uint16_t* At(const uint16_t* tile, size_t, size_t i, size_t c) {
+    return tile + c * kRows + i * kChunk;
+  }
+};
+
+// y[r] for rows [r0, r1) (whole tiles; cols a multiple of 16). kPrefetch: bytes ahead of the
+// current step to prefetch into L2 (row-major: the next tile's rows, as the engine does).
+template <class Layout, bool kPrefetch>
+MOE_AVX512 void Gemv(const uint16_t* w, size_t cols, const float* x, float* y, size_t r0,
+                     size_t r1) {
+  for (size_t r = r0; r < r1; r += kRows) {
+    const uint16_t* tile = w + r * cols;
+    __m512 acc[kRows];
+    for (size_t i = 0; i < kRows; ++i) acc[i] = _mm512_setzero_ps();
+    for (size_t c = 0; c < cols; c += kChunk) {
+      if constexpr (kPrefetch) {
+        // Row-major: one tile ahead, this step's share; interleaved: 8 steps ahead.
+        const char* p = std::is_same_v<Layout, RowMajor>
+                            ? reinterpret_cast<const char*>(tile + kRows * cols + c * kRows)
+                            : reinterpret_cast<const char*>(tile + (c + 8 * kChunk) * kRows);
+        for (size_t k = 0; k < kRows * kChunk * 2; k += 64) _mm_prefetch(p + k, _MM_HINT_T1);
+      }
+      const __m512 xv = _mm512_loadu_ps(x + c);
+      for (size_t i = 0; i < kRows; ++i) {
+        acc[i] = _mm512_fmadd_ps(Widen(Layout::At(tile, cols, i, c)), xv, acc[i]);
+      }
+    }
+    for (size_t i = 0; i < kRows; ++i) y[r + i] = _mm512_reduce_add_ps(acc[i]);
+  }
+}
+
+using GemvFn = void (*)(const uint16_t*, size_t, const float*, float*, size_t, size_t);
+struct Arm {
+  const char* name;
+  GemvFn fn;
+  bool interleaved;
+  std::vector<double> gb_s;
+};
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+int Main(int argc, char** argv) {
+  size_t rows = 151936, cols = 2048, threads = 2, rounds = 9;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string_view f = argv[i];
+    const size_t v = std::strtoull(argv[i + 1], nullptr, 10);
+    if (f == "--rows") rows = v;
+    else if (f == "--cols") cols = v;
+    else if (f == "--threads") threads = v;
+    else if (f == "--rounds") rounds = v;
+    else return std::fprintf(stderr, "unknown flag %s\n", argv[i]), 2;
+  }
+  if (!__builtin_cpu_supports("avx512bw")) return std::puts("needs AVX-512 (F, BW)"), 0;
+  rows -= rows % (kRows * threads);
+  cols -= cols % kChunk;
+  if (rows == 0 || cols == 0) return std::fputs("--rows/--cols too small\n", stderr), 2;
+  const size_t bytes = rows * cols * 2;
+  HugeBuffer row_major = bench::WeightLikeBuffer(bytes, 7, 0x3fff);
+  HugeBuffer inter = AllocateHugeBuffer(bytes, /*prefault=*/true);
+  if (!row_major || !inter) return std::fputs("allocation failed\n", stderr), 1;
+  const auto* rm = reinterpret_cast<const uint16_t*>(row_major.get());
+  auto* il = reinterpret_cast<uint16_t*>(inter.get());
+  for (size_t r = 0; r < rows; r += kRows) {
+    for (size_t c = 0; c < cols; c += kChunk) {
+      for (size_t i = 0; i < kRows; ++i) {
+        std::memcpy(il + r * cols + c * kRows + i * kChunk, rm + (r + i) * cols + c, kChunk * 2);
+      }
+    }
+  }
+  std::vector<float> x(cols), y_rm(rows), y_il(rows);
+  for (size_t i = 0; i < cols; ++i) x[i] = static_cast<float>(i % 13) * 0.125f - 0.75f;
+  std::vector<Arm> arms = {{"row-major, prefetch next tile", Gemv<RowMajor, true>, false, {}},
+                           {"row-major, no prefetch", Gemv<RowMajor, false>, false, {}},
+                           {"interleaved, no prefetch", Gemv<Interleaved, false>, true, {}},
+                           {"interleaved, prefetch 8 steps", Gemv<Interleaved, true>, true, {}}};
+  for (Arm& a : arms) {  // compute-only: 256 rows (1 MiB at 2048 columns) stay in L2
+    const size_t n = std::min<size_t>(rows, 256), reps = 200;
+    const auto* w = a.interleaved ? il : rm;
+    a.fn(w, cols, x.data(), y_il.data(), 0, n);
+    const auto t0 = Clock::now();
+    for (size_t k = 0; k < reps; ++k) a.fn(w, cols, x.data(), y_il.data(), 0, n);
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    std::printf("compute-only (L2, 1 thread)  %-30s %6.1f GB/s\n", a.name,
+                static_cast<double>(reps * n * cols * 2) / s / 1e9);
+  }
+  ThreadPool pool(threads);
+  const std::vector<kernels::XorFoldFn> folds = kernels::XorFoldPerTarget();
+  const size_t per = rows / threads;
+  uint64_t sink = 0;
+  std::vector<double> probe;
+  const auto time_arm = [&](Arm& a) {
+    const auto* w = a.interleaved ? il : rm;
+    float* y = a.interleaved ? y_il.data() : y_rm.data();
+    const auto t0 = Clock::now();
+    pool.ParallelFor(threads, [&](size_t t, size_t) { a.fn(w, cols, x.data(), y, t * per, (t + 1) * per); });
+    return static_cast<double>(bytes) / std::chrono::duration<double>(Clock::now() - t0).count() / 1e9;
+  };
+  std::printf("bf16 %zu x %zu (%.1f MB), %zu threads\n", rows, cols, bytes / 1e6, threads);
+  for (size_t r = 0; r <= rounds; ++r) {  // round 0 warms up
+    double best_probe = 0;
+    for (const kernels::XorFoldFn fold : folds) {
+      best_probe = std::max(best_probe, bytes / TimeReadPass(pool, rm, bytes, &sink, fold) / 1e9);
+    }
+    std::vector<double> gb(arms.size());
+    for (size_t k = 0; k < arms.size(); ++k) {  // rotate the order: no arm always runs first
+      const size_t a = (k + r) % arms.size();
+      gb[a] = time_arm(arms[a]);
+    }
+    if (std::memcmp(y_rm.data(), y_il.data(), rows * sizeof(float)) != 0) {
+      return std::fputs("interleaved and row-major outputs differ\n", stderr), 1;
+    }
+    if (r == 0) continue;
+    probe.push_back(best_probe);
+    std::printf("round %2zu  probe %6.1f", r, best_probe);
+    for (size_t a = 0; a < arms.size(); ++a) {
+      arms[a].gb_s.push_back(gb[a]);
+      std::printf("  | %5.1f", gb[a]);
+    }
+    std::printf("\n");
+  }
+  std::printf("medians: probe %.1f GB/s (sink %llx)\n", Median(probe),
+              static_cast<unsigned long long>(sink & 1));
+  const double base = Median(arms[0].gb_s);
+  for (const Arm& a : arms) {
+    const double m = Median(a.gb_s);
+    std::printf("  %-30s %6.1f GB/s = %5.1f%% of probe, %.3fx the engine's scheme\n", a.name, m,
+                100 * m / Median(probe), m / base);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace moe
+
+int main(int argc, char** argv) { return moe::Main(argc, argv); }

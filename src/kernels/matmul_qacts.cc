@@ -30,9 +30,16 @@ namespace {
 
 #define MOE_UNROLL HWY_UNROLL(16)
 
-// int16 lanes (at most 16: a lane group never spans more than half a 32-value block), their
-// pairwise int32 sums, and f32 lanes of the same count.
+// int16 lanes, their pairwise int32 sums, and f32 lanes of the same count. A lane group is half
+// a 32-value block (16 lanes), or on AVX-512 the whole block (32 lanes: one widening multiply-add
+// and one scale FMA per block instead of two and one; measured in docs/benchmarks.md, session 9).
+#undef MOE_QA_WHOLE_BLOCK  // foreach_target.h includes this file once per target
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+#define MOE_QA_WHOLE_BLOCK 1
+using D16 = hn::CappedTag<int16_t, 32>;
+#else
 using D16 = hn::CappedTag<int16_t, 16>;
+#endif
 using D32 = hn::RepartitionToWide<D16>;
 using DF = hn::Rebind<float, D32>;
 using V16 = hn::Vec<D16>;
@@ -110,9 +117,18 @@ HWY_INLINE V16 LoadW16(D16 d16, const uint8_t* HWY_RESTRICT blk, size_t k) {
     const hn::Rebind<int8_t, D16> d8;
     return hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(blk + 4 + k)));
   } else {
+#ifdef MOE_QA_WHOLE_BLOCK
+    // The whole block (k = 0): low nibbles of its 16 bytes are values 0-15, high nibbles 16-31.
+    (void)k;
+    const hn::Full128<uint8_t> d8;
+    const hn::Full256<int16_t> dh;
+    const auto b = hn::PromoteTo(dh, hn::LoadU(d8, blk + 4));
+    const auto v = hn::Combine(d16, hn::ShiftRight<4>(b), hn::And(b, hn::Set(dh, 15)));
+#else
     const hn::Rebind<uint8_t, D16> du8;
     auto v = hn::PromoteTo(d16, hn::LoadU(du8, blk + 4 + (k & 15)));
     v = k < 16 ? hn::And(v, hn::Set(d16, 15)) : hn::ShiftRight<4>(v);
+#endif
     return hn::Sub(v, hn::Set(d16, 8));
   }
 }

@@ -146,8 +146,11 @@ int Main(int argc, char** argv) {
     const auto* w = a.interleaved ? il : rm;
     float* y = a.interleaved ? y_il.data() : y_rm.data();
     const auto t0 = Clock::now();
-    pool.ParallelFor(threads, [&](size_t t, size_t) { a.fn(w, cols, x.data(), y, t * per, (t + 1) * per); });
-    return static_cast<double>(bytes) / std::chrono::duration<double>(Clock::now() - t0).count() / 1e9;
+    pool.ParallelFor(threads, [&](size_t t, size_t) {
+      a.fn(w, cols, x.data(), y, t * per, (t + 1) * per);
+    });
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    return static_cast<double>(bytes) / s / 1e9;
   };
   std::printf("bf16 %zu x %zu (%.1f MB), %zu threads\n", rows, cols, bytes / 1e6, threads);
   for (size_t r = 0; r <= rounds; ++r) {  // round 0 warms up

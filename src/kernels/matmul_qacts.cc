@@ -119,9 +119,9 @@ HWY_INLINE V16 LoadW16(D16 d16, const uint8_t* HWY_RESTRICT blk, size_t k) {
   } else {
 #ifdef MOE_QA_WHOLE_BLOCK
     // The whole block (k = 0): low nibbles of its 16 bytes are values 0-15, high nibbles 16-31.
-    // With the nibble's top bit flipped, its value as a signed 4-bit number is q − 8: lane i of
-    // the bytes twice, as words, shifted left by 12 (values 0-15) or 8 (16-31), then
-    // arithmetic-shifted right by 12. 5 operations for the 32 weights.
+    // With the nibble's top bit flipped, its value as a signed 4-bit number is q − 8. The 16
+    // bytes go to both halves as words, shifted left by 12 (lanes 0-15: the low nibble on top)
+    // or 8 (lanes 16-31: the high nibble), then arithmetic-shifted right by 12: 5 operations.
     (void)k;
     const hn::Full256<uint8_t> d8;
     const hn::RebindToUnsigned<D16> du16;

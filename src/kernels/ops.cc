@@ -280,6 +280,7 @@ std::vector<XorFoldFn> XorFoldPerTarget() {
   }
   return fns;
 }
+
 void Axpy(float a, const float* x, float* y, size_t n) {
   HWY_DYNAMIC_DISPATCH(AxpyImpl)(a, x, y, n);
 }

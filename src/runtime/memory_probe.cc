@@ -6,7 +6,6 @@
 #include <chrono>
 #include <cstdio>
 
-
 namespace moe {
 
 double TimeReadPass(ThreadPool& pool, const void* p, size_t bytes, uint64_t* sink,

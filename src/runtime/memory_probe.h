@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Memory read bandwidth as the decode kernels can use it: every thread of a pool reads its own
 // contiguous part of one buffer with kernels::XorFold (a vector XOR, nothing else), timed as one
-// parallel section, on each SIMD target the CPU supports; the fastest counts. `moestream bench --measure-memory` compares each decode with a probe taken
-// right before it; bench/decode_stream_bench interleaves it with a decode MatMul.
+// parallel section, on each SIMD target the CPU supports; the fastest counts.
+// `moestream bench --measure-memory` compares each decode with a probe taken right before it;
+// bench/decode_stream_bench interleaves it with a decode MatMul.
 #pragma once
 
 #include <cstddef>

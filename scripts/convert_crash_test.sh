@@ -93,7 +93,11 @@ grep -Eq " [1-9][0-9]* resumed" "$work/log3" || { echo "FAIL: nothing resumed af
 # A changed source (new mtime) must restart, not resume.
 rm -rf "$work/out"
 "$bin" convert --quiet --slow-us-per-block $slow --model "$work/src" --out "$work/out" 2>/dev/null &
-pid=$!; sleep 0.1; kill -9 $pid; wait $pid 2>/dev/null || true
+pid=$!
+# Kill once the journal exists, not after a fixed delay: under ASan on a loaded machine, startup
+# alone took longer than the 0.1 s this used to sleep (session 9 CI: "no partial output").
+for ((i = 0; i < 400; ++i)); do [[ -s "$work/out.partial/journal.bin" ]] && break; sleep 0.05; done
+kill -9 $pid; wait $pid 2>/dev/null || true
 [[ -d "$work/out.partial" ]] || { echo "FAIL: no partial output to resume"; exit 1; }
 touch "$work/src/config.json"
 "$bin" convert --quiet --model "$work/src" --out "$work/out" 2>"$work/log2"

@@ -116,13 +116,8 @@ int Main(int argc, char** argv) {
               kernels::WeightTypeName(o.type), o.rows, o.cols, static_cast<double>(bytes) / 1e6,
               o.threads, tasks, kernels::TargetName());
   std::vector<double> probe, mm, ratio;
-  const std::vector<kernels::XorFoldFn> folds = kernels::XorFoldPerTarget();
   for (size_t r = 0; r <= o.rounds; ++r) {  // round 0 warms up
-    double probe_s = 0;  // the fastest target's read pass, as MemoryProbe
-    for (const kernels::XorFoldFn fold : folds) {
-      const double s = TimeReadPass(pool, w, bytes, &sink, fold);
-      if (probe_s == 0 || s < probe_s) probe_s = s;
-    }
+    const double probe_s = TimeReadPass(pool, w, bytes, &sink);
     const auto t0 = Clock::now();
     const bool qa = kernels::IsQuantized(o.type) && !o.float_acts;
     if (qa) kernels::QuantizeActs(x.data(), 1, o.cols, o.cols, xq.data(), xd.data());

@@ -138,7 +138,6 @@ int Main(int argc, char** argv) {
                 static_cast<double>(reps * n * cols * 2) / s / 1e9);
   }
   ThreadPool pool(threads);
-  const std::vector<kernels::XorFoldFn> folds = kernels::XorFoldPerTarget();
   const size_t per = rows / threads;
   uint64_t sink = 0;
   std::vector<double> probe;
@@ -154,10 +153,7 @@ int Main(int argc, char** argv) {
   };
   std::printf("bf16 %zu x %zu (%.1f MB), %zu threads\n", rows, cols, bytes / 1e6, threads);
   for (size_t r = 0; r <= rounds; ++r) {  // round 0 warms up
-    double best_probe = 0;
-    for (const kernels::XorFoldFn fold : folds) {
-      best_probe = std::max(best_probe, bytes / TimeReadPass(pool, rm, bytes, &sink, fold) / 1e9);
-    }
+    const double best_probe = bytes / TimeReadPass(pool, rm, bytes, &sink) / 1e9;
     std::vector<double> gb(arms.size());
     for (size_t k = 0; k < arms.size(); ++k) {  // rotate the order: no arm always runs first
       const size_t a = (k + r) % arms.size();

@@ -9,16 +9,14 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "kernels/kernels.h"
 #include "util/huge_buffer.h"
 #include "util/thread_pool.h"
 
 namespace moe {
 
-// Seconds for `pool` to read [p, p + bytes) once with `fold` (default: the kernels' current
-// target). Folds the bytes into *sink (keep it alive).
-double TimeReadPass(ThreadPool& pool, const void* p, size_t bytes, uint64_t* sink,
-                    kernels::XorFoldFn fold = kernels::XorFold);
+// Seconds for `pool` to read [p, p + bytes) once, the fastest of one pass with each of
+// kernels::XorFoldPerTarget(). Folds the bytes into *sink (keep it alive).
+double TimeReadPass(ThreadPool& pool, const void* p, size_t bytes, uint64_t* sink);
 
 // One buffer (huge-page backed, prefaulted once at construction: refaulting it before each
 // probe would disturb the very decode it is compared with), reused for every probe.
@@ -28,8 +26,8 @@ class MemoryProbe {
   explicit MemoryProbe(size_t bytes = kDefaultBytes);
   ~MemoryProbe();
   bool ok() const { return static_cast<bool>(mem_); }
-  // Best GB/s of `passes` passes after one warm-up pass, on each of
-  // kernels::XorFoldPerTarget(); 0 when the buffer was not allocated.
+  // Best GB/s of `passes` passes (TimeReadPass) after one warm-up pass; 0 when the buffer was
+  // not allocated.
   double GbS(ThreadPool& pool, int passes = 3);
 
  private:

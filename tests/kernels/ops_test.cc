@@ -235,8 +235,8 @@ TEST_P(OpsTest, XorFoldEqualsScalarFoldForAllLengths) {
   }
 }
 
-// The memory probe's per-target folds: one per available target, each the scalar fold, and the
-// current target's among them.
+// The memory probe's per-target folds: one distinct fold per available target, each equal to the
+// scalar fold.
 TEST(XorFoldPerTargetTest, OneFoldPerAvailableTargetEachExact) {
   std::vector<uint64_t> w(1000);
   uint64_t state = 0x2545f4914f6cdd1dull, expect = 0;

@@ -51,6 +51,16 @@ void ModelFlags::RegisterExpertFlags(Flags& f) {
            },
            "block-quantize the dense MatMul weights at load (attention, dense MLP, lm_head; not "
            "the router, norms or embedding): less memory and bandwidth, lossy", "TYPE");
+  f.Custom("weight-layout",
+           [this](const std::string& v) -> Status {
+             if (v != "tiles" && v != "rows") {
+               return Error(StatusCode::kUsage, "--weight-layout '{}': expected tiles or rows", v);
+             }
+             engine.tile_weights = v == "tiles";
+             return Status::Ok();
+           },
+           "resident MatMul weights in memory: tiles (default: 8-row tiles, one stream per "
+           "decode tile) or rows (as stored); results are identical", "LAYOUT");
   f.Custom("io",
            [this](const std::string& v) -> Status {
              if (v != "direct" && v != "buffered" && v != "auto") {

@@ -44,11 +44,17 @@ class ExpertProvider {
 // Every expert of a source read into one arena at load time. Immutable after Load; thread-safe.
 class ResidentExperts {
  public:
-  static Result<std::unique_ptr<ResidentExperts>> Load(const ExpertSource& source);
+  // `tile`: rewrite each block's three matrices into the tiled layout (kernels.h) where
+  // kernels::CanTile allows; views() then say so. MatMul results are the same either way.
+  static Result<std::unique_ptr<ResidentExperts>> Load(const ExpertSource& source,
+                                                       bool tile = false);
   ~ResidentExperts();
   const void* block(int64_t layer, int64_t expert) const;
+  // The block of (layer, expert) as gate, up and down views, tiled or row-major.
+  ExpertView view(int64_t layer, int64_t expert) const;
   const ExpertGeometry& geometry() const { return geometry_; }
   uint64_t bytes() const { return bytes_; }
+  bool tiled() const { return tiled_; }
 
  private:
   ResidentExperts() = default;
@@ -58,6 +64,7 @@ class ResidentExperts {
   HugeBuffer arena_;
   uint64_t bytes_ = 0;
   uint64_t stride_ = 0;
+  bool tiled_ = false;
 };
 
 std::unique_ptr<ExpertProvider> MakeResidentProvider(const ResidentExperts& experts);

@@ -7,7 +7,8 @@
 
 namespace moe {
 
-Result<std::unique_ptr<ResidentExperts>> ResidentExperts::Load(const ExpertSource& source) {
+Result<std::unique_ptr<ResidentExperts>> ResidentExperts::Load(const ExpertSource& source,
+                                                                bool tile) {
   std::unique_ptr<ResidentExperts> r(new ResidentExperts());
   r->geometry_ = source.geometry();
   r->n_experts_ = source.n_experts();
@@ -27,13 +28,27 @@ Result<std::unique_ptr<ResidentExperts>> ResidentExperts::Load(const ExpertSourc
     return Error(StatusCode::kResourceExhausted, "cannot allocate {} bytes for resident experts",
                  r->bytes_);
   }
+  const ExpertGeometry& g = r->geometry_;
+  r->tiled_ = tile && kernels::CanTile(g.type, g.intermediate, g.hidden) &&
+              kernels::CanTile(g.type, g.hidden, g.intermediate);
   for (int64_t l = 0; l < source.n_layers(); ++l) {
     if (!source.has_experts(l)) continue;
     for (int64_t e = 0; e < r->n_experts_; ++e) {
       MOE_TRY(source.Read(l, e, const_cast<void*>(r->block(l, e))));
+      if (!r->tiled_) continue;
+      const ExpertView v = MakeExpertView(g, r->block(l, e));
+      for (const kernels::WeightView* m : {&v.gate, &v.up, &v.down}) {
+        kernels::TileMatrix(const_cast<void*>(m->data), m->type, m->rows, m->cols);
+      }
     }
   }
   return r;
+}
+
+ExpertView ResidentExperts::view(int64_t layer, int64_t expert) const {
+  ExpertView v = MakeExpertView(geometry_, block(layer, expert));
+  v.gate.tiled = v.up.tiled = v.down.tiled = tiled_;
+  return v;
 }
 
 ResidentExperts::~ResidentExperts() = default;
@@ -55,7 +70,7 @@ class ResidentProvider final : public ExpertProvider {
     return Status::Ok();
   }
   Result<ExpertView> Wait(size_t i) override {
-    return MakeExpertView(experts_.geometry(), experts_.block(layer_, experts_list_[i]));
+    return experts_.view(layer_, experts_list_[i]);
   }
   bool Ready(size_t) override { return true; }
   void End() override {}

@@ -9,8 +9,10 @@
 #include "kernels/targets.h"
 
 #include <cstring>
+#include <vector>
 
 #include "kernels/kernels.h"
+#include "util/check.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/matmul.cc"
@@ -35,12 +37,15 @@ constexpr size_t kDecodeRows = MOE_MATMUL_DECODE_ROWS;
 // budget: kPrefillRows·kTokenTile accumulators + kTokenTile x vectors + 1 weight vector, within
 // 32 registers on AVX-512 and 16 on AVX2/SSE4. Fewer rows than tokens halves the bf16
 // widening work per FMA (measured on AVX2: see docs/kernels.md).
+// Tiled matrices (kernels.h) take a whole 8-row tile per prefill tile on AVX-512 (24
+// accumulators): with 4 of its rows the tile's chunks are read half at a time, and mid4 prefill
+// ran 11 % slower than row-major; with 8 rows × 3 tokens it is on par (docs/benchmarks.md).
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
-constexpr size_t kPrefillRows = 4;
-constexpr size_t kTokenTile = 4;
+constexpr size_t kPrefillRows = 4, kTokenTile = 4;
+constexpr size_t kTiledPrefillRows = 8, kTiledTokenTile = 3;
 #else
-constexpr size_t kPrefillRows = 2;
-constexpr size_t kTokenTile = 4;
+constexpr size_t kPrefillRows = 2, kTokenTile = 4;
+constexpr size_t kTiledPrefillRows = 2, kTiledTokenTile = 4;
 #endif
 
 // Full unrolling of the kR/kT loops keeps the accumulators in registers; GCC 12 at -O2 otherwise
@@ -56,15 +61,29 @@ struct Args {
   size_t y_stride;
 };
 
-// Computes y for rows [r, r + kR) and tokens [t, t + kT).
-template <size_t kR, size_t kT, typename TW>
+// Where row r and column c of a row-major or tiled (kernels.h TiledIndex) matrix live: the
+// row's base plus the column's offset. Tiled, a vector of N | kTileCols columns stays within
+// one chunk, so it is contiguous as in a row-major row.
+template <bool kTiled>
+HWY_INLINE size_t RowBase(size_t r, size_t cols) {
+  return kTiled ? TiledIndex(r, 0, cols) : r * cols;
+}
+template <bool kTiled>
+HWY_INLINE size_t ColOffset(size_t c) {
+  return kTiled ? TiledIndex(0, c, kTileCols) : c;
+}
+
+// Computes y for rows [r, r + kR) and tokens [t, t + kT) of a row-major or tiled matrix.
+template <size_t kR, size_t kT, typename TW, bool kTiled>
 HWY_INLINE void Tile(const Args& a, size_t r, size_t t) {
   const DF df;
   const size_t N = hn::Lanes(df);
   const size_t cols = a.cols;
   const TW* HWY_RESTRICT w[kR];
   MOE_UNROLL
-  for (size_t i = 0; i < kR; ++i) w[i] = static_cast<const TW*>(a.w) + (r + i) * cols;
+  for (size_t i = 0; i < kR; ++i) {
+    w[i] = static_cast<const TW*>(a.w) + RowBase<kTiled>(r + i, cols);
+  }
   const float* HWY_RESTRICT x[kT];
   MOE_UNROLL
   for (size_t j = 0; j < kT; ++j) x[j] = a.x + (t + j) * a.x_stride;
@@ -75,19 +94,21 @@ HWY_INLINE void Tile(const Args& a, size_t r, size_t t) {
     MOE_UNROLL
     for (size_t j = 0; j < kT; ++j) acc[i][j] = hn::Zero(df);
   }
-  // Decode: the next tile's rows are contiguous after this tile's; prefetch kR·N weights' bytes
-  // of them per step (one tile ahead).
+  // Decode, row-major: the next tile's rows are contiguous after this tile's; prefetch kR·N
+  // weights' bytes of them per step (one tile ahead). Tiled, a tile is one sequential stream
+  // that the hardware prefetchers follow (software prefetch measured no faster).
   const char* next = reinterpret_cast<const char*>(static_cast<const TW*>(a.w) + (r + kR) * cols);
   constexpr size_t kStepBytes = kR * sizeof(TW);  // × N per step
   size_t c = 0;
   for (; c + N <= cols; c += N) {
-    if constexpr (kT == 1) PrefetchL2(next + c * kStepBytes, N * kStepBytes);
+    if constexpr (kT == 1 && !kTiled) PrefetchL2(next + c * kStepBytes, N * kStepBytes);
+    const size_t co = ColOffset<kTiled>(c);
     VF xv[kT];
     MOE_UNROLL
     for (size_t j = 0; j < kT; ++j) xv[j] = hn::LoadU(df, x[j] + c);
     MOE_UNROLL
     for (size_t i = 0; i < kR; ++i) {
-      const VF wv = LoadWeights(df, w[i] + c);
+      const VF wv = LoadWeights(df, w[i] + co);
       MOE_UNROLL
       for (size_t j = 0; j < kT; ++j) acc[i][j] = hn::MulAdd(wv, xv[j], acc[i][j]);
     }
@@ -98,7 +119,7 @@ HWY_INLINE void Tile(const Args& a, size_t r, size_t t) {
     for (size_t j = 0; j < kT; ++j) xv[j] = LoadTail(df, x[j] + c, cols - c);
     MOE_UNROLL
     for (size_t i = 0; i < kR; ++i) {
-      const VF wv = LoadTail(df, w[i] + c, cols - c);
+      const VF wv = LoadTail(df, w[i] + ColOffset<kTiled>(c), cols - c);
       MOE_UNROLL
       for (size_t j = 0; j < kT; ++j) acc[i][j] = hn::MulAdd(wv, xv[j], acc[i][j]);
     }
@@ -110,11 +131,20 @@ HWY_INLINE void Tile(const Args& a, size_t r, size_t t) {
   }
 }
 
-template <typename TW>
+template <typename TW, bool kTiled>
 void MatMulT(const Args& a, size_t n_tokens, size_t row_begin, size_t row_end) {
-  ForEachTile<kDecodeRows, kPrefillRows, kTokenTile>(
-      n_tokens, row_begin, row_end,
-      [&]<size_t kR, size_t kT>(size_t r, size_t t) HWY_ATTR { Tile<kR, kT, TW>(a, r, t); });
+  constexpr size_t kPR = kTiled ? kTiledPrefillRows : kPrefillRows;
+  constexpr size_t kTT = kTiled ? kTiledTokenTile : kTokenTile;
+  ForEachTile<kDecodeRows, kPR, kTT>(n_tokens, row_begin, row_end,
+                                     [&]<size_t kR, size_t kT>(size_t r, size_t t) HWY_ATTR {
+                                       Tile<kR, kT, TW, kTiled>(a, r, t);
+                                     });
+}
+
+template <typename TW>
+void MatMulT(const Args& a, bool tiled, size_t n_tokens, size_t row_begin, size_t row_end) {
+  if (tiled) return MatMulT<TW, true>(a, n_tokens, row_begin, row_end);
+  MatMulT<TW, false>(a, n_tokens, row_begin, row_end);
 }
 
 // --- Block-quantized weights (kQ8, kQ4; kernels.h). Per output element the sequence is fixed:
@@ -254,9 +284,11 @@ void MatMulImpl(const WeightView& w, const float* x, size_t n_tokens, size_t x_s
                 size_t y_stride, size_t row_begin, size_t row_end) {
   const Args a{w.data, w.cols, x, x_stride, y, y_stride};
   switch (w.type) {
-    case WeightType::kF32: return MatMulT<float>(a, n_tokens, row_begin, row_end);
-    case WeightType::kBF16: return MatMulT<hwy::bfloat16_t>(a, n_tokens, row_begin, row_end);
-    case WeightType::kF16: return MatMulT<hwy::float16_t>(a, n_tokens, row_begin, row_end);
+    case WeightType::kF32: return MatMulT<float>(a, w.tiled, n_tokens, row_begin, row_end);
+    case WeightType::kBF16:
+      return MatMulT<hwy::bfloat16_t>(a, w.tiled, n_tokens, row_begin, row_end);
+    case WeightType::kF16:
+      return MatMulT<hwy::float16_t>(a, w.tiled, n_tokens, row_begin, row_end);
     case WeightType::kQ8:
     case WeightType::kQ4: {
       const QArgs q{static_cast<const uint8_t*>(w.data), w.cols, QuantRowBytes(w.type, w.cols),
@@ -266,6 +298,8 @@ void MatMulImpl(const WeightView& w, const float* x, size_t n_tokens, size_t x_s
     }
   }
 }
+
+size_t F32LanesImpl() { return hn::Lanes(DF()); }
 
 }  // namespace HWY_NAMESPACE
 }  // namespace moe::kernels
@@ -277,12 +311,36 @@ HWY_AFTER_NAMESPACE();
 namespace moe::kernels {
 
 HWY_EXPORT(MatMulImpl);
+HWY_EXPORT(F32LanesImpl);
 
 [[maybe_unused]] static const bool kTargetFromEnv = ApplyTargetFromEnv();
 
 void MatMul(const WeightView& w, const float* x, size_t n_tokens, size_t x_stride, float* y,
             size_t y_stride, size_t row_begin, size_t row_end) {
   HWY_DYNAMIC_DISPATCH(MatMulImpl)(w, x, n_tokens, x_stride, y, y_stride, row_begin, row_end);
+}
+
+bool CanTile(WeightType t, size_t rows, size_t cols) {
+  const size_t lanes = HWY_DYNAMIC_DISPATCH(F32LanesImpl)();
+  return !IsQuantized(t) && rows % kTileRows == 0 && cols % kTileCols == 0 && lanes > 0 &&
+         kTileCols % lanes == 0;
+}
+
+void TileMatrix(void* data, WeightType t, size_t rows, size_t cols) {
+  MOE_CHECK(CanTile(t, rows, cols));
+  const size_t eb = WeightTypeBytes(t);
+  const size_t tile_bytes = kTileRows * cols * eb;  // one tile: the same bytes, reordered
+  std::vector<char> rows_copy(tile_bytes);
+  for (size_t r0 = 0; r0 < rows; r0 += kTileRows) {
+    char* tile = static_cast<char*>(data) + r0 * cols * eb;
+    std::memcpy(rows_copy.data(), tile, tile_bytes);
+    for (size_t i = 0; i < kTileRows; ++i) {
+      for (size_t c = 0; c < cols; c += kTileCols) {
+        std::memcpy(tile + TiledIndex(i, c, cols) * eb, &rows_copy[(i * cols + c) * eb],
+                    kTileCols * eb);
+      }
+    }
+  }
 }
 
 }  // namespace moe::kernels

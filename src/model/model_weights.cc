@@ -93,6 +93,7 @@ class WeightBinder {
     DenseTensor* out;
     uint64_t arena_offset;
     bool quantize;  // stored type → out->view.type (BindOptions::dense_quant) while loading
+    bool tile;      // row-major → tiled after reading (BindOptions::tile_dense)
   };
   static constexpr bool kMatMulOnly = true;
 
@@ -133,7 +134,9 @@ class WeightBinder {
     out->view.cols = shape.back();
     const bool quantize = matmul_only && opts_.dense_quant.has_value();
     if (quantize) out->view.type = *opts_.dense_quant;
-    planned_.push_back({ref, out, arena_bytes_, quantize});
+    const bool tile = matmul_only && !quantize && opts_.tile_dense &&
+                      kernels::CanTile(out->view.type, out->view.rows, out->view.cols);
+    planned_.push_back({ref, out, arena_bytes_, quantize, tile});
     arena_bytes_ += RoundUp(kernels::WeightMatrixBytes(out->view.type, out->view.rows,
                                                        out->view.cols), 64);
   }
@@ -276,6 +279,10 @@ class WeightBinder {
         MOE_TRY(LoadQuantized(p, dst));
       } else {
         MOE_TRY(ckpt_.Read(*p.ref, dst, p.ref->info->n_bytes));
+      }
+      if (p.tile) {
+        kernels::TileMatrix(dst, p.out->view.type, p.out->view.rows, p.out->view.cols);
+        p.out->view.tiled = true;
       }
       p.out->view.data = dst;
       done += p.ref->info->n_bytes;

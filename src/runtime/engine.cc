@@ -17,6 +17,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& opts) {
   if (auto avail = MemAvailableBytes(); avail.ok()) bind.max_dense_bytes = *avail;
   bind.progress = stderr;  // drawn only for dense weights ≥ 256 MiB
   bind.dense_quant = opts.dense_quant;
+  bind.tile_dense = opts.tile_weights;
   MOE_ASSIGN_OR_RETURN(e->weights_, ModelWeights::Bind(cfg, *e->checkpoint_, bind));
   const Qwen3MoeConfig& c = e->weights_->config();
   for (int32_t x : opts.expert_mask) {

@@ -47,6 +47,9 @@ struct EngineOptions {
   int64_t io_timeout_ms = 120000;
   // --dense-quant q8|q4: dense MatMul weights block-quantized at load (BindOptions::dense_quant).
   std::optional<kernels::WeightType> dense_quant;
+  // --weight-layout rows|tiles: resident MatMul weights (dense: BindOptions::tile_dense; all
+  // experts when resident: ResidentExperts::Load) tiled at load. Streamed experts stay as read.
+  bool tile_weights = true;
   int64_t max_context_for_budget = 4096;  // KV size assumed by --expert-cache auto
 };
 

@@ -22,7 +22,7 @@ Status Engine::OpenExperts() {
                  opts_.io_timeout_ms);
   }
   if (opts_.expert_cache.empty()) {
-    MOE_ASSIGN_OR_RETURN(resident_, ResidentExperts::Load(src));
+    MOE_ASSIGN_OR_RETURN(resident_, ResidentExperts::Load(src, opts_.tile_weights));
     return Status::Ok();
   }
   const Qwen3MoeConfig& c = config();

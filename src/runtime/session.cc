@@ -9,6 +9,7 @@
 
 #include "kernels/kernels.h"
 #include "util/check.h"
+#include "util/checked_math.h"
 
 namespace moe {
 namespace {
@@ -117,6 +118,9 @@ void Session::MatMulParMany(std::span<const MatMulJob> jobs) {
     const size_t rows = jobs[j].w->rows;
     const size_t tasks = std::max<size_t>(1, (want * rows + total_rows - 1) / total_rows);
     per[j] = (rows + tasks - 1) / tasks;
+    // A tiled matrix splits at whole tiles, so each decode tile reads one stream (any split
+    // gives the same results).
+    if (jobs[j].w->tiled) per[j] = RoundUp(per[j], kernels::kTileRows);
     first[j + 1] = first[j] + tasks;
   }
   // Quantized weights multiply quantized activations (kernels::MatMulQuantizedActs): each

@@ -95,6 +95,29 @@ TEST(EvalCliTest, GenerateGreedyMatchesTransformers) {
   EXPECT_EQ(r.out, Join(meta["greedy"].get<std::vector<int32_t>>()) + "\n");
 }
 
+// --weight-layout rows|tiles: the same logits file, byte for byte; anything else is a usage
+// error naming the flag.
+TEST(EvalCliTest, WeightLayoutsWriteTheSameLogits) {
+  const std::string dir = std::string(MOE_SOURCE_DIR) + "/tests/data/models/base";
+  const auto meta = nlohmann::json::parse(Slurp(dir + "/reference/meta.json"));
+  const std::string prompt = Join(meta["prompt"].get<std::vector<int32_t>>());
+  Scratch s;
+  for (const char* layout : {"rows", "tiles"}) {
+    const auto r = testing::RunCli({"eval", "--model", dir, "--tokens", prompt, "--logits-out",
+                                    s.path + "/" + layout + ".f32", "--weight-layout", layout},
+                                   s.path);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  const std::string rows = Slurp(s.path + "/rows.f32");
+  EXPECT_FALSE(rows.empty());
+  EXPECT_TRUE(rows == Slurp(s.path + "/tiles.f32"));
+  const auto r = testing::RunCli({"eval", "--model", dir, "--tokens", "1", "--weight-layout",
+                                  "cols"}, s.path);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--weight-layout 'cols': expected tiles or rows"), std::string::npos)
+      << r.err;
+}
+
 TEST(EvalCliTest, BadRequestsGetUsageErrors) {
   const std::string dir = std::string(MOE_SOURCE_DIR) + "/tests/data/models/base";
   Scratch s;

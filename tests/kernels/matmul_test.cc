@@ -181,6 +181,56 @@ TEST_P(MatMulTest, BitIdenticalAcrossTokenCountsRowRangesAndThreads) {
   }
 }
 
+// The tiled layout (kernels.h): TileMatrix puts element (r, c) at TiledIndex(r, c, cols), and
+// MatMul over the tiled copy is bit-identical to MatMul over the row-major matrix, for decode
+// and prefill token counts and for row ranges that start and end inside tiles.
+TEST_P(MatMulTest, TiledLayoutIsBitIdenticalToRowMajor) {
+  struct Shape {
+    size_t rows, cols;
+  };
+  for (const Shape sh : {Shape{8, 16}, Shape{24, 48}, Shape{40, 2048}, Shape{64, 160}}) {
+    ASSERT_TRUE(CanTile(type(), sh.rows, sh.cols));
+    const RandomWeights w(type(), sh.rows * sh.cols, 11);
+    std::vector<uint8_t> tiled = w.bytes;
+    TileMatrix(tiled.data(), type(), sh.rows, sh.cols);
+    const size_t eb = WeightTypeBytes(type());
+    for (size_t r = 0; r < sh.rows; ++r) {
+      for (size_t c = 0; c < sh.cols; ++c) {
+        ASSERT_EQ(0, std::memcmp(&tiled[TiledIndex(r, c, sh.cols) * eb],
+                                 &w.bytes[(r * sh.cols + c) * eb], eb))
+            << "r=" << r << " c=" << c;
+      }
+    }
+    const WeightView rm{w.data(), type(), sh.rows, sh.cols};
+    WeightView tv{tiled.data(), type(), sh.rows, sh.cols};
+    tv.tiled = true;
+    const size_t max_tokens = 9;
+    const auto x = RandomFloats(max_tokens * sh.cols, 12);
+    struct Range {
+      size_t begin, end;
+    };
+    const Range ranges[] = {{0, sh.rows}, {3, sh.rows - 2}, {sh.rows - 8, sh.rows}, {1, 2}};
+    for (size_t n : {1u, 2u, 3u, 4u, 5u, 7u, 9u}) {
+      for (const Range rg : ranges) {
+        std::vector<float> want(n * sh.rows, -1.0f), got(n * sh.rows, -1.0f);
+        MatMul(rm, x.data(), n, sh.cols, want.data(), sh.rows, rg.begin, rg.end);
+        MatMul(tv, x.data(), n, sh.cols, got.data(), sh.rows, rg.begin, rg.end);
+        ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
+            << sh.rows << "x" << sh.cols << " n=" << n << " rows [" << rg.begin << ", "
+            << rg.end << ")";
+      }
+    }
+  }
+}
+
+TEST_P(MatMulTest, CanTileNeedsWholeTilesAndAFloatType) {
+  EXPECT_TRUE(CanTile(type(), 16, 32));
+  EXPECT_FALSE(CanTile(type(), 12, 32));  // rows not a multiple of kTileRows
+  EXPECT_FALSE(CanTile(type(), 16, 40));  // cols not a multiple of kTileCols
+  EXPECT_FALSE(CanTile(WeightType::kQ8, 16, 32));
+  EXPECT_FALSE(CanTile(WeightType::kQ4, 16, 32));
+}
+
 INSTANTIATE_TEST_SUITE_P(
     AllTargets, MatMulTest,
     ::testing::Combine(::testing::ValuesIn(AvailableTargets()),

@@ -86,5 +86,33 @@ TEST(RefModelTest, HeldOutPassagesMatchTransformers) {
   }
 }
 
+// --weight-layout: the tiled in-memory layout of the resident weights (kernels.h) changes no
+// bit of the logits; the default is tiled, so the HF comparison above runs on it.
+TEST(RefModelTest, TiledAndRowMajorWeightsGiveBitIdenticalLogits) {
+  const std::string root = MOE_SOURCE_DIR;
+  const auto fx = nlohmann::json::parse(Slurp(root + "/tests/data/refmodel/fixtures.json"));
+  const auto ids = fx["passages"][0]["token_ids"].get<std::vector<int32_t>>();
+  ThreadPool pool(2);
+  std::vector<float> logits[2];
+  for (const bool tile : {true, false}) {
+    EngineOptions o;
+    o.model_dir = root + "/models/qwen3-moe-ref";
+    o.tile_weights = tile;
+    auto engine = Engine::Open(o);
+    ASSERT_TRUE(engine.ok()) << engine.status().message();
+    const LayerWeights& l0 = (*engine)->weights().layer(0);
+    EXPECT_EQ(tile, l0.attn.q_proj.view.tiled);
+    EXPECT_EQ(tile, l0.attn.o_proj.view.tiled);
+    EXPECT_EQ(tile, (*engine)->weights().lm_head().view.tiled);
+    EXPECT_FALSE(l0.router.view.tiled);  // the router keeps its stored layout
+    std::vector<float>& got = logits[tile ? 0 : 1];
+    got.resize(ids.size() * static_cast<size_t>((*engine)->config().vocab_size));
+    Session s(**engine, pool, {});
+    ASSERT_TRUE(s.Forward(ids, LogitsMode::kAll, got.data()).ok());
+  }
+  ASSERT_EQ(logits[0].size(), logits[1].size());
+  EXPECT_EQ(0, std::memcmp(logits[0].data(), logits[1].data(), logits[0].size() * sizeof(float)));
+}
+
 }  // namespace
 }  // namespace moe

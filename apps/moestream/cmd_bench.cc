@@ -93,22 +93,27 @@ uint64_t ExpertBytesPerDecodeToken(const Engine& e) {
 }
 
 // Weight bytes one decode token reads: every dense matrix and norm, one embedding row, the
-// final norm and lm_head, plus top_k expert blocks per MoE layer.
-uint64_t WeightBytesPerDecodeToken(const Engine& e) {
+// final norm and lm_head, plus top_k expert blocks per MoE layer. `tiled_only`: just the part
+// held in the tiled layout (kernels.h; --weight-layout).
+uint64_t WeightBytesPerDecodeToken(const Engine& e, bool tiled_only = false) {
   const ModelWeights& w = e.weights();
-  uint64_t b = ViewBytes(w.final_norm().view) + ViewBytes(w.lm_head().view);
+  const auto bytes = [&](const kernels::WeightView& v) {
+    return !tiled_only || v.tiled ? ViewBytes(v) : 0;
+  };
+  uint64_t b = bytes(w.final_norm().view) + bytes(w.lm_head().view);
   const kernels::WeightView& emb = w.embed().view;
-  b += kernels::WeightMatrixBytes(emb.type, 1, emb.cols);
+  if (!tiled_only) b += kernels::WeightMatrixBytes(emb.type, 1, emb.cols);
   for (int64_t l = 0; l < w.config().num_hidden_layers; ++l) {
     const LayerWeights& lw = w.layer(l);
     for (const DenseTensor* t :
          {&lw.input_layernorm, &lw.post_attention_layernorm, &lw.attn.q_proj, &lw.attn.k_proj,
           &lw.attn.v_proj, &lw.attn.o_proj, &lw.attn.q_norm, &lw.attn.k_norm, &lw.router,
           &lw.mlp_gate, &lw.mlp_up, &lw.mlp_down}) {
-      b += ViewBytes(t->view);
+      b += bytes(t->view);
     }
   }
-  return b + ExpertBytesPerDecodeToken(e);
+  const bool experts_tiled = e.resident_experts() && e.resident_experts()->tiled();
+  return b + (!tiled_only || experts_tiled ? ExpertBytesPerDecodeToken(e) : 0);
 }
 
 LayerCacheStats Diff(const LayerCacheStats& a, const LayerCacheStats& b) {  // b − a
@@ -307,6 +312,9 @@ int Bench(int argc, char** argv) {
   j += fmt::format("\"decode_tok_s\":{:.3f},", decode_tps);
   j += fmt::format("\"ttft_ms\":{:.3f},", Median(ttft_s) * 1e3);
   j += fmt::format("\"weight_bytes_per_decode_token\":{},", wbytes);
+  j += fmt::format("\"weight_layout\":\"{}\",\"tiled_weight_bytes_per_decode_token\":{},",
+                   model.engine.tile_weights ? "tiles" : "rows",
+                   WeightBytesPerDecodeToken(engine, /*tiled_only=*/true));
   j += fmt::format("\"expert_bytes_per_decode_token\":{},", ExpertBytesPerDecodeToken(engine));
   j += fmt::format("\"kv_bytes_per_decode_token\":{:.0f},", kv_bytes);
   j += fmt::format("\"memory_gb_s\":{:.3f},", mbytes * decode_tps / 1e9);

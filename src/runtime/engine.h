@@ -65,6 +65,8 @@ class Engine {
   std::unique_ptr<ExpertProvider> NewExpertProvider() const;
   // The streaming cache, or null in all-resident mode.
   ExpertCache* expert_cache() const { return cache_.get(); }
+  // Every expert in memory, or null in streaming mode.
+  const ResidentExperts* resident_experts() const { return resident_.get(); }
   // Effective top-k after overrides.
   int64_t top_k() const;
 

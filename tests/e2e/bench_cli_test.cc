@@ -86,6 +86,11 @@ TEST(BenchCliTest, ResidentJsonIsConsistent) {
   const uint64_t expected = 2 * (L * per_layer + H + V * H + H);
   EXPECT_EQ(j["weight_bytes_per_decode_token"].get<uint64_t>(), expected);
   EXPECT_EQ(j["expert_bytes_per_decode_token"].get<uint64_t>(), 2 * L * 4 * 3 * I * H);
+  // The default tiled layout covers the MatMul-only matrices: attention projections, the
+  // resident experts and lm_head (not norms, router or embedding).
+  EXPECT_EQ(j["weight_layout"], "tiles");
+  EXPECT_EQ(j["tiled_weight_bytes_per_decode_token"].get<uint64_t>(),
+            2 * (L * ((q * H + 2 * kv * H + H * q) + 4 * 3 * I * H) + V * H));
   // K and V (f32) of every layer, over a mean context of 9 + (4 + 1) / 2 positions.
   EXPECT_DOUBLE_EQ(j["kv_bytes_per_decode_token"].get<double>(), L * 2 * kv * 4 * (9 + 2.5));
   EXPECT_NEAR(j["memory_gb_s"].get<double>(),
@@ -128,6 +133,12 @@ TEST(BenchCliTest, StreamingReportsCacheTraffic) {
   EXPECT_GE(j["prefill_read_path_gb_s"].get<double>(),
             j["prefill_disk_gb_s"].get<double>() * 0.999);
   EXPECT_GT(j["prefill_read_path_gb_s"].get<double>(), 0);
+  // Streamed experts stay as read; only the dense matrices are tiled.
+  EXPECT_EQ(j["tiled_weight_bytes_per_decode_token"].get<uint64_t>(),
+            j["weight_bytes_per_decode_token"].get<uint64_t>() -
+                j["expert_bytes_per_decode_token"].get<uint64_t>() -
+                2 * 8 * (2 * 256 + 2 * 64 + 32 * 256) - 2 * (256 + 256));  // norms, router, emb
+  EXPECT_EQ(RunBench({"--weight-layout", "rows"}, s)["tiled_weight_bytes_per_decode_token"], 0);
   // Provenance: the bundled model is a HF folder, read without a store.
   EXPECT_NE(j["expert_source"].get<std::string>().find("hf safetensors"), std::string::npos)
       << j["expert_source"];

@@ -65,10 +65,22 @@ inline constexpr size_t TiledIndex(size_t r, size_t c, size_t cols) {
   return (r / kTileRows) * kTileRows * cols + (c / kTileCols) * (kTileRows * kTileCols) +
          (r % kTileRows) * kTileCols + c % kTileCols;
 }
-// True if a matrix of this type and shape can be tiled: f32, bf16 or f16, rows a multiple of
-// kTileRows, cols a multiple of kTileCols, and the CPU's current SIMD target's f32 vector a
-// divisor of kTileCols (every x86 and Arm NEON target; not SVE wider than 512 bits).
+// Quantized matrices (kQ8, kQ4) tile with one block per row as the chunk: a tile's block b of
+// its kTileRows rows are stored together. Block b of row r starts at this byte offset
+// (row_bytes = QuantRowBytes, block_bytes = QuantBlockBytes).
+inline constexpr size_t TiledBlockOffset(size_t r, size_t b, size_t row_bytes,
+                                         size_t block_bytes) {
+  return (r / kTileRows) * kTileRows * row_bytes + b * kTileRows * block_bytes +
+         (r % kTileRows) * block_bytes;
+}
+// True if a matrix of this type and shape can be tiled: rows a multiple of kTileRows, and for
+// f32, bf16 and f16 cols a multiple of kTileCols and the CPU's current SIMD target's f32 vector
+// a divisor of kTileCols (every x86 and Arm NEON target; not SVE wider than 512 bits).
 bool CanTile(WeightType t, size_t rows, size_t cols);
+// True if the current target's decode tiles fit the tiled layout, so that loaders should tile
+// (CanTile permitting): always for f32/bf16/f16; for q8/q4 where the quantized decode tile is
+// kTileRows rows (AVX-512; the 16-register targets use 6, and tiling lost them 10 % prefill).
+bool TilingPays(WeightType t);
 // Rewrites a row-major matrix in place into the tiled layout; CanTile(t, rows, cols) must hold.
 void TileMatrix(void* data, WeightType t, size_t rows, size_t cols);
 
@@ -78,7 +90,7 @@ struct WeightView {
   WeightType type = WeightType::kF32;
   size_t rows = 0;
   size_t cols = 0;
-  bool tiled = false;  // the tiled layout (f32/bf16/f16 only); MatMul's results are the same
+  bool tiled = false;  // the tiled layout; MatMul's results are the same either way
 };
 
 // y[t * y_stride + r] = Σ_c w[r, c] · x[t * x_stride + c]

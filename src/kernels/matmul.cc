@@ -37,15 +37,16 @@ constexpr size_t kDecodeRows = MOE_MATMUL_DECODE_ROWS;
 // budget: kPrefillRows·kTokenTile accumulators + kTokenTile x vectors + 1 weight vector, within
 // 32 registers on AVX-512 and 16 on AVX2/SSE4. Fewer rows than tokens halves the bf16
 // widening work per FMA (measured on AVX2: see docs/kernels.md).
-// Tiled matrices (kernels.h) take a whole 8-row tile per prefill tile on AVX-512 (24
-// accumulators): with 4 of its rows the tile's chunks are read half at a time, and mid4 prefill
-// ran 11 % slower than row-major; with 8 rows × 3 tokens it is on par (docs/benchmarks.md).
+// Tiled matrices (kernels.h) take a whole 8-row tile per prefill tile: with fewer of its rows
+// per pass each pass reads part of every chunk, and mid4 prefill ran 11 % (AVX-512, 4 × 4) and
+// 44 % (AVX2, 2 × 4) slower than row-major. 8 rows × 3 tokens (24 accumulators) on AVX-512 and
+// 8 × 1 on 16-register targets are on par with row-major (docs/benchmarks.md, session 10).
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
 constexpr size_t kPrefillRows = 4, kTokenTile = 4;
 constexpr size_t kTiledPrefillRows = 8, kTiledTokenTile = 3;
 #else
 constexpr size_t kPrefillRows = 2, kTokenTile = 4;
-constexpr size_t kTiledPrefillRows = 2, kTiledTokenTile = 4;
+constexpr size_t kTiledPrefillRows = 8, kTiledTokenTile = 1;
 #endif
 
 // Full unrolling of the kR/kT loops keeps the accumulators in registers; GCC 12 at -O2 otherwise
@@ -131,20 +132,13 @@ HWY_INLINE void Tile(const Args& a, size_t r, size_t t) {
   }
 }
 
-template <typename TW, bool kTiled>
-void MatMulT(const Args& a, size_t n_tokens, size_t row_begin, size_t row_end) {
-  constexpr size_t kPR = kTiled ? kTiledPrefillRows : kPrefillRows;
-  constexpr size_t kTT = kTiled ? kTiledTokenTile : kTokenTile;
-  ForEachTile<kDecodeRows, kPR, kTT>(n_tokens, row_begin, row_end,
-                                     [&]<size_t kR, size_t kT>(size_t r, size_t t) HWY_ATTR {
-                                       Tile<kR, kT, TW, kTiled>(a, r, t);
-                                     });
-}
-
 template <typename TW>
 void MatMulT(const Args& a, bool tiled, size_t n_tokens, size_t row_begin, size_t row_end) {
-  if (tiled) return MatMulT<TW, true>(a, n_tokens, row_begin, row_end);
-  MatMulT<TW, false>(a, n_tokens, row_begin, row_end);
+  ForEachTileOf<kDecodeRows, kPrefillRows, kTokenTile, kTiledPrefillRows, kTiledTokenTile>(
+      tiled, n_tokens, row_begin, row_end,
+      [&]<size_t kR, size_t kT, bool kTiled>(size_t r, size_t t) HWY_ATTR {
+        Tile<kR, kT, TW, kTiled>(a, r, t);
+      });
 }
 
 // --- Block-quantized weights (kQ8, kQ4; kernels.h). Per output element the sequence is fixed:
@@ -187,14 +181,18 @@ HWY_INLINE VQ LoadX(DQ dq, const float* HWY_RESTRICT p, size_t avail) {
   return hn::LoadU(dq, buf);
 }
 
-template <size_t kR, size_t kT, WeightType kW>
+template <size_t kR, size_t kT, WeightType kW, bool kTiled>
 HWY_INLINE void QTile(const QArgs& a, size_t r, size_t t) {
   const DQ dq;
   const size_t N = hn::Lanes(dq);
   constexpr size_t bb = QuantBlockBytes(kW);
+  // Row-major or tiled (kernels.h TiledBlockOffset): a row's base and its block stride.
+  constexpr size_t bs = kTiled ? kTileRows * bb : bb;
   const uint8_t* HWY_RESTRICT w[kR];
   MOE_UNROLL
-  for (size_t i = 0; i < kR; ++i) w[i] = a.w + (r + i) * a.row_bytes;
+  for (size_t i = 0; i < kR; ++i) {
+    w[i] = a.w + (kTiled ? TiledBlockOffset(r + i, 0, a.row_bytes, bb) : (r + i) * a.row_bytes);
+  }
   const float* HWY_RESTRICT x[kT];
   MOE_UNROLL
   for (size_t j = 0; j < kT; ++j) x[j] = a.x + (t + j) * a.x_stride;
@@ -220,7 +218,7 @@ HWY_INLINE void QTile(const QArgs& a, size_t r, size_t t) {
       for (size_t j = 0; j < kT; ++j) xv[j] = load_x(x[j], c0 + k);
       MOE_UNROLL
       for (size_t i = 0; i < kR; ++i) {
-        const VQ wv = LoadQ<kW>(dq, w[i] + b * bb, k);
+        const VQ wv = LoadQ<kW>(dq, w[i] + b * bs, k);
         MOE_UNROLL
         for (size_t j = 0; j < kT; ++j) part[i][j] = hn::MulAdd(wv, xv[j], part[i][j]);
       }
@@ -228,7 +226,7 @@ HWY_INLINE void QTile(const QArgs& a, size_t r, size_t t) {
     MOE_UNROLL
     for (size_t i = 0; i < kR; ++i) {
       float d;
-      std::memcpy(&d, w[i] + b * bb, 4);
+      std::memcpy(&d, w[i] + b * bs, 4);
       const VQ dv = hn::Set(dq, d);
       MOE_UNROLL
       for (size_t j = 0; j < kT; ++j) acc[i][j] = hn::MulAdd(part[i][j], dv, acc[i][j]);
@@ -241,7 +239,7 @@ HWY_INLINE void QTile(const QArgs& a, size_t r, size_t t) {
   const uint8_t* next = a.w + (r + kR) * a.row_bytes;
   const size_t next_step = kR * bb;
   for (size_t b = 0; b < full; ++b) {
-    if constexpr (kT == 1) {
+    if constexpr (kT == 1 && !kTiled) {
       PrefetchL2(next + b * next_step, next_step);
     }
     block(b, [&](const float* HWY_RESTRICT xp, size_t c) HWY_ATTR { return hn::LoadU(dq, xp + c); });
@@ -272,10 +270,12 @@ constexpr size_t kQDecodeRows = MOE_QDECODE_ROWS, kQPrefillRows = 1;
 #endif
 
 template <WeightType kW>
-void MatMulQ(const QArgs& a, size_t n_tokens, size_t row_begin, size_t row_end) {
-  ForEachTile<kQDecodeRows, kQPrefillRows, kTokenTile>(
-      n_tokens, row_begin, row_end,
-      [&]<size_t kR, size_t kT>(size_t r, size_t t) HWY_ATTR { QTile<kR, kT, kW>(a, r, t); });
+void MatMulQ(const QArgs& a, bool tiled, size_t n_tokens, size_t row_begin, size_t row_end) {
+  ForEachTileOf<kQDecodeRows, kQPrefillRows, kTokenTile, kQPrefillRows, kTokenTile>(
+      tiled, n_tokens, row_begin, row_end,
+      [&]<size_t kR, size_t kT, bool kTiled>(size_t r, size_t t) HWY_ATTR {
+        QTile<kR, kT, kW, kTiled>(a, r, t);
+      });
 }
 
 }  // namespace
@@ -293,8 +293,10 @@ void MatMulImpl(const WeightView& w, const float* x, size_t n_tokens, size_t x_s
     case WeightType::kQ4: {
       const QArgs q{static_cast<const uint8_t*>(w.data), w.cols, QuantRowBytes(w.type, w.cols),
                     (w.cols + kQuantBlock - 1) / kQuantBlock, x, x_stride, y, y_stride};
-      if (w.type == WeightType::kQ8) return MatMulQ<WeightType::kQ8>(q, n_tokens, row_begin, row_end);
-      return MatMulQ<WeightType::kQ4>(q, n_tokens, row_begin, row_end);
+      if (w.type == WeightType::kQ8) {
+        return MatMulQ<WeightType::kQ8>(q, w.tiled, n_tokens, row_begin, row_end);
+      }
+      return MatMulQ<WeightType::kQ4>(q, w.tiled, n_tokens, row_begin, row_end);
     }
   }
 }
@@ -321,23 +323,28 @@ void MatMul(const WeightView& w, const float* x, size_t n_tokens, size_t x_strid
 }
 
 bool CanTile(WeightType t, size_t rows, size_t cols) {
+  if (rows % kTileRows != 0 || cols == 0) return false;
+  if (IsQuantized(t)) return true;  // whole blocks per chunk: any cols
   const size_t lanes = HWY_DYNAMIC_DISPATCH(F32LanesImpl)();
-  return !IsQuantized(t) && rows % kTileRows == 0 && cols % kTileCols == 0 && lanes > 0 &&
-         kTileCols % lanes == 0;
+  return cols % kTileCols == 0 && lanes > 0 && kTileCols % lanes == 0;
 }
 
 void TileMatrix(void* data, WeightType t, size_t rows, size_t cols) {
   MOE_CHECK(CanTile(t, rows, cols));
-  const size_t eb = WeightTypeBytes(t);
-  const size_t tile_bytes = kTileRows * cols * eb;  // one tile: the same bytes, reordered
+  // A chunk is kTileCols elements, or one block of a quantized row; chunk k of tile row i moves
+  // from i · row_bytes + k · chunk to k · kTileRows · chunk + i · chunk within its tile.
+  const bool q = IsQuantized(t);
+  const size_t row_bytes = q ? QuantRowBytes(t, cols) : cols * WeightTypeBytes(t);
+  const size_t chunk = q ? QuantBlockBytes(t) : kTileCols * WeightTypeBytes(t);
+  const size_t tile_bytes = kTileRows * row_bytes;  // one tile: the same bytes, reordered
   std::vector<char> rows_copy(tile_bytes);
   for (size_t r0 = 0; r0 < rows; r0 += kTileRows) {
-    char* tile = static_cast<char*>(data) + r0 * cols * eb;
+    char* tile = static_cast<char*>(data) + r0 * row_bytes;
     std::memcpy(rows_copy.data(), tile, tile_bytes);
     for (size_t i = 0; i < kTileRows; ++i) {
-      for (size_t c = 0; c < cols; c += kTileCols) {
-        std::memcpy(tile + TiledIndex(i, c, cols) * eb, &rows_copy[(i * cols + c) * eb],
-                    kTileCols * eb);
+      for (size_t k = 0; k < row_bytes / chunk; ++k) {
+        std::memcpy(tile + (k * kTileRows + i) * chunk, &rows_copy[i * row_bytes + k * chunk],
+                    chunk);
       }
     }
   }

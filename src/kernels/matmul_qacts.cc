@@ -140,16 +140,20 @@ HWY_INLINE V16 LoadW16(D16 d16, const uint8_t* HWY_RESTRICT blk, size_t k) {
   }
 }
 
-template <size_t kR, size_t kT, WeightType kW>
+template <size_t kR, size_t kT, WeightType kW, bool kTiled>
 HWY_INLINE void Tile(const QAArgs& a, size_t r, size_t t) {
   const D16 d16;
   const D32 d32;
   const DF df;
   const size_t N16 = hn::Lanes(d16);
   constexpr size_t bb = QuantBlockBytes(kW);
+  // Row-major or tiled (kernels.h TiledBlockOffset): a row's base and its block stride.
+  constexpr size_t bs = kTiled ? kTileRows * bb : bb;
   const uint8_t* HWY_RESTRICT w[kR];
   MOE_UNROLL
-  for (size_t i = 0; i < kR; ++i) w[i] = a.w + (r + i) * a.row_bytes;
+  for (size_t i = 0; i < kR; ++i) {
+    w[i] = a.w + (kTiled ? TiledBlockOffset(r + i, 0, a.row_bytes, bb) : (r + i) * a.row_bytes);
+  }
   const int16_t* HWY_RESTRICT xq[kT];
   const float* HWY_RESTRICT xd[kT];
   MOE_UNROLL
@@ -163,11 +167,12 @@ HWY_INLINE void Tile(const QAArgs& a, size_t r, size_t t) {
     MOE_UNROLL
     for (size_t j = 0; j < kT; ++j) acc[i][j] = hn::Zero(df);
   }
-  // Decode: prefetch the next tile's rows (contiguous after this tile's), kR blocks per block,
-  // as matmul.cc does: short rows end before the hardware prefetchers ramp up.
+  // Decode, row-major: prefetch the next tile's rows (contiguous after this tile's), kR blocks
+  // per block, as matmul.cc does: short rows end before the hardware prefetchers ramp up.
+  // Tiled, a tile is one sequential stream.
   const uint8_t* next = a.w + (r + kR) * a.row_bytes;
   for (size_t b = 0; b < a.n_blocks; ++b) {
-    if constexpr (kT == 1) PrefetchL2(next + b * kR * bb, kR * bb);
+    if constexpr (kT == 1 && !kTiled) PrefetchL2(next + b * kR * bb, kR * bb);
     V32 s0[kR][kT], s1[kR][kT];
     MOE_UNROLL
     for (size_t i = 0; i < kR; ++i) {
@@ -181,7 +186,7 @@ HWY_INLINE void Tile(const QAArgs& a, size_t r, size_t t) {
       for (size_t j = 0; j < kT; ++j) xv[j] = hn::LoadU(d16, xq[j] + b * kQuantBlock + k);
       MOE_UNROLL
       for (size_t i = 0; i < kR; ++i) {
-        const V16 wv = LoadW16<kW>(d16, w[i] + b * bb, k);
+        const V16 wv = LoadW16<kW>(d16, w[i] + b * bs, k);
         MOE_UNROLL
         for (size_t j = 0; j < kT; ++j) {
           s0[i][j] = hn::ReorderWidenMulAccumulate(d32, wv, xv[j], s0[i][j], s1[i][j]);
@@ -191,7 +196,7 @@ HWY_INLINE void Tile(const QAArgs& a, size_t r, size_t t) {
     MOE_UNROLL
     for (size_t i = 0; i < kR; ++i) {
       float dw;
-      std::memcpy(&dw, w[i] + b * bb, 4);
+      std::memcpy(&dw, w[i] + b * bs, 4);
       MOE_UNROLL
       for (size_t j = 0; j < kT; ++j) {
         const VF32 s = hn::ConvertTo(df, hn::RearrangeToOddPlusEven(s0[i][j], s1[i][j]));
@@ -218,21 +223,27 @@ constexpr size_t kDecodeRows = 6, kPrefillRows = 1;
 constexpr size_t kTokenTile = 4;
 
 template <WeightType kW>
-void MatMulQA(const QAArgs& a, size_t n_tokens, size_t row_begin, size_t row_end) {
-  ForEachTile<kDecodeRows, kPrefillRows, kTokenTile>(
-      n_tokens, row_begin, row_end,
-      [&]<size_t kR, size_t kT>(size_t r, size_t t) HWY_ATTR { Tile<kR, kT, kW>(a, r, t); });
+void MatMulQA(const QAArgs& a, bool tiled, size_t n_tokens, size_t row_begin, size_t row_end) {
+  ForEachTileOf<kDecodeRows, kPrefillRows, kTokenTile, kPrefillRows, kTokenTile>(
+      tiled, n_tokens, row_begin, row_end,
+      [&]<size_t kR, size_t kT, bool kTiled>(size_t r, size_t t) HWY_ATTR {
+        Tile<kR, kT, kW, kTiled>(a, r, t);
+      });
 }
 
 }  // namespace
+
+size_t QuantDecodeRowsImpl() { return kDecodeRows; }
 
 void MatMulQuantizedActsImpl(const WeightView& w, const int16_t* xq, const float* xd,
                              size_t n_tokens, float* y, size_t y_stride, size_t row_begin,
                              size_t row_end) {
   const QAArgs a{static_cast<const uint8_t*>(w.data), QuantRowBytes(w.type, w.cols),
                  ActBlocks(w.cols), xq, xd, y, y_stride};
-  if (w.type == WeightType::kQ8) return MatMulQA<WeightType::kQ8>(a, n_tokens, row_begin, row_end);
-  return MatMulQA<WeightType::kQ4>(a, n_tokens, row_begin, row_end);
+  if (w.type == WeightType::kQ8) {
+    return MatMulQA<WeightType::kQ8>(a, w.tiled, n_tokens, row_begin, row_end);
+  }
+  return MatMulQA<WeightType::kQ4>(a, w.tiled, n_tokens, row_begin, row_end);
 }
 
 }  // namespace HWY_NAMESPACE
@@ -246,12 +257,17 @@ namespace moe::kernels {
 
 HWY_EXPORT(QuantizeActsImpl);
 HWY_EXPORT(MatMulQuantizedActsImpl);
+HWY_EXPORT(QuantDecodeRowsImpl);
 
 [[maybe_unused]] static const bool kTargetFromEnv = ApplyTargetFromEnv();
 
 void QuantizeActs(const float* x, size_t n_tokens, size_t x_stride, size_t cols, int16_t* q,
                   float* d) {
   HWY_DYNAMIC_DISPATCH(QuantizeActsImpl)(x, n_tokens, x_stride, cols, q, d);
+}
+
+bool TilingPays(WeightType t) {
+  return !IsQuantized(t) || HWY_DYNAMIC_DISPATCH(QuantDecodeRowsImpl)() % kTileRows == 0;
 }
 
 void MatMulQuantizedActs(const WeightView& w, const int16_t* xq, const float* xd, size_t n_tokens,

@@ -112,6 +112,26 @@ HWY_INLINE void ForEachTile(size_t n_tokens, size_t row_begin, size_t row_end,
   }
 }
 
+// ForEachTile over a row-major or tiled (kernels.h) matrix: `tile` is called as
+// tile.template operator()<kR, kT, kTiled>(r, t), and tiled matrices take kTiledPrefillR ×
+// kTiledTokenT prefill tiles (a whole 8-row tile per pass, see matmul.cc).
+template <size_t kDecodeR, size_t kPrefillR, size_t kTokenT, size_t kTiledPrefillR,
+          size_t kTiledTokenT, class TileFn>
+HWY_INLINE void ForEachTileOf(bool tiled, size_t n_tokens, size_t row_begin, size_t row_end,
+                              const TileFn& tile) {
+  if (tiled) {
+    ForEachTile<kDecodeR, kTiledPrefillR, kTiledTokenT>(
+        n_tokens, row_begin, row_end, [&]<size_t kR, size_t kT>(size_t r, size_t t) HWY_ATTR {
+          tile.template operator()<kR, kT, true>(r, t);
+        });
+  } else {
+    ForEachTile<kDecodeR, kPrefillR, kTokenT>(
+        n_tokens, row_begin, row_end, [&]<size_t kR, size_t kT>(size_t r, size_t t) HWY_ATTR {
+          tile.template operator()<kR, kT, false>(r, t);
+        });
+  }
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace moe::kernels
 HWY_AFTER_NAMESPACE();

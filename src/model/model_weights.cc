@@ -93,7 +93,7 @@ class WeightBinder {
     DenseTensor* out;
     uint64_t arena_offset;
     bool quantize;  // stored type → out->view.type (BindOptions::dense_quant) while loading
-    bool tile;      // row-major → tiled after reading (BindOptions::tile_dense)
+    bool tile;      // row-major → tiled after reading and quantizing (BindOptions::tile_dense)
   };
   static constexpr bool kMatMulOnly = true;
 
@@ -134,7 +134,7 @@ class WeightBinder {
     out->view.cols = shape.back();
     const bool quantize = matmul_only && opts_.dense_quant.has_value();
     if (quantize) out->view.type = *opts_.dense_quant;
-    const bool tile = matmul_only && !quantize && opts_.tile_dense &&
+    const bool tile = matmul_only && opts_.tile_dense && kernels::TilingPays(out->view.type) &&
                       kernels::CanTile(out->view.type, out->view.rows, out->view.cols);
     planned_.push_back({ref, out, arena_bytes_, quantize, tile});
     arena_bytes_ += RoundUp(kernels::WeightMatrixBytes(out->view.type, out->view.rows,

@@ -68,7 +68,7 @@ struct BindOptions {
   // norms and embedding keep their stored type. nullopt = every tensor as stored.
   std::optional<kernels::WeightType> dense_quant;
   uint64_t dense_quant_chunk_bytes = 4u << 20;  // source bytes read per step (tests shrink it)
-  // perf: the same MatMul-only matrices, when not quantized, are rewritten at load into the
+  // perf: the same MatMul-only matrices (quantized or not) are rewritten at load into the
   // tiled layout (kernels.h: one sequential stream per decode tile) where kernels::CanTile
   // allows. MatMul results are identical either way; false keeps them row-major.
   bool tile_dense = true;

@@ -223,12 +223,12 @@ TEST_P(MatMulTest, TiledLayoutIsBitIdenticalToRowMajor) {
   }
 }
 
-TEST_P(MatMulTest, CanTileNeedsWholeTilesAndAFloatType) {
+TEST_P(MatMulTest, CanTileNeedsWholeTilesAndWholeChunks) {
   EXPECT_TRUE(CanTile(type(), 16, 32));
   EXPECT_FALSE(CanTile(type(), 12, 32));  // rows not a multiple of kTileRows
   EXPECT_FALSE(CanTile(type(), 16, 40));  // cols not a multiple of kTileCols
-  EXPECT_FALSE(CanTile(WeightType::kQ8, 16, 32));
-  EXPECT_FALSE(CanTile(WeightType::kQ4, 16, 32));
+  EXPECT_TRUE(CanTile(WeightType::kQ8, 16, 40));  // whole blocks per chunk: any cols
+  EXPECT_FALSE(CanTile(WeightType::kQ4, 12, 32));
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -160,6 +160,45 @@ TEST_P(QuantActsMatMulTest, BitIdenticalAcrossTokenCountsRowRangesAndThreads) {
   }
 }
 
+// The tiled layout (kernels.h TiledBlockOffset): TileMatrix moves whole blocks, and both
+// quantized MatMuls (int16 and f32 activations) over the tiled copy are bit-identical to the
+// row-major ones, for decode and prefill token counts and row ranges inside tiles; any cols.
+TEST_P(QuantActsMatMulTest, TiledLayoutIsBitIdenticalToRowMajor) {
+  for (size_t cols : {32u, 67u, 2048u}) {
+    const size_t rows = 24, max_tokens = 9;
+    ASSERT_TRUE(CanTile(type(), rows, cols));
+    EXPECT_FALSE(CanTile(type(), rows + 4, cols));
+    const auto w = QuantizeRows(RandomFloats(rows * cols, 21), rows, cols, type());
+    std::vector<uint8_t> tiled(w.begin(), w.end());
+    TileMatrix(tiled.data(), type(), rows, cols);
+    const size_t rb = QuantRowBytes(type(), cols), bb = QuantBlockBytes(type());
+    for (size_t r = 0; r < rows; ++r) {
+      for (size_t b = 0; b < rb / bb; ++b) {
+        ASSERT_EQ(0, std::memcmp(&tiled[TiledBlockOffset(r, b, rb, bb)], &w[r * rb + b * bb], bb))
+            << "r=" << r << " b=" << b;
+      }
+    }
+    const WeightView rm{w.data(), type(), rows, cols};
+    WeightView tv{tiled.data(), type(), rows, cols};
+    tv.tiled = true;
+    const auto x = RandomFloats(max_tokens * cols, 22);
+    const Acts a = Quantized(x, max_tokens, cols, cols);
+    for (size_t n : {1u, 2u, 4u, 5u, 9u}) {
+      for (auto [b, e] : {std::pair<size_t, size_t>{0, rows}, {3, 21}, {16, 24}, {1, 2}}) {
+        std::vector<float> want(n * rows, -1.f), got(n * rows, -1.f);
+        MatMulQuantizedActs(rm, a.q.data(), a.d.data(), n, want.data(), rows, b, e);
+        MatMulQuantizedActs(tv, a.q.data(), a.d.data(), n, got.data(), rows, b, e);
+        ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * 4))
+            << "int16 acts, cols " << cols << " n " << n << " rows [" << b << ", " << e << ")";
+        MatMul(rm, x.data(), n, cols, want.data(), rows, b, e);
+        MatMul(tv, x.data(), n, cols, got.data(), rows, b, e);
+        ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * 4))
+            << "f32 acts, cols " << cols << " n " << n << " rows [" << b << ", " << e << ")";
+      }
+    }
+  }
+}
+
 // Against the exact-dequantization MatMul (f32 activations): the only difference is the
 // activations' rounding, at most 2^-16 of each block's max|x| per element.
 TEST_P(QuantActsMatMulTest, CloseToFloatActivationMatMul) {

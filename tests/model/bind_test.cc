@@ -69,7 +69,8 @@ TEST(BindTest, UneditedCopyBinds) {
 // once the dense weights reach progress_min_bytes, and stays silent below it.
 // --dense-quant: exactly the MatMul-only matrices are quantized (the router, norms and embedding
 // keep their type), each row as kernels::QuantizeRow makes it from the stored row, also across
-// the row chunks of the load (5 rows per read here: 6144 lm_head rows leave a partial chunk).
+// the row chunks of the load (5 rows per read here: 6144 lm_head rows leave a partial chunk);
+// with tile_dense each quantized row's blocks then sit where TiledBlockOffset says.
 TEST(BindTest, DenseQuantQuantizesOnlyMatMulWeightsRowByRow) {
   const std::string ref = std::string(MOE_SOURCE_DIR) + "/models/qwen3-moe-ref";
   auto cfg = LoadHfConfig(ref);
@@ -79,37 +80,48 @@ TEST(BindTest, DenseQuantQuantizesOnlyMatMulWeightsRowByRow) {
   ASSERT_TRUE(ckpt.ok()) << ckpt.status().message();
   auto plain = ModelWeights::Bind(*cfg, *ckpt);
   ASSERT_TRUE(plain.ok()) << plain.status().message();
-  for (kernels::WeightType q : {kernels::WeightType::kQ8, kernels::WeightType::kQ4}) {
-    BindOptions opts;
-    opts.dense_quant = q;
-    opts.dense_quant_chunk_bytes = 5 * 256 * 2 + 100;
-    auto w = ModelWeights::Bind(*cfg, *ckpt, opts);
-    ASSERT_TRUE(w.ok()) << w.status().message();
-    EXPECT_LT((*w)->dense_bytes(), (*plain)->dense_bytes());
-    const LayerWeights& l0 = (*w)->layer(0);
-    for (const DenseTensor* t : {&l0.attn.q_proj, &l0.attn.k_proj, &l0.attn.v_proj,
-                                 &l0.attn.o_proj, &(*w)->lm_head()}) {
-      EXPECT_EQ(t->view.type, q) << t->name;
-    }
-    for (const DenseTensor* t : {&l0.router, &l0.input_layernorm, &l0.attn.q_norm,
-                                 &(*w)->embed(), &(*w)->final_norm()}) {
-      EXPECT_EQ(t->view.type, kernels::WeightType::kBF16) << t->name;
-    }
-    for (const DenseTensor* t : {&(*w)->lm_head(), &l0.attn.o_proj}) {
-      const kernels::WeightView& v = t->view;
-      const TensorRef* src = ckpt->Find(t->name);
-      ASSERT_NE(src, nullptr) << t->name;
-      std::string raw(src->info->n_bytes, '\0');
-      ASSERT_TRUE(ckpt->Read(*src, raw.data(), raw.size()).ok());
-      const size_t out_row = kernels::WeightMatrixBytes(q, 1, v.cols);
-      std::vector<float> row(v.cols);
-      std::vector<char> want(out_row);
-      for (size_t r : {size_t{0}, size_t{4}, size_t{5}, v.rows / 2, v.rows - 1}) {
-        kernels::ToFloat(raw.data() + r * v.cols * 2, kernels::WeightType::kBF16, v.cols,
-                         row.data());
-        kernels::QuantizeRow(row.data(), v.cols, q, want.data());
-        EXPECT_EQ(0, std::memcmp(static_cast<const char*>(v.data) + r * out_row, want.data(),
-                                 out_row)) << t->name << " row " << r;
+  for (const bool tile : {false, true}) {
+    for (kernels::WeightType q : {kernels::WeightType::kQ8, kernels::WeightType::kQ4}) {
+      SCOPED_TRACE(tile ? "tiled" : "row-major");
+      BindOptions opts;
+      opts.dense_quant = q;
+      opts.dense_quant_chunk_bytes = 5 * 256 * 2 + 100;
+      opts.tile_dense = tile;  // tiled: quantized first, then tiled (kernels.h TiledBlockOffset)
+      auto w = ModelWeights::Bind(*cfg, *ckpt, opts);
+      ASSERT_TRUE(w.ok()) << w.status().message();
+      EXPECT_LT((*w)->dense_bytes(), (*plain)->dense_bytes());
+      const LayerWeights& l0 = (*w)->layer(0);
+      for (const DenseTensor* t : {&l0.attn.q_proj, &l0.attn.k_proj, &l0.attn.v_proj,
+                                   &l0.attn.o_proj, &(*w)->lm_head()}) {
+        EXPECT_EQ(t->view.type, q) << t->name;
+        // Tiled where the target's quantized decode tile fits (kernels::TilingPays).
+        EXPECT_EQ(t->view.tiled, tile && kernels::TilingPays(q)) << t->name;
+      }
+      for (const DenseTensor* t : {&l0.router, &l0.input_layernorm, &l0.attn.q_norm,
+                                   &(*w)->embed(), &(*w)->final_norm()}) {
+        EXPECT_EQ(t->view.type, kernels::WeightType::kBF16) << t->name;
+      }
+      for (const DenseTensor* t : {&(*w)->lm_head(), &l0.attn.o_proj}) {
+        const kernels::WeightView& v = t->view;
+        const TensorRef* src = ckpt->Find(t->name);
+        ASSERT_NE(src, nullptr) << t->name;
+        std::string raw(src->info->n_bytes, '\0');
+        ASSERT_TRUE(ckpt->Read(*src, raw.data(), raw.size()).ok());
+        const size_t out_row = kernels::WeightMatrixBytes(q, 1, v.cols);
+        std::vector<float> row(v.cols);
+        std::vector<char> want(out_row);
+        for (size_t r : {size_t{0}, size_t{4}, size_t{5}, v.rows / 2, v.rows - 1}) {
+          kernels::ToFloat(raw.data() + r * v.cols * 2, kernels::WeightType::kBF16, v.cols,
+                           row.data());
+          kernels::QuantizeRow(row.data(), v.cols, q, want.data());
+          const size_t bb = kernels::QuantBlockBytes(q);
+          for (size_t b = 0; b < out_row / bb; ++b) {
+            const size_t at =
+                v.tiled ? kernels::TiledBlockOffset(r, b, out_row, bb) : r * out_row + b * bb;
+            ASSERT_EQ(0, std::memcmp(static_cast<const char*>(v.data) + at, &want[b * bb], bb))
+                << t->name << " row " << r << " block " << b;
+          }
+        }
       }
     }
   }

@@ -45,7 +45,7 @@ class ExpertProvider {
 class ResidentExperts {
  public:
   // `tile`: rewrite each block's three matrices into the tiled layout (kernels.h) where
-  // kernels::CanTile allows; views() then say so. MatMul results are the same either way.
+  // kernels::TilingPays; view() then says so. MatMul results are the same either way.
   static Result<std::unique_ptr<ResidentExperts>> Load(const ExpertSource& source,
                                                        bool tile = false);
   ~ResidentExperts();

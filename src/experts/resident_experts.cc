@@ -29,9 +29,8 @@ Result<std::unique_ptr<ResidentExperts>> ResidentExperts::Load(const ExpertSourc
                  r->bytes_);
   }
   const ExpertGeometry& g = r->geometry_;
-  r->tiled_ = tile && kernels::TilingPays(g.type) &&
-              kernels::CanTile(g.type, g.intermediate, g.hidden) &&
-              kernels::CanTile(g.type, g.hidden, g.intermediate);
+  r->tiled_ = tile && kernels::TilingPays(g.type, g.intermediate, g.hidden) &&
+              kernels::TilingPays(g.type, g.hidden, g.intermediate);
   for (int64_t l = 0; l < source.n_layers(); ++l) {
     if (!source.has_experts(l)) continue;
     for (int64_t e = 0; e < r->n_experts_; ++e) {

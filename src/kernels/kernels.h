@@ -77,10 +77,10 @@ inline constexpr size_t TiledBlockOffset(size_t r, size_t b, size_t row_bytes,
 // f32, bf16 and f16 cols a multiple of kTileCols and the CPU's current SIMD target's f32 vector
 // a divisor of kTileCols (every x86 and Arm NEON target; not SVE wider than 512 bits).
 bool CanTile(WeightType t, size_t rows, size_t cols);
-// True if the current target's decode tiles fit the tiled layout, so that loaders should tile
-// (CanTile permitting): always for f32/bf16/f16; for q8/q4 where the quantized decode tile is
-// kTileRows rows (AVX-512; the 16-register targets use 6, and tiling lost them 10 % prefill).
-bool TilingPays(WeightType t);
+// What loaders ask: CanTile, and the current target's decode tiles fit the layout: always for
+// f32/bf16/f16; for q8/q4 where the quantized decode tile is kTileRows rows (AVX-512; the
+// 16-register targets use 6, and tiling lost them 10 % prefill).
+bool TilingPays(WeightType t, size_t rows, size_t cols);
 // Rewrites a row-major matrix in place into the tiled layout; CanTile(t, rows, cols) must hold.
 void TileMatrix(void* data, WeightType t, size_t rows, size_t cols);
 

@@ -186,13 +186,10 @@ HWY_INLINE void QTile(const QArgs& a, size_t r, size_t t) {
   const DQ dq;
   const size_t N = hn::Lanes(dq);
   constexpr size_t bb = QuantBlockBytes(kW);
-  // Row-major or tiled (kernels.h TiledBlockOffset): a row's base and its block stride.
-  constexpr size_t bs = kTiled ? kTileRows * bb : bb;
+  constexpr size_t bs = QuantBlockStride<kTiled>(bb);
   const uint8_t* HWY_RESTRICT w[kR];
   MOE_UNROLL
-  for (size_t i = 0; i < kR; ++i) {
-    w[i] = a.w + (kTiled ? TiledBlockOffset(r + i, 0, a.row_bytes, bb) : (r + i) * a.row_bytes);
-  }
+  for (size_t i = 0; i < kR; ++i) w[i] = a.w + QuantRowBase<kTiled>(r + i, a.row_bytes, bb);
   const float* HWY_RESTRICT x[kT];
   MOE_UNROLL
   for (size_t j = 0; j < kT; ++j) x[j] = a.x + (t + j) * a.x_stride;

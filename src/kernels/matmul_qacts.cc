@@ -147,13 +147,10 @@ HWY_INLINE void Tile(const QAArgs& a, size_t r, size_t t) {
   const DF df;
   const size_t N16 = hn::Lanes(d16);
   constexpr size_t bb = QuantBlockBytes(kW);
-  // Row-major or tiled (kernels.h TiledBlockOffset): a row's base and its block stride.
-  constexpr size_t bs = kTiled ? kTileRows * bb : bb;
+  constexpr size_t bs = QuantBlockStride<kTiled>(bb);
   const uint8_t* HWY_RESTRICT w[kR];
   MOE_UNROLL
-  for (size_t i = 0; i < kR; ++i) {
-    w[i] = a.w + (kTiled ? TiledBlockOffset(r + i, 0, a.row_bytes, bb) : (r + i) * a.row_bytes);
-  }
+  for (size_t i = 0; i < kR; ++i) w[i] = a.w + QuantRowBase<kTiled>(r + i, a.row_bytes, bb);
   const int16_t* HWY_RESTRICT xq[kT];
   const float* HWY_RESTRICT xd[kT];
   MOE_UNROLL
@@ -266,8 +263,9 @@ void QuantizeActs(const float* x, size_t n_tokens, size_t x_stride, size_t cols,
   HWY_DYNAMIC_DISPATCH(QuantizeActsImpl)(x, n_tokens, x_stride, cols, q, d);
 }
 
-bool TilingPays(WeightType t) {
-  return !IsQuantized(t) || HWY_DYNAMIC_DISPATCH(QuantDecodeRowsImpl)() % kTileRows == 0;
+bool TilingPays(WeightType t, size_t rows, size_t cols) {
+  return CanTile(t, rows, cols) &&
+         (!IsQuantized(t) || HWY_DYNAMIC_DISPATCH(QuantDecodeRowsImpl)() % kTileRows == 0);
 }
 
 void MatMulQuantizedActs(const WeightView& w, const int16_t* xq, const float* xd, size_t n_tokens,

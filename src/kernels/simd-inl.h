@@ -112,6 +112,17 @@ HWY_INLINE void ForEachTile(size_t n_tokens, size_t row_begin, size_t row_end,
   }
 }
 
+// Where a quantized (q8/q4) matrix's row r starts, and how far apart its blocks are, row-major
+// or tiled (kernels.h TiledBlockOffset).
+template <bool kTiled>
+HWY_INLINE size_t QuantRowBase(size_t r, size_t row_bytes, size_t block_bytes) {
+  return kTiled ? TiledBlockOffset(r, 0, row_bytes, block_bytes) : r * row_bytes;
+}
+template <bool kTiled>
+constexpr size_t QuantBlockStride(size_t block_bytes) {
+  return kTiled ? kTileRows * block_bytes : block_bytes;
+}
+
 // ForEachTile over a row-major or tiled (kernels.h) matrix: `tile` is called as
 // tile.template operator()<kR, kT, kTiled>(r, t), and tiled matrices take kTiledPrefillR ×
 // kTiledTokenT prefill tiles (a whole 8-row tile per pass, see matmul.cc).

@@ -134,8 +134,8 @@ class WeightBinder {
     out->view.cols = shape.back();
     const bool quantize = matmul_only && opts_.dense_quant.has_value();
     if (quantize) out->view.type = *opts_.dense_quant;
-    const bool tile = matmul_only && opts_.tile_dense && kernels::TilingPays(out->view.type) &&
-                      kernels::CanTile(out->view.type, out->view.rows, out->view.cols);
+    const bool tile = matmul_only && opts_.tile_dense &&
+                      kernels::TilingPays(out->view.type, out->view.rows, out->view.cols);
     planned_.push_back({ref, out, arena_bytes_, quantize, tile});
     arena_bytes_ += RoundUp(kernels::WeightMatrixBytes(out->view.type, out->view.rows,
                                                        out->view.cols), 64);

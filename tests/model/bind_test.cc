@@ -95,7 +95,8 @@ TEST(BindTest, DenseQuantQuantizesOnlyMatMulWeightsRowByRow) {
                                    &l0.attn.o_proj, &(*w)->lm_head()}) {
         EXPECT_EQ(t->view.type, q) << t->name;
         // Tiled where the target's quantized decode tile fits (kernels::TilingPays).
-        EXPECT_EQ(t->view.tiled, tile && kernels::TilingPays(q)) << t->name;
+        EXPECT_EQ(t->view.tiled, tile && kernels::TilingPays(q, t->view.rows, t->view.cols))
+            << t->name;
       }
       for (const DenseTensor* t : {&l0.router, &l0.input_layernorm, &l0.attn.q_norm,
                                    &(*w)->embed(), &(*w)->final_norm()}) {

@@ -117,14 +117,8 @@ uint64_t WeightBytesPerDecodeToken(const Engine& e, bool tiled_only = false) {
 }
 
 LayerCacheStats Diff(const LayerCacheStats& a, const LayerCacheStats& b) {  // b − a
-  LayerCacheStats d;
-  d.hits = b.hits - a.hits;
-  d.joins = b.joins - a.joins;
-  d.misses = b.misses - a.misses;
-  d.evictions = b.evictions - a.evictions;
-  d.bytes_read = b.bytes_read - a.bytes_read;
-  d.read_ns = b.read_ns - a.read_ns;
-  d.wait_ns = b.wait_ns - a.wait_ns;
+  LayerCacheStats d = b;
+  d.Sub(a);
   return d;
 }
 
@@ -332,6 +326,22 @@ int Bench(int argc, char** argv) {
     j += fmt::format("\"decode_share_of_memory_roofline\":{:.4f},", Median(share));
   }
   j += fmt::format("\"bytes_read_per_token\":{:.1f},", static_cast<double>(dcs.bytes_read) / (D * R));
+  // Router lookahead (--prefetch), decode: reads issued, later used, dropped unread, and the
+  // bytes of those read but never used (speculation's cost; what a token needs is
+  // bytes_read_per_token minus these).
+  j += fmt::format("\"prefetch\":{},", model.engine.prefetch);
+  j += fmt::format("\"prefetch_issued_per_token\":{:.4f},\"prefetch_used_per_token\":{:.4f},"
+                   "\"prefetch_cancelled_per_token\":{:.4f},",
+                   static_cast<double>(dcs.prefetch_issued) / (D * R),
+                   static_cast<double>(dcs.prefetch_used) / (D * R),
+                   static_cast<double>(dcs.prefetch_cancelled) / (D * R));
+  j += fmt::format("\"prefetch_precision\":{:.4f},",
+                   dcs.predicted ? static_cast<double>(dcs.predicted_and_actual) /
+                                       static_cast<double>(dcs.predicted)
+                                 : 0.0);
+  j += fmt::format("\"prefetch_unused_bytes_per_token\":{:.1f},",
+                   static_cast<double>(dcs.prefetch_unused()) *
+                       static_cast<double>(g.block_bytes()) / (D * R));
   j += fmt::format("\"prefill_bytes_read_per_token\":{:.1f},",
                    static_cast<double>(prefill_cache.bytes_read) / (P * R));
   j += fmt::format("\"cache_hit_rate\":{:.4f},",

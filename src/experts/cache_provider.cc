@@ -12,10 +12,12 @@ namespace {
 
 class CacheProvider final : public ExpertProvider {
  public:
-  explicit CacheProvider(ExpertCache& cache)
+  CacheProvider(ExpertCache& cache, double prefetch_min_precision)
       : cache_(cache), slot_of_(static_cast<size_t>(std::max<int64_t>(1, n_experts()))),
         pending_{-1, std::vector<int32_t>(slot_of_.size())},
-        outstanding_{-1, std::vector<int32_t>(slot_of_.size())} {}
+        outstanding_{-1, std::vector<int32_t>(slot_of_.size())},
+        min_precision_(prefetch_min_precision),
+        precision_(static_cast<size_t>(cache.n_layers()), 1.0) {}
   ~CacheProvider() override { End(); }
 
   Status Begin(int64_t layer, std::span<const int32_t> experts) override {
@@ -27,7 +29,12 @@ class CacheProvider final : public ExpertProvider {
       // The prediction for this layer meets the truth: the right prefetches were joined above
       // (and moved to the demand queue if not started); the wrong ones not started are dropped.
       const std::span<const int32_t> predicted = outstanding_.experts();
-      cache_.RecordPrediction(layer, predicted, experts);
+      const uint64_t used = cache_.RecordPrediction(layer, predicted, experts);
+      if (!predicted.empty()) {  // running mean over about the last kPrecisionWindow predictions
+        double& p = precision_[static_cast<size_t>(layer)];
+        p += (static_cast<double>(used) / static_cast<double>(predicted.size()) - p) /
+             kPrecisionWindow;
+      }
       for (int32_t e : predicted) {
         if (std::find(experts.begin(), experts.end(), e) == experts.end()) {
           cache_.CancelPrefetch({layer_, e});
@@ -39,7 +46,11 @@ class CacheProvider final : public ExpertProvider {
     // prefetch can never evict what the current layer is about to use; and only when every
     // expert of this layer got a slot (no stealing from a layer that is short of slots).
     if (pending_.layer >= 0 && issued_ == list_.size()) {
-      for (int32_t e : pending_.experts()) cache_.Prefetch({pending_.layer, e});
+      if (precision_[static_cast<size_t>(pending_.layer)] >= min_precision_) {
+        for (int32_t e : pending_.experts()) cache_.Prefetch({pending_.layer, e});
+      } else {
+        cache_.RecordSkippedPrefetch(pending_.layer, pending_.n);  // still judged at its Begin
+      }
       std::swap(outstanding_, pending_);
     }
     pending_.layer = -1;
@@ -98,13 +109,17 @@ class CacheProvider final : public ExpertProvider {
     std::span<const int32_t> experts() const { return {ids.data(), n}; }
   };
   HintSet pending_;      // the last Hint, prefetched by the next Begin
-  HintSet outstanding_;  // prefetched, judged by the Begin of its layer
+  HintSet outstanding_;  // prefetched (or skipped), judged by the Begin of its layer
+  // The gate: a layer's hints are read only while its running precision ≥ min_precision_.
+  static constexpr double kPrecisionWindow = 8;
+  double min_precision_;
+  std::vector<double> precision_;  // [layer], starts at 1: every layer is tried first
 };
 
 }  // namespace
 
-std::unique_ptr<ExpertProvider> ExpertCache::NewProvider() {
-  return std::make_unique<CacheProvider>(*this);
+std::unique_ptr<ExpertProvider> ExpertCache::NewProvider(double prefetch_min_precision) {
+  return std::make_unique<CacheProvider>(*this, prefetch_min_precision);
 }
 
 }  // namespace moe

@@ -18,11 +18,11 @@ std::string LayerJson(const LayerCacheStats& s) {
   return fmt::format(
       "{{\"hits\":{},\"joins\":{},\"misses\":{},\"evictions\":{},\"bytes_read\":{},"
       "\"read_ms\":{:.3f},\"read_gb_per_s\":{:.3f},\"wait_ms\":{:.3f},\"prefetch_issued\":{},"
-      "\"prefetch_used\":{},\"prefetch_cancelled\":{},\"prefetch_precision\":{:.4f},"
-      "\"prefetch_recall\":{:.4f}}}",
+      "\"prefetch_used\":{},\"prefetch_cancelled\":{},\"prefetch_skipped\":{},"
+      "\"prefetch_precision\":{:.4f},\"prefetch_recall\":{:.4f}}}",
       s.hits, s.joins, s.misses, s.evictions, s.bytes_read, s.read_ns / 1e6,
       Ratio(s.bytes_read, s.read_ns), s.wait_ns / 1e6, s.prefetch_issued, s.prefetch_used,
-      s.prefetch_cancelled, Ratio(s.predicted_and_actual, s.predicted),
+      s.prefetch_cancelled, s.prefetch_skipped, Ratio(s.predicted_and_actual, s.predicted),
       Ratio(s.predicted_and_actual, s.actual));
 }
 
@@ -36,6 +36,7 @@ constexpr uint64_t LayerCacheStats::*kCounters[] = {
     &LayerCacheStats::bytes_read,     &LayerCacheStats::read_ns,
     &LayerCacheStats::wait_ns,        &LayerCacheStats::prefetch_issued,
     &LayerCacheStats::prefetch_used,  &LayerCacheStats::prefetch_cancelled,
+    &LayerCacheStats::prefetch_skipped,
     &LayerCacheStats::predicted,      &LayerCacheStats::actual,
     &LayerCacheStats::predicted_and_actual};
 static_assert(sizeof(kCounters) / sizeof(kCounters[0]) * sizeof(uint64_t) ==
@@ -62,9 +63,9 @@ std::string CacheStats::Summary() const {
       100.0 * Ratio(t.hits, req), t.misses, t.joins, t.evictions, t.bytes_read / 1048576.0,
       Ratio(t.bytes_read, t.read_ns), t.wait_ns / 1e6, read_errors);
   if (t.predicted > 0) {
-    s += fmt::format("; prefetch issued {}, used {}, cancelled {}, lookahead precision {:.1f}% "
-                     "recall {:.1f}%",
-                     t.prefetch_issued, t.prefetch_used, t.prefetch_cancelled,
+    s += fmt::format("; prefetch issued {}, used {}, cancelled {}, skipped {}, lookahead "
+                     "precision {:.1f}% recall {:.1f}%",
+                     t.prefetch_issued, t.prefetch_used, t.prefetch_cancelled, t.prefetch_skipped,
                      100.0 * Ratio(t.predicted_and_actual, t.predicted),
                      100.0 * Ratio(t.predicted_and_actual, t.actual));
   }

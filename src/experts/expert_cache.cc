@@ -230,8 +230,8 @@ void ExpertCache::OnLoaded(const LoadJob& job, Status status, uint64_t read_ns) 
   ready_cv_.notify_all();
 }
 
-void ExpertCache::RecordPrediction(int64_t layer, std::span<const int32_t> predicted,
-                                   std::span<const int32_t> actual) {
+uint64_t ExpertCache::RecordPrediction(int64_t layer, std::span<const int32_t> predicted,
+                                       std::span<const int32_t> actual) {
   uint64_t both = 0;
   for (int32_t p : predicted) both += std::count(actual.begin(), actual.end(), p) > 0;
   std::lock_guard<std::mutex> lock(mu_);
@@ -239,6 +239,12 @@ void ExpertCache::RecordPrediction(int64_t layer, std::span<const int32_t> predi
   st.predicted += predicted.size();
   st.actual += actual.size();
   st.predicted_and_actual += both;
+  return both;
+}
+
+void ExpertCache::RecordSkippedPrefetch(int64_t layer, size_t n) {
+  std::lock_guard<std::mutex> lock(mu_);
+  LayerStats(static_cast<int32_t>(layer)).prefetch_skipped += n;
 }
 
 uint64_t ExpertCache::io_busy_ns() const { return loader_->busy_ns(); }

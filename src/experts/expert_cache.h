@@ -50,6 +50,7 @@ struct LayerCacheStats {
   uint64_t prefetch_issued = 0;   // reads issued by Hint
   uint64_t prefetch_used = 0;     // prefetched blocks later requested
   uint64_t prefetch_cancelled = 0;  // dropped before their read started (wrong predictions)
+  uint64_t prefetch_skipped = 0;  // predicted but not read: the layer's recent precision was low
   uint64_t predicted = 0, actual = 0, predicted_and_actual = 0;  // lookahead precision/recall
   void Add(const LayerCacheStats& o);
   void Sub(const LayerCacheStats& o);  // o's counters taken out (o counted before this)
@@ -79,7 +80,11 @@ class ExpertCache final : private LoadSink {
                                                      const ExpertCacheOptions& opts);
   ~ExpertCache() override;
 
-  std::unique_ptr<ExpertProvider> NewProvider();
+  // A provider for one Session. Its router-lookahead hints are read early (Prefetch) unless
+  // `prefetch_min_precision` > 0 and the hinted layer's recent lookahead precision (a running
+  // mean over its last predictions, judged at the layer's Begin) is below it: then the
+  // prediction is only judged, not read (prefetch_skipped), until the layer predicts well again.
+  std::unique_ptr<ExpertProvider> NewProvider(double prefetch_min_precision = 0);
   size_t n_slots() const { return slots_.size(); }
   int32_t n_experts() const { return universe_.n_experts; }
   uint64_t slot_bytes() const { return slot_bytes_; }
@@ -88,8 +93,12 @@ class ExpertCache final : private LoadSink {
   // Loader::busy_ns: time during which at least one read was in flight.
   uint64_t io_busy_ns() const;
   // Router-lookahead bookkeeping: `predicted` experts for `layer` vs the `actual` set used.
-  void RecordPrediction(int64_t layer, std::span<const int32_t> predicted,
-                        std::span<const int32_t> actual);
+  // Returns how many predicted experts were used.
+  uint64_t RecordPrediction(int64_t layer, std::span<const int32_t> predicted,
+                            std::span<const int32_t> actual);
+  // A prediction of `n` experts for `layer` that the provider chose not to read.
+  void RecordSkippedPrefetch(int64_t layer, size_t n);
+  int32_t n_layers() const { return static_cast<int32_t>(stats_.size()); }
 
   // --- Used by providers (and tests). ---
   // Pins key's slot, issuing its read when absent. Returns the slot, or kNoSlot when every slot

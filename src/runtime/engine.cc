@@ -53,7 +53,10 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& opts) {
 }
 
 std::unique_ptr<ExpertProvider> Engine::NewExpertProvider() const {
-  if (cache_) return cache_->NewProvider();
+  if (cache_) {
+    return cache_->NewProvider(opts_.prefetch == PrefetchMode::kAuto ? kAutoPrefetchMinPrecision
+                                                                     : 0.0);
+  }
   return MakeResidentProvider(*resident_);
 }
 

@@ -23,6 +23,14 @@ namespace moe {
 
 inline constexpr int64_t kMaxTopK = 64;
 
+enum class PrefetchMode { kOff, kOn, kAuto };
+// Below this precision a layer's prefetch costs more than it saves (docs/benchmarks.md,
+// session 11: 45 % lost 7–13 % of decode, 73–80 % gained 10–36 %).
+inline constexpr double kAutoPrefetchMinPrecision = 0.6;
+inline const char* PrefetchModeName(PrefetchMode m) {
+  return m == PrefetchMode::kOff ? "off" : m == PrefetchMode::kOn ? "on" : "auto";
+}
+
 struct EngineOptions {
   std::string model_dir;
   // Lossy analysis knobs (both make the output differ from the model's): restrict the router to
@@ -41,7 +49,10 @@ struct EngineOptions {
   // session 6: 2 wins at high hit rates, loses where many reads queue), so 0 is the default.
   int64_t io_depth = 0;
   std::string io_mode = "auto";  // converted store reads: direct | buffered | auto
-  bool prefetch = false;          // router-lookahead prefetch (runtime/prefetch.h)
+  // Router-lookahead prefetch (runtime/prefetch.h) when streaming: kOn reads every hint early;
+  // kAuto (default) reads a layer's hints while its recent lookahead precision is at least
+  // kAutoPrefetchMinPrecision (ExpertCache::NewProvider), and only judges them otherwise.
+  PrefetchMode prefetch = PrefetchMode::kAuto;
   // Bound on any wait for an expert read or a free cache slot; a stalled disk then fails the
   // request with an error naming the layer and expert instead of hanging it (F12).
   int64_t io_timeout_ms = 120000;

@@ -83,7 +83,7 @@ Session::Session(const Engine& engine, ThreadPool& pool, const SessionOptions& o
   act_q_.assign(act_blocks_ * kernels::kQuantBlock, 0);
   act_d_.assign(act_blocks_, 0.f);
   // experts: router-lookahead prefetch, only when streaming through a cache.
-  if (engine.options().prefetch && engine.expert_cache()) {
+  if (engine.options().prefetch != PrefetchMode::kOff && engine.expert_cache()) {
     lookahead_ = std::make_unique<RouterLookahead>(w_, router_opts_, max_batch_);
   }
 }

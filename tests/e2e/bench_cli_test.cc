@@ -86,6 +86,8 @@ TEST(BenchCliTest, ResidentJsonIsConsistent) {
   const uint64_t expected = 2 * (L * per_layer + H + V * H + H);
   EXPECT_EQ(j["weight_bytes_per_decode_token"].get<uint64_t>(), expected);
   EXPECT_EQ(j["expert_bytes_per_decode_token"].get<uint64_t>(), 2 * L * 4 * 3 * I * H);
+  EXPECT_EQ(j["head_bytes_per_decode_token"].get<uint64_t>(), 2 * (H + V * H + H));
+  EXPECT_EQ(j["moe_layers"].get<int>(), 8);
   // The default tiled layout covers the MatMul-only matrices: attention projections, the
   // resident experts and lm_head (not norms, router or embedding).
   EXPECT_EQ(j["weight_layout"], "tiles");
@@ -111,7 +113,7 @@ TEST(BenchCliTest, StreamingReportsCacheTraffic) {
   Scratch s;
   // 64 KiB blocks (bf16 3×64×256): 512K holds 8 blocks, far fewer than the 4 × 8 layers a
   // token needs, so decode must read from disk every step.
-  const auto j = RunBench({"--expert-cache", "512K"}, s);
+  const auto j = RunBench({"--expert-cache", "512K", "--prefetch", "off"}, s);
   EXPECT_EQ(j["mode"], "streaming");
   EXPECT_EQ(j["io_threads"].get<int>(), 4);  // the defaults, reported with the run
   EXPECT_EQ(j["io_depth"].get<int>(), 0);
@@ -148,12 +150,13 @@ TEST(BenchCliTest, StreamingReportsCacheTraffic) {
 // bytes read, and the prefetch changes what is read early, never the decoded ids.
 TEST(BenchCliTest, PrefetchCountersAreConsistent) {
   Scratch s;
-  const auto off = RunBench({"--expert-cache", "512K"}, s);
-  EXPECT_EQ(off["prefetch"], false);
+  const auto off = RunBench({"--expert-cache", "512K", "--prefetch", "off"}, s);
+  EXPECT_EQ(off["prefetch"], "off");
   EXPECT_EQ(off["prefetch_issued_per_token"].get<double>(), 0);
   EXPECT_EQ(off["prefetch_unused_bytes_per_token"].get<double>(), 0);
-  const auto on = RunBench({"--expert-cache", "512K", "--prefetch"}, s);
-  EXPECT_EQ(on["prefetch"], true);
+  const auto on = RunBench({"--expert-cache", "512K", "--prefetch", "on"}, s);
+  EXPECT_EQ(on["prefetch"], "on");
+  EXPECT_EQ(on["prefetch_skipped_per_token"].get<double>(), 0);
   EXPECT_EQ(on["decoded_ids"], off["decoded_ids"]);
   const double issued = on["prefetch_issued_per_token"].get<double>();
   const double used = on["prefetch_used_per_token"].get<double>();
@@ -169,6 +172,15 @@ TEST(BenchCliTest, PrefetchCountersAreConsistent) {
   const double unused = on["prefetch_unused_bytes_per_token"].get<double>();
   EXPECT_NEAR(unused / block, std::max(0.0, issued - used - cancelled), 0.01);
   EXPECT_LE(unused, on["bytes_read_per_token"].get<double>());
+  // The default is auto: the same ids, every prediction either read or skipped.
+  const auto def = RunBench({"--expert-cache", "512K"}, s);
+  EXPECT_EQ(def["prefetch"], "auto");
+  EXPECT_EQ(def["decoded_ids"], off["decoded_ids"]);
+  EXPECT_GT(def["prefetch_issued_per_token"].get<double>() +
+                def["prefetch_skipped_per_token"].get<double>(), 0);
+  const auto bad = testing::RunCli({"bench", "--prefetch", "yes"}, s.path);
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--prefetch 'yes'"), std::string::npos) << bad.err;
 }
 
 // A run from a converted store names the store's format version and block hash, as its header

@@ -321,6 +321,40 @@ TEST(ExpertCacheTest, PrefetchNeverEvictsAResidentExpertOfTheHintedLayer) {
   EXPECT_EQ(s.layers[2].evictions, 1u) << "the victim is the oldest of another layer";
 }
 
+// The precision gate (NewProvider(min_precision)): a layer whose hints keep missing stops being
+// read early, yet is still judged, and is read early again once it predicts well. Each token:
+// hint layer 1 during layer 0 (the hint is read or skipped at layer 0's Begin, by the precision
+// judged so far), then run layer 1 (which judges it).
+TEST(ExpertCacheTest, PrecisionGateSkipsALayerThatPredictsBadlyAndRecovers) {
+  FakeSource src(2, 8);
+  auto cache = MakeCache(src, 8, 2);
+  auto prov = cache->NewProvider(/*prefetch_min_precision=*/0.6);
+  const auto token = [&](const std::vector<int32_t>& hint, const std::vector<int32_t>& actual) {
+    prov->Hint(1, hint);
+    UseLayer(*prov, src, 0, {7});
+    UseLayer(*prov, src, 1, actual);
+  };
+  // Wrong every time (0 of 2). The running precision starts at 1 and moves 1/8 of the way to
+  // each judged hint's precision: 1, 0.875, 0.77, 0.67 (tokens 1-4: read), 0.59 (token 5 on:
+  // skipped), so tokens 5-10 skip their 2 hints.
+  for (int t = 0; t < 10; ++t) token({4, 5}, {2, 3});
+  CacheStats s = cache->Stats();
+  EXPECT_EQ(s.layers[1].prefetch_skipped, 12u);
+  EXPECT_GT(s.layers[1].prefetch_issued, 0u);
+  EXPECT_EQ(s.layers[1].predicted, 20u) << "skipped hints are still judged";
+  EXPECT_EQ(s.layers[1].predicted_and_actual, 0u);
+  // Right every time: from 0.875^10 = 0.26 the precision passes 0.6 after 5 right hints, so
+  // tokens 11-15 still skip and tokens 16-20 are read again.
+  for (int t = 0; t < 10; ++t) token({2, 3}, {2, 3});
+  s = cache->Stats();
+  EXPECT_EQ(s.layers[1].prefetch_skipped, 22u);
+  EXPECT_EQ(s.layers[1].predicted_and_actual, 20u);
+  // A provider without a gate (the default, and --prefetch on) skips nothing.
+  prov = cache->NewProvider();
+  for (int t = 0; t < 10; ++t) token({4, 5}, {2, 3});
+  EXPECT_EQ(cache->Stats().layers[1].prefetch_skipped, 22u);
+}
+
 TEST(ExpertCacheTest, ParseByteSize) {
   EXPECT_EQ(ParseByteSize("128K", "x").value(), 128u << 10);
   EXPECT_EQ(ParseByteSize("3G", "x").value(), 3ull << 30);

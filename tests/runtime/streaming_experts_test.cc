@@ -112,7 +112,7 @@ TEST_P(StreamingFixtureTest, RouterLookaheadPrefetchKeepsBitsAndMeasuresPredicti
   const uint64_t slot = RoundUp(src.geometry().block_bytes(), 4096);
   for (int64_t n : {(*resident)->top_k() + 1, int64_t{1000}}) {
     o.expert_cache = std::to_string(n * static_cast<int64_t>(slot));
-    o.prefetch = true;
+    o.prefetch = PrefetchMode::kOn;
     o.cache_policy = PolicyKind::kLayerCyclic;
     auto e = Engine::Open(o);
     ASSERT_TRUE(e.ok()) << e.status().message();

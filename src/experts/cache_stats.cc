@@ -26,9 +26,6 @@ std::string LayerJson(const LayerCacheStats& s) {
       Ratio(s.predicted_and_actual, s.actual));
 }
 
-}  // namespace
-
-namespace {
 // Every counter of LayerCacheStats, for Add and Sub.
 constexpr uint64_t LayerCacheStats::*kCounters[] = {
     &LayerCacheStats::hits,           &LayerCacheStats::joins,
@@ -42,6 +39,7 @@ constexpr uint64_t LayerCacheStats::*kCounters[] = {
 static_assert(sizeof(kCounters) / sizeof(kCounters[0]) * sizeof(uint64_t) ==
                   sizeof(LayerCacheStats),
               "a LayerCacheStats counter is missing from kCounters");
+
 }  // namespace
 
 void LayerCacheStats::Add(const LayerCacheStats& o) {

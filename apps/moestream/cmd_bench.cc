@@ -343,25 +343,24 @@ int Bench(int argc, char** argv) {
     j += fmt::format("\"memory_roofline_tok_s\":{:.3f},", mem_gb_s * 1e9 / mbytes);
     j += fmt::format("\"decode_share_of_memory_roofline\":{:.4f},", Median(share));
   }
-  j += fmt::format("\"bytes_read_per_token\":{:.1f},", static_cast<double>(dcs.bytes_read) / (D * R));
+  const auto per_decode_token = [&](uint64_t v) { return static_cast<double>(v) / (D * R); };
+  j += fmt::format("\"bytes_read_per_token\":{:.1f},", per_decode_token(dcs.bytes_read));
   // Router lookahead (--prefetch), decode: reads issued, later used, dropped unread, and the
   // bytes of those read but never used (speculation's cost; what a token needs is
   // bytes_read_per_token minus these).
   j += fmt::format("\"prefetch\":\"{}\",", PrefetchModeName(model.engine.prefetch));
   j += fmt::format("\"prefetch_issued_per_token\":{:.4f},\"prefetch_used_per_token\":{:.4f},"
                    "\"prefetch_cancelled_per_token\":{:.4f},",
-                   static_cast<double>(dcs.prefetch_issued) / (D * R),
-                   static_cast<double>(dcs.prefetch_used) / (D * R),
-                   static_cast<double>(dcs.prefetch_cancelled) / (D * R));
+                   per_decode_token(dcs.prefetch_issued), per_decode_token(dcs.prefetch_used),
+                   per_decode_token(dcs.prefetch_cancelled));
   j += fmt::format("\"prefetch_skipped_per_token\":{:.4f},",
-                   static_cast<double>(dcs.prefetch_skipped) / (D * R));
+                   per_decode_token(dcs.prefetch_skipped));
   j += fmt::format("\"prefetch_precision\":{:.4f},",
                    dcs.predicted ? static_cast<double>(dcs.predicted_and_actual) /
                                        static_cast<double>(dcs.predicted)
                                  : 0.0);
   j += fmt::format("\"prefetch_unused_bytes_per_token\":{:.1f},",
-                   static_cast<double>(dcs.prefetch_unused()) *
-                       static_cast<double>(g.block_bytes()) / (D * R));
+                   per_decode_token(dcs.prefetch_unused() * g.block_bytes()));
   j += fmt::format("\"prefill_bytes_read_per_token\":{:.1f},",
                    static_cast<double>(prefill_cache.bytes_read) / (P * R));
   j += fmt::format("\"cache_hit_rate\":{:.4f},",

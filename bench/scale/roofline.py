@@ -23,6 +23,11 @@ import json
 import sys
 
 
+def no_prediction_time(dense, expert, reads, mem_bps, dev_bps):
+    """Seconds for dense + expert bytes from memory when reads overlap only the expert part."""
+    return dense / mem_bps + max(expert / mem_bps, reads / dev_bps)
+
+
 def main():
     j = json.load(sys.stdin)
     src, dev = sys.argv[1], float(sys.argv[2])
@@ -34,14 +39,14 @@ def main():
     mem_bps = j["measured_memory_gb_s"] * 1e9
     expert = j.get("expert_bytes_per_decode_token", 0)
     dense = j["weight_bytes_per_decode_token"] - expert + j.get("kv_bytes_per_decode_token", 0)
-    t_np = dense / mem_bps + max(expert / mem_bps, per_tok / (dev * 1e9))
+    t_np = no_prediction_time(dense, expert, per_tok, mem_bps, dev * 1e9)
     no_pred = 1 / t_np if t_np > 0 else 0
     n_l = j.get("moe_layers", 0)
     la = 0
     if n_l > 0 and "head_bytes_per_decode_token" in j:
         head = j["head_bytes_per_decode_token"]
         ld, le, lr = (dense - head) / n_l, expert / n_l, per_tok / n_l
-        t_la = (head / mem_bps + ld / mem_bps + max(le / mem_bps, lr / (dev * 1e9)) +
+        t_la = (head / mem_bps + no_prediction_time(ld, le, lr, mem_bps, dev * 1e9) +
                 (n_l - 1) * max((ld + le) / mem_bps, lr / (dev * 1e9)))
         la = 1 / t_la if t_la > 0 else 0
     share_np = j["decode_tok_s"] / no_pred if no_pred > 0 else 0

@@ -10,7 +10,7 @@
 #   bench/scale/run_scale_bench.sh [--layers 24] [--experts 128] [--budgets "4G 8G 16G"]
 #       [--sources "hf bf16 q8 q4"] [--io "direct buffered"] [--threads 2] [--prompt 32]
 #       [--decode 16] [--repeat 1] [--work DIR] [--bin build/moestream] [--vocab N] [--keep]
-#       [--bench-args "ARGS"]   (extra `moestream bench` flags for every run, e.g. "--prefetch")
+#       [--bench-args "ARGS"]   (extra `moestream bench` flags for every run, e.g. "--prefetch on")
 #       [--arms "ARGS|ARGS"]    (variants run back to back in each cell, e.g. "--prefetch off|
 #                                --prefetch on": the row's label gets "+flag=value" per flag)
 #       [--gen-args "ARGS"]     (extra gen_qwen3_30b_a3b.py flags, e.g. "--embed-std 0.3": a

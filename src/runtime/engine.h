@@ -25,7 +25,7 @@ inline constexpr int64_t kMaxTopK = 64;
 
 enum class PrefetchMode { kOff, kOn, kAuto };
 // Below this precision a layer's prefetch costs more than it saves (docs/benchmarks.md,
-// session 11: 45 % lost 7–13 % of decode, 73–80 % gained 10–36 %).
+// sessions 5 and 11: 45 % lost 7–13 % of decode, 70–80 % gained 16–36 % in disk-bound cells).
 inline constexpr double kAutoPrefetchMinPrecision = 0.6;
 inline const char* PrefetchModeName(PrefetchMode m) {
   return m == PrefetchMode::kOff ? "off" : m == PrefetchMode::kOn ? "on" : "auto";

@@ -253,7 +253,7 @@ int Bench(int argc, char** argv) {
   if (measure_memory) probe = std::make_unique<MemoryProbe>();
   std::vector<double> prefill_s, decode_s, ttft_s, probe_gb_s;
   LayerCacheStats prefill_cache, decode_cache;
-  uint64_t prefill_busy_ns = 0, decode_busy_ns = 0;
+  uint64_t prefill_busy_ns = 0, decode_busy_ns = 0, decode_hashed = 0;
   std::vector<int32_t> first_run_ids;
   for (int64_t r = 0; r < repeat; ++r) {
     session.Reset();
@@ -269,6 +269,7 @@ int Bench(int argc, char** argv) {
     const auto t1 = Clock::now();
     const LayerCacheStats c1 = Totals(engine);
     const uint64_t b1 = IoBusyNs(engine);
+    const uint64_t h1 = engine.expert_source().blocks_hashed();
     for (int64_t d = 0; d < decode_tokens; ++d) {
       if (r == 0) first_run_ids.push_back(next);
       st = session.Forward(std::span<const int32_t>(&next, 1), LogitsMode::kLast, logits.data());
@@ -280,6 +281,7 @@ int Bench(int argc, char** argv) {
     decode_cache.Add(Diff(c1, Totals(engine)));
     prefill_busy_ns += b1 - b0;
     decode_busy_ns += IoBusyNs(engine) - b1;
+    decode_hashed += engine.expert_source().blocks_hashed() - h1;
     prefill_s.push_back(Seconds(t0, t1));
     ttft_s.push_back(Seconds(t0, t1));
     decode_s.push_back(Seconds(t1, t2));
@@ -309,8 +311,9 @@ int Bench(int argc, char** argv) {
   j += fmt::format("\"expert_cache_bytes\":{},",
                    streaming ? engine.expert_cache()->n_slots() * engine.expert_cache()->slot_bytes()
                              : 0);
-  j += fmt::format("\"io\":{},\"io_threads\":{},\"io_depth\":{},",
-                   JsonStr(model.engine.io_mode), model.engine.io_threads, model.engine.io_depth);
+  j += fmt::format("\"io\":{},\"io_threads\":{},\"io_depth\":{},\"verify_reads\":\"{}\",",
+                   JsonStr(model.engine.io_mode), model.engine.io_threads, model.engine.io_depth,
+                   VerifyReadsName(model.engine.verify_reads));
   j += fmt::format("\"expert_source\":{},", JsonStr(engine.expert_source().format()));
   j += fmt::format("\"expert_dtype\":\"{}\",", kernels::WeightTypeName(g.type));
   j += fmt::format("\"expert_block_bytes\":{},", g.block_bytes());
@@ -381,6 +384,9 @@ int Bench(int argc, char** argv) {
   j += fmt::format("\"prefill_read_path_gb_s\":{:.3f},",
                    ReadPathGbS(prefill_cache.bytes_read, prefill_busy_ns));
   j += fmt::format("\"read_path_gb_s\":{:.3f},", ReadPathGbS(dcs.bytes_read, decode_busy_ns));
+  // Checksums computed while decoding (--verify-reads first: only blocks read for the first time).
+  j += fmt::format("\"blocks_hashed_per_token\":{:.4f},",
+                   per_decode_token(decode_hashed));
   j += fmt::format("\"read_gb_s_per_io_thread\":{:.3f},",
                    dcs.read_ns ? static_cast<double>(dcs.bytes_read) / static_cast<double>(dcs.read_ns)
                                : 0);

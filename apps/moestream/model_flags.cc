@@ -70,6 +70,13 @@ void ModelFlags::RegisterExpertFlags(Flags& f) {
              return Status::Ok();
            },
            "expert reads from a converted store: direct (O_DIRECT), buffered, auto", "MODE");
+  f.Custom("verify-reads",
+           [this](const std::string& v) -> Status {
+             MOE_ASSIGN_OR_RETURN(engine.verify_reads, ParseVerifyReads(v));
+             return Status::Ok();
+           },
+           "expert block checksums of a converted store: first (default: each block is hashed "
+           "until it has matched once, re-reads skip the hash) or every (each read)", "WHEN");
   f.Int("io-threads", &engine.io_threads, "expert I/O threads (default 4)");
   f.Int("io-depth", &engine.io_depth,
         "expert reads moving bytes at once (default 0 = --io-threads); a block's checksum "

@@ -61,6 +61,8 @@ class ExpertSource {
   // Where the blocks come from and how they are checked, for reports and benchmark provenance,
   // e.g. "store v2 (xxh3-64 block checksums)".
   virtual std::string format() const = 0;
+  // Blocks whose checksum Verify has computed so far (a source that checks nothing: 0).
+  virtual uint64_t blocks_hashed() const { return 0; }
   // Bytes Read may write at dst: ≥ block_bytes (a store reads whole 4 KiB-padded blocks).
   virtual uint64_t dst_bytes() const { return geometry().block_bytes(); }
 };

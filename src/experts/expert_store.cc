@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -60,7 +61,12 @@ class StoreSource final : public ExpertSource {
     return Status::Ok();
   }
   Status Verify(int64_t layer, int64_t expert, const void* block) const override {
-    const store::IndexEntry& e = Entry(layer, expert);
+    const size_t i = entry_of_[static_cast<size_t>(layer * n_experts_ + expert)];
+    if (verify_ == VerifyReads::kFirst && checked_[i].load(std::memory_order_relaxed)) {
+      return Status::Ok();
+    }
+    hashed_.fetch_add(1, std::memory_order_relaxed);
+    const store::IndexEntry& e = index_[i];
     const uint64_t got = store::HashBlock(static_cast<store::BlockHash>(h_.block_hash), block,
                                           e.size, store::BlockSeed(h_.model_id, e.layer, e.expert));
     if (got != e.hash) {
@@ -69,8 +75,11 @@ class StoreSource final : public ExpertSource {
                    "computed {:016x}): corrupt or swapped block; re-run moestream convert",
                    path_, layer, expert, e.offset, e.hash, got);
     }
+    // Two threads may both hash a block's first reads (harmless): the flag only ever skips work.
+    checked_[i].store(1, std::memory_order_relaxed);
     return Status::Ok();
   }
+  uint64_t blocks_hashed() const override { return hashed_.load(std::memory_order_relaxed); }
   const store::IndexEntry& Entry(int64_t layer, int64_t expert) const {
     return index_[entry_of_[static_cast<size_t>(layer * n_experts_ + expert)]];
   }
@@ -95,9 +104,18 @@ class StoreSource final : public ExpertSource {
   Fd direct_, buffered_;
   PreadFn pread_ = ::pread;
   std::string path_;
+  VerifyReads verify_ = VerifyReads::kEvery;
+  std::unique_ptr<std::atomic<uint8_t>[]> checked_;  // [index_ position]: hash matched once
+  mutable std::atomic<uint64_t> hashed_{0};
 };
 
 }  // namespace
+
+Result<VerifyReads> ParseVerifyReads(const std::string& s) {
+  if (s == "first") return VerifyReads::kFirst;
+  if (s == "every") return VerifyReads::kEvery;
+  return Error(StatusCode::kUsage, "--verify-reads '{}': expected first or every", s);
+}
 
 Result<IoMode> ParseIoMode(const std::string& s) {
   if (s == "auto") return IoMode::kAuto;
@@ -147,6 +165,7 @@ Result<std::unique_ptr<ExpertSource>> OpenExpertStore(const std::string& dir,
   s->path_ = (fs::path(dir) / store::kExpertsFile).string();
   const std::string& path = s->path_;
   if (opts.pread_fn) s->pread_ = opts.pread_fn;
+  s->verify_ = opts.verify;
   s->buffered_ = Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (s->buffered_.get() < 0) {
     const int err = errno;
@@ -183,6 +202,7 @@ Result<std::unique_ptr<ExpertSource>> OpenExpertStore(const std::string& dir,
   s->g_.intermediate = h.intermediate;
   s->g_.type = ToWeightType(h.dtype);
   s->index_.resize(h.n_blocks);
+  s->checked_ = std::make_unique<std::atomic<uint8_t>[]>(h.n_blocks);  // value-initialised: 0
   MOE_TRY(PreadFully(s->pread_, s->buffered_.get(), h.index_offset, s->index_.data(),
                      h.index_bytes, path));
   MOE_ASSIGN_OR_RETURN(StoreIndexMap map,

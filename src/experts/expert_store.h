@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Reads a converted expert store (store_format.h) as an ExpertSource: one pread per block,
 // O_DIRECT when allowed and the destination is 4 KiB aligned (cache slots are), checksum
-// verified on every read (a mismatch is kIntegrity naming layer and expert; the block is not
-// handed out). Immutable after Open; Read is thread-safe.
+// verified on every read or on each block's first read (VerifyReads; a mismatch is kIntegrity
+// naming layer and expert, the block is not handed out). Thread-safe.
 #pragma once
 
 #include <sys/types.h>
@@ -21,9 +21,20 @@ using PreadFn = ssize_t (*)(int fd, void* buf, size_t count, off_t offset);
 enum class IoMode { kAuto, kDirect, kBuffered };
 Result<IoMode> ParseIoMode(const std::string& s);
 
+// Which reads of a block hash it. kFirst: a block's checksum is computed until it has matched
+// once in this process, then its later reads (re-reads after eviction) skip the hash; corruption
+// on disk is still caught on the first read (bad-inputs.md F5), and the CPU time of hashing every
+// streamed byte (≈ 1/3 of a core at 5 GB/s) is paid once per block. kEvery: every read.
+enum class VerifyReads { kEvery, kFirst };
+Result<VerifyReads> ParseVerifyReads(const std::string& s);
+inline const char* VerifyReadsName(VerifyReads v) {
+  return v == VerifyReads::kFirst ? "first" : "every";
+}
+
 struct StoreOpenOptions {
   IoMode io = IoMode::kAuto;   // kDirect: refuse if O_DIRECT cannot be opened
   PreadFn pread_fn = nullptr;  // null = ::pread
+  VerifyReads verify = VerifyReads::kEvery;
 };
 
 // True when `dir` holds a store marker file.
@@ -39,7 +50,8 @@ Result<std::unique_ptr<ExpertSource>> OpenExpertStore(const std::string& dir,
                                                       int64_t n_layers, int64_t n_experts,
                                                       const StoreOpenOptions& opts);
 
-// Reads every block and checks its checksum. Returns the number of blocks checked.
+// Reads every block and checks its checksum (a source opened with VerifyReads::kFirst skips the
+// blocks it has already checked). Returns the number of blocks read.
 Result<uint64_t> VerifyExpertStore(const ExpertSource& store);
 
 // Reads exactly n bytes at off through fn, retrying EINTR/EAGAIN (bounded) and continuing short

@@ -49,6 +49,8 @@ struct EngineOptions {
   // session 6: 2 wins at high hit rates, loses where many reads queue), so 0 is the default.
   int64_t io_depth = 0;
   std::string io_mode = "auto";  // converted store reads: direct | buffered | auto
+  // Converted store reads: hash each block on its first read only (default) or on every read.
+  VerifyReads verify_reads = VerifyReads::kFirst;
   // Router-lookahead prefetch (runtime/prefetch.h) when streaming: kOn reads every hint early;
   // kAuto (default) reads a layer's hints while its recent lookahead precision is at least
   // kAutoPrefetchMinPrecision (ExpertCache::NewProvider), and only judges them otherwise.

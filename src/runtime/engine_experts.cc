@@ -9,6 +9,7 @@ namespace moe {
 Status Engine::OpenStoreSource(const ExpertGeometry& g) {
   StoreOpenOptions so;
   MOE_ASSIGN_OR_RETURN(so.io, ParseIoMode(opts_.io_mode));
+  so.verify = opts_.verify_reads;
   MOE_ASSIGN_OR_RETURN(expert_source_,
                        OpenExpertStore(opts_.model_dir, g, config().num_hidden_layers,
                                        config().num_experts, so));

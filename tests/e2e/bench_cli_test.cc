@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <sstream>
 #include <string>
@@ -203,6 +204,39 @@ TEST(BenchCliTest, StreamingFromAStoreReportsItsFormatVersion) {
                                                                                  : "xxh64") +
                   " block checksums)");
   }
+}
+
+// --verify-reads every hashes each block read while decoding; first (the default) only blocks
+// read for the first time, and decodes the same ids. Demand reads only (--prefetch off), so every
+// read counted in bytes_read has finished, and been hashed, when the counters are taken.
+TEST(BenchCliTest, VerifyReadsFirstHashesFewerBlocksForTheSameIds) {
+  Scratch s;
+  const std::string out = s.path + "/store";
+  const std::string model = std::string(MOE_SOURCE_DIR) + "/models/qwen3-moe-ref";
+  const auto c = testing::RunCli({"convert", "--model", model, "--out", out, "--quiet"}, s.path);
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  const std::vector<std::string> common = {"--model", out, "--expert-cache", "512K",
+                                           "--prefetch", "off"};
+  auto with = [&](std::vector<std::string> extra) {
+    extra.insert(extra.begin(), common.begin(), common.end());
+    return RunBench(extra, s);
+  };
+  const auto every = with({"--verify-reads", "every"});
+  const auto first = with({});
+  EXPECT_EQ(every["verify_reads"], "every");
+  EXPECT_EQ(first["verify_reads"], "first");
+  EXPECT_EQ(first["decoded_ids"], every["decoded_ids"]);
+  const double stride =
+      std::ceil(every["expert_block_bytes"].get<double>() / 4096) * 4096;  // whole 4 KiB pages
+  const double every_reads = every["bytes_read_per_token"].get<double>() / stride;
+  EXPECT_GT(every_reads, 0);
+  EXPECT_NEAR(every["blocks_hashed_per_token"].get<double>(), every_reads, 1e-3);
+  const double first_reads = first["bytes_read_per_token"].get<double>() / stride;
+  EXPECT_NEAR(first_reads, every_reads, 1e-3);  // the same reads, ...
+  EXPECT_LT(first["blocks_hashed_per_token"].get<double>(), every_reads);  // ... fewer hashed
+  const auto bad = testing::RunCli({"bench", "--verify-reads", "never"}, s.path);
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--verify-reads 'never'"), std::string::npos) << bad.err;
 }
 
 TEST(BenchCliTest, MeasureMemoryReportsARooflineFromTheProbe) {

@@ -101,10 +101,12 @@ struct Opened {
 };
 
 Result<std::unique_ptr<ExpertSource>> OpenStore(const std::string& dir, const Engine& hf,
-                                                PreadFn fn = nullptr, IoMode io = IoMode::kAuto) {
+                                                PreadFn fn = nullptr, IoMode io = IoMode::kAuto,
+                                                VerifyReads verify = VerifyReads::kEvery) {
   StoreOpenOptions so;
   so.pread_fn = fn;
   so.io = io;
+  so.verify = verify;
   return OpenExpertStore(dir, hf.expert_source().geometry(), hf.config().num_hidden_layers,
                          hf.config().num_experts, so);
 }
@@ -168,6 +170,47 @@ TEST(ExpertStoreTest, FlippedBitIsAnIntegrityErrorNamingTheBlock) {
   const std::string cmd = std::string(MOESTREAM_BIN_PATH) + " eval --model " + store +
                           " --tokens 1,2 --logits-out /dev/null 2>/dev/null";
   EXPECT_EQ(WEXITSTATUS(std::system(cmd.c_str())), 6);
+  fs::remove_all(store);
+}
+
+// --verify-reads: `first` hashes a block until it has matched once, then skips the hash on its
+// re-reads; `every` hashes each read. Both catch a block that is corrupt on disk at its first
+// read, and neither ever marks a block that failed. A store is damaged under two open sources
+// (the file is rewritten in place, so both read the new bytes): a block already checked passes
+// unhashed in `first` mode and fails in `every` mode; a block never read before fails in both.
+TEST(ExpertStoreTest, FirstReadModeHashesEachBlockOnceEveryModeEachRead) {
+  StoreToDamage d("verify_first");
+  auto& [store, hf, bin, bytes] = d;
+  auto first = OpenStore(store, *hf, nullptr, IoMode::kAuto, VerifyReads::kFirst);
+  auto every = OpenStore(store, *hf, nullptr, IoMode::kAuto, VerifyReads::kEvery);
+  ASSERT_TRUE(first.ok() && every.ok());
+  ExpertSource& f = **first;
+  ExpertSource& e = **every;
+  const int64_t l = FirstMoeLayer(f);
+  std::vector<char> buf(f.dst_bytes());
+  for (int rep = 0; rep < 3; ++rep) {
+    ASSERT_TRUE(f.Read(l, 0, buf.data()).ok());
+    ASSERT_TRUE(e.Read(l, 0, buf.data()).ok());
+  }
+  EXPECT_EQ(f.blocks_hashed(), 1u);
+  EXPECT_EQ(e.blocks_hashed(), 3u);
+  // Damage block (l, 0), read and checked above, and block (l, 1), never read.
+  const uint64_t stride = f.dst_bytes();
+  bytes[store::kBlocksOffset + 1000] ^= 0x10;
+  bytes[store::kBlocksOffset + stride + 1000] ^= 0x10;
+  Spit(bin, bytes);
+  EXPECT_TRUE(f.Read(l, 0, buf.data()).ok());  // checked once already: not hashed again
+  EXPECT_EQ(f.blocks_hashed(), 1u);
+  EXPECT_EQ(e.Read(l, 0, buf.data()).code(), StatusCode::kIntegrity);
+  for (int rep = 0; rep < 2; ++rep) {  // a failed block is hashed (and refused) on every read
+    EXPECT_EQ(f.Read(l, 1, buf.data()).code(), StatusCode::kIntegrity);
+    EXPECT_EQ(e.Read(l, 1, buf.data()).code(), StatusCode::kIntegrity);
+  }
+  EXPECT_EQ(f.blocks_hashed(), 3u);
+  EXPECT_EQ(e.blocks_hashed(), 6u);
+  EXPECT_EQ(ParseVerifyReads("first").value(), VerifyReads::kFirst);
+  EXPECT_EQ(ParseVerifyReads("every").value(), VerifyReads::kEvery);
+  EXPECT_EQ(ParseVerifyReads("never").status().code(), StatusCode::kUsage);
   fs::remove_all(store);
 }
 

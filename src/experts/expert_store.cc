@@ -61,7 +61,7 @@ class StoreSource final : public ExpertSource {
     return Status::Ok();
   }
   Status Verify(int64_t layer, int64_t expert, const void* block) const override {
-    const size_t i = entry_of_[static_cast<size_t>(layer * n_experts_ + expert)];
+    const size_t i = EntryIndex(layer, expert);
     if (verify_ == VerifyReads::kFirst && checked_[i].load(std::memory_order_relaxed)) {
       return Status::Ok();
     }
@@ -80,8 +80,11 @@ class StoreSource final : public ExpertSource {
     return Status::Ok();
   }
   uint64_t blocks_hashed() const override { return hashed_.load(std::memory_order_relaxed); }
+  size_t EntryIndex(int64_t layer, int64_t expert) const {
+    return entry_of_[static_cast<size_t>(layer * n_experts_ + expert)];
+  }
   const store::IndexEntry& Entry(int64_t layer, int64_t expert) const {
-    return index_[entry_of_[static_cast<size_t>(layer * n_experts_ + expert)]];
+    return index_[EntryIndex(layer, expert)];
   }
   const ExpertGeometry& geometry() const override { return g_; }
   int64_t n_layers() const override { return n_layers_; }

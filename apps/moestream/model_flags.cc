@@ -63,9 +63,7 @@ void ModelFlags::RegisterExpertFlags(Flags& f) {
            "decode tile) or rows (as stored); results are identical", "LAYOUT");
   f.Custom("io",
            [this](const std::string& v) -> Status {
-             if (v != "direct" && v != "buffered" && v != "auto") {
-               return Error(StatusCode::kUsage, "--io '{}': expected direct, buffered or auto", v);
-             }
+             MOE_TRY(ParseIoMode(v).status());  // the engine parses it again at open
              engine.io_mode = v;
              return Status::Ok();
            },
@@ -85,15 +83,7 @@ void ModelFlags::RegisterExpertFlags(Flags& f) {
         "fail a request whose expert read or cache slot waits longer (default 120000)");
   f.Custom("prefetch",
            [this](const std::string& v) -> Status {
-             if (v == "auto") {
-               engine.prefetch = PrefetchMode::kAuto;
-             } else if (v == "on") {
-               engine.prefetch = PrefetchMode::kOn;
-             } else if (v == "off") {
-               engine.prefetch = PrefetchMode::kOff;
-             } else {
-               return Error(StatusCode::kUsage, "--prefetch '{}': expected auto, on or off", v);
-             }
+             MOE_ASSIGN_OR_RETURN(engine.prefetch, ParsePrefetchMode(v));
              return Status::Ok();
            },
            "when streaming, read the next layer's experts early by router lookahead: auto "

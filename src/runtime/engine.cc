@@ -5,6 +5,13 @@
 
 namespace moe {
 
+Result<PrefetchMode> ParsePrefetchMode(const std::string& s) {
+  for (PrefetchMode m : {PrefetchMode::kAuto, PrefetchMode::kOn, PrefetchMode::kOff}) {
+    if (s == PrefetchModeName(m)) return m;
+  }
+  return Error(StatusCode::kUsage, "--prefetch '{}': expected auto, on or off", s);
+}
+
 Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& opts) {
   std::unique_ptr<Engine> e(new Engine());
   e->opts_ = opts;

@@ -30,6 +30,8 @@ inline constexpr double kAutoPrefetchMinPrecision = 0.6;
 inline const char* PrefetchModeName(PrefetchMode m) {
   return m == PrefetchMode::kOff ? "off" : m == PrefetchMode::kOn ? "on" : "auto";
 }
+// "auto" | "on" | "off"; anything else is kUsage naming --prefetch.
+Result<PrefetchMode> ParsePrefetchMode(const std::string& s);
 
 struct EngineOptions {
   std::string model_dir;

@@ -5,6 +5,7 @@
 // Timings are medians over the repeats; cache figures are summed over the decode phases of all
 // repeats (prefill phases are reported separately).
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -143,6 +144,10 @@ LayerCacheStats Totals(const Engine& e) {
 }
 
 uint64_t IoBusyNs(const Engine& e) { return e.expert_cache() ? e.expert_cache()->io_busy_ns() : 0; }
+using InFlightNs = std::array<uint64_t, Loader::kInFlightBuckets>;
+InFlightNs IoInFlightNs(const Engine& e) {
+  return e.expert_cache() ? e.expert_cache()->io_in_flight_ns() : InFlightNs{};
+}
 
 // Bytes over the time reads were in flight, GB/s (0 when nothing was read).
 double ReadPathGbS(uint64_t bytes, uint64_t busy_ns) {
@@ -173,6 +178,28 @@ Result<std::pair<double, int64_t>> MeanNll(Session& session, const std::vector<i
     }
   }
   return std::make_pair(n ? nll / static_cast<double>(n) : 0.0, n);
+}
+
+// "decode_phases": per phase of a decode token (runtime/phase_profile.h) its wall time, the
+// bytes of the matrices it multiplied and the rate at which it moved them; "rest" is the part
+// of Forward no phase covers (embedding row, norms, residual adds); "pool_tail_ms_per_token":
+// the ParallelFor tails inside them (runtime's caller waiting for the last task).
+std::string DecodePhasesJson(const PhaseProfile& p, uint64_t tail_ns, double tokens) {
+  const auto ms = [&](uint64_t ns) { return tokens > 0 ? static_cast<double>(ns) / 1e6 / tokens : 0; };
+  std::string j = "\"decode_phases\":{";
+  uint64_t covered = 0;
+  for (size_t i = 0; i < kPhaseCount; ++i) {
+    covered += p.ns[i];
+    j += fmt::format(
+        "\"{}\":{{\"ms_per_token\":{:.4f},\"weight_bytes_per_token\":{:.1f},\"weight_gb_s\":{:.3f}}},",
+        PhaseName(static_cast<Phase>(i)), ms(p.ns[i]),
+        tokens > 0 ? static_cast<double>(p.weight_bytes[i]) / tokens : 0,
+        p.ns[i] ? static_cast<double>(p.weight_bytes[i]) / static_cast<double>(p.ns[i]) : 0);
+  }
+  j += fmt::format("\"rest\":{{\"ms_per_token\":{:.4f}}}}},",
+                   ms(p.forward_ns > covered ? p.forward_ns - covered : 0));
+  j += fmt::format("\"pool_tail_ms_per_token\":{:.4f},", ms(tail_ns));
+  return j;
 }
 
 size_t ArgMax(const std::vector<float>& v) {
@@ -253,7 +280,9 @@ int Bench(int argc, char** argv) {
   if (measure_memory) probe = std::make_unique<MemoryProbe>();
   std::vector<double> prefill_s, decode_s, ttft_s, probe_gb_s;
   LayerCacheStats prefill_cache, decode_cache;
-  uint64_t prefill_busy_ns = 0, decode_busy_ns = 0, decode_hashed = 0;
+  uint64_t prefill_busy_ns = 0, decode_busy_ns = 0, decode_hashed = 0, decode_tail_ns = 0;
+  PhaseProfile decode_phases;
+  InFlightNs decode_in_flight_ns{};
   std::vector<int32_t> first_run_ids;
   for (int64_t r = 0; r < repeat; ++r) {
     session.Reset();
@@ -270,6 +299,9 @@ int Bench(int argc, char** argv) {
     const LayerCacheStats c1 = Totals(engine);
     const uint64_t b1 = IoBusyNs(engine);
     const uint64_t h1 = engine.expert_source().blocks_hashed();
+    const PhaseProfile p1 = session.profile();
+    const uint64_t tail1 = pool.tail_wait_ns();
+    const InFlightNs f1 = IoInFlightNs(engine);
     for (int64_t d = 0; d < decode_tokens; ++d) {
       if (r == 0) first_run_ids.push_back(next);
       st = session.Forward(std::span<const int32_t>(&next, 1), LogitsMode::kLast, logits.data());
@@ -282,6 +314,12 @@ int Bench(int argc, char** argv) {
     prefill_busy_ns += b1 - b0;
     decode_busy_ns += IoBusyNs(engine) - b1;
     decode_hashed += engine.expert_source().blocks_hashed() - h1;
+    PhaseProfile dp = session.profile();
+    dp -= p1;
+    decode_phases += dp;
+    decode_tail_ns += pool.tail_wait_ns() - tail1;
+    const InFlightNs f2 = IoInFlightNs(engine);
+    for (size_t i = 0; i < f2.size(); ++i) decode_in_flight_ns[i] += f2[i] - f1[i];
     prefill_s.push_back(Seconds(t0, t1));
     ttft_s.push_back(Seconds(t0, t1));
     decode_s.push_back(Seconds(t1, t2));
@@ -384,12 +422,19 @@ int Bench(int argc, char** argv) {
   j += fmt::format("\"prefill_read_path_gb_s\":{:.3f},",
                    ReadPathGbS(prefill_cache.bytes_read, prefill_busy_ns));
   j += fmt::format("\"read_path_gb_s\":{:.3f},", ReadPathGbS(dcs.bytes_read, decode_busy_ns));
+  // Share of decode wall time with 1, 2, 3 and ≥ 4 expert reads in flight (the rest: none).
+  std::vector<double> in_flight_share;
+  for (uint64_t ns : decode_in_flight_ns) {
+    in_flight_share.push_back(decode_total_s > 0 ? static_cast<double>(ns) / 1e9 / decode_total_s : 0);
+  }
+  j += fmt::format("\"reads_in_flight_share\":[{:.4f}],", fmt::join(in_flight_share, ","));
   // Checksums computed while decoding (--verify-reads first: only blocks read for the first time).
   j += fmt::format("\"blocks_hashed_per_token\":{:.4f},",
                    per_decode_token(decode_hashed));
   j += fmt::format("\"read_gb_s_per_io_thread\":{:.3f},",
                    dcs.read_ns ? static_cast<double>(dcs.bytes_read) / static_cast<double>(dcs.read_ns)
                                : 0);
+  j += DecodePhasesJson(decode_phases, decode_tail_ns, D * R);
   j += fmt::format("\"decoded_ids\":[{}],", fmt::join(first_run_ids, ","));
   if (!ppl_text.empty()) {
     j += fmt::format("\"ppl_text\":{},\"ppl_tokens_predicted\":{},\"ppl_mean_nll\":{:.6f},"

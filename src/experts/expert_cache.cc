@@ -249,6 +249,10 @@ void ExpertCache::RecordSkippedPrefetch(int64_t layer, size_t n) {
 
 uint64_t ExpertCache::io_busy_ns() const { return loader_->busy_ns(); }
 
+std::array<uint64_t, Loader::kInFlightBuckets> ExpertCache::io_in_flight_ns() const {
+  return loader_->in_flight_ns();
+}
+
 CacheStats ExpertCache::Stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   CacheStats s;

@@ -92,6 +92,8 @@ class ExpertCache final : private LoadSink {
   CacheStats Stats() const;
   // Loader::busy_ns: time during which at least one read was in flight.
   uint64_t io_busy_ns() const;
+  // Loader::in_flight_ns: that time split by the number of reads in flight (1, 2, 3, ≥ 4).
+  std::array<uint64_t, Loader::kInFlightBuckets> io_in_flight_ns() const;
   // Router-lookahead bookkeeping: `predicted` experts for `layer` vs the `actual` set used.
   // Returns how many predicted experts were used.
   uint64_t RecordPrediction(int64_t layer, std::span<const int32_t> predicted,

@@ -94,7 +94,7 @@ void Loader::Run() {
       job = speculative ? speculative_.Pop() : demand_.Pop();
       // Counted in flight from here (a speculative job the sink drops ends its busy period at
       // once), so busy_ns never has a gap between a pop and its read.
-      if (InFlight() == 0) busy_since_ = std::chrono::steady_clock::now();
+      Account(std::chrono::steady_clock::now());
       ++(speculative ? spec_in_flight_ : demand_in_flight_);
     }
     if (speculative && !sink_.ShouldStart(job)) {
@@ -119,24 +119,42 @@ void Loader::EndRead(std::chrono::steady_clock::time_point now, bool speculative
   bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    Account(now);
     --(speculative ? spec_in_flight_ : demand_in_flight_);
-    if (InFlight() == 0) {
-      busy_ns_ += static_cast<uint64_t>(
-          std::chrono::duration_cast<std::chrono::nanoseconds>(now - busy_since_).count());
-    }
     wake = speculative_.count > 0;  // a waiting speculative job may be allowed now
   }
   if (wake) cv_.notify_all();
 }
 
-uint64_t Loader::busy_ns() const {
+namespace {
+
+// Adds [from, to) to the bucket of k reads in flight (none for k = 0 or an empty interval:
+// threads take the lock in any order, so a time read before it may precede the last change).
+void AddInFlight(std::array<uint64_t, Loader::kInFlightBuckets>& ns, size_t k,
+                 std::chrono::steady_clock::time_point from,
+                 std::chrono::steady_clock::time_point to) {
+  if (k == 0 || to <= from) return;
+  ns[std::min(k, Loader::kInFlightBuckets) - 1] += static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(to - from).count());
+}
+
+}  // namespace
+
+void Loader::Account(std::chrono::steady_clock::time_point now) {
+  AddInFlight(in_flight_ns_, InFlight(), last_change_, now);
+  last_change_ = std::max(last_change_, now);
+}
+
+std::array<uint64_t, Loader::kInFlightBuckets> Loader::in_flight_ns() const {
   std::lock_guard<std::mutex> lock(mu_);
-  uint64_t ns = busy_ns_;
-  if (InFlight() > 0) {
-    ns += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                    std::chrono::steady_clock::now() - busy_since_)
-                                    .count());
-  }
+  std::array<uint64_t, kInFlightBuckets> ns = in_flight_ns_;
+  AddInFlight(ns, InFlight(), last_change_, std::chrono::steady_clock::now());
+  return ns;
+}
+
+uint64_t Loader::busy_ns() const {
+  uint64_t ns = 0;
+  for (uint64_t v : in_flight_ns()) ns += v;
   return ns;
 }
 

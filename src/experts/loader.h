@@ -4,6 +4,7 @@
 // Owns its threads (joined in the destructor, after in-flight reads finish). Thread-safe.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -64,6 +65,11 @@ class Loader {
   // busy period included): bytes read over this is the rate the read path delivers while it
   // is reading, comparable with a device probe at the same concurrency.
   uint64_t busy_ns() const;
+  // The same time split by how many reads were in flight: element i is the wall time with
+  // exactly i + 1 reads in flight, the last element with kInFlightBuckets or more. A read counts
+  // from its pop to the end of its check (ExpertSource::Verify), as in busy_ns().
+  static constexpr size_t kInFlightBuckets = 4;
+  std::array<uint64_t, kInFlightBuckets> in_flight_ns() const;
 
  private:
   void Run();
@@ -91,8 +97,11 @@ class Loader {
   Queue demand_, speculative_;
   size_t demand_in_flight_ = 0, spec_in_flight_ = 0;  // guarded by mu_
   size_t InFlight() const { return demand_in_flight_ + spec_in_flight_; }  // mu_ held
-  std::chrono::steady_clock::time_point busy_since_;  // when InFlight() went 0 → 1
-  uint64_t busy_ns_ = 0;                              // closed busy periods
+  // Adds the time since the last change of InFlight() to its bucket; called (mu_ held) right
+  // before each change.
+  void Account(std::chrono::steady_clock::time_point now);
+  std::chrono::steady_clock::time_point last_change_;  // of InFlight()
+  std::array<uint64_t, kInFlightBuckets> in_flight_ns_{};  // closed intervals
   bool stop_ = false;
   std::vector<std::thread> threads_;
 };

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <chrono>
 #include <cstring>
 
 #include "kernels/kernels.h"
@@ -149,6 +150,8 @@ void Session::MatMulParMany(std::span<const MatMulJob> jobs) {
     act[j] = used;
     used += blocks;
   }
+  uint64_t& bytes = profile_.weight_bytes[static_cast<size_t>(phase_)];
+  for (const MatMulJob& j : jobs) bytes += kernels::WeightMatrixBytes(j.w->type, j.w->rows, j.w->cols);
   pool_.ParallelFor(first[jobs.size()], [&](size_t task, size_t) {
     size_t j = 0;
     while (task >= first[j + 1]) ++j;
@@ -177,6 +180,7 @@ Status Session::Forward(std::span<const int32_t> tokens, LogitsMode mode, float*
     return Error(StatusCode::kUsage, "{} tokens after {} exceed the context of {} positions", n,
                  n_past_, max_ctx_);
   }
+  const auto t0 = std::chrono::steady_clock::now();
   for (int64_t start = 0; start < n; start += max_batch_) {
     const int64_t m = std::min(max_batch_, n - start);
     const bool last_chunk = start + m == n;
@@ -186,6 +190,10 @@ Status Session::Forward(std::span<const int32_t> tokens, LogitsMode mode, float*
     float* out = mode == LogitsMode::kAll ? logits_out + Sz(start) * Sz(V_) : logits_out;
     MOE_TRY(ForwardChunk(tokens.data() + start, m, chunk_mode, out));
   }
+  profile_.forward_ns += static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
+          .count());
+  ++profile_.forwards;
   return Status::Ok();
 }
 
@@ -206,28 +214,42 @@ Status Session::ForwardChunk(const int32_t* tokens, int64_t n, LogitsMode mode, 
       kernels::RmsNorm(&x_[Sz(t) * H], lw.input_layernorm.view.data, lw.input_layernorm.view.type,
                        H, eps, &xn_[Sz(t) * H]);
     }
-    MatMulParMany({{&lw.attn.q_proj.view, xn_.data(), H, q_.data(), q_dim_},
-                   {&lw.attn.k_proj.view, xn_.data(), H, kb_.data(), kv_dim_},
-                   {&lw.attn.v_proj.view, xn_.data(), H, vb_.data(), kv_dim_}},
-                  n);
-    Attention(l, n);
-    MatMulPar(lw.attn.o_proj.view, att_.data(), n, q_dim_, proj_.data(), H);
+    {
+      const PhaseTimer timer = Time(Phase::kAttnProj);
+      MatMulParMany({{&lw.attn.q_proj.view, xn_.data(), H, q_.data(), q_dim_},
+                     {&lw.attn.k_proj.view, xn_.data(), H, kb_.data(), kv_dim_},
+                     {&lw.attn.v_proj.view, xn_.data(), H, vb_.data(), kv_dim_}},
+                    n);
+    }
+    {
+      const PhaseTimer timer = Time(Phase::kAttention);
+      Attention(l, n);
+    }
+    {
+      const PhaseTimer timer = Time(Phase::kAttnProj);
+      MatMulPar(lw.attn.o_proj.view, att_.data(), n, q_dim_, proj_.data(), H);
+    }
     for (size_t i = 0; i < Sz(n) * H; ++i) x_[i] += proj_[i];
     // 3. x += ffn(post_attention_layernorm(x))
     for (int64_t t = 0; t < n; ++t) {
       kernels::RmsNorm(&x_[Sz(t) * H], lw.post_attention_layernorm.view.data,
                        lw.post_attention_layernorm.view.type, H, eps, &xn_[Sz(t) * H]);
     }
-    if (lookahead_) lookahead_->Hint(l, xn_.data(), n, *provider_);  // experts: prefetch L+1
+    if (lookahead_) {  // experts: prefetch L+1
+      const PhaseTimer timer = Time(Phase::kRouter);
+      lookahead_->Hint(l, xn_.data(), n, *provider_);
+    }
     if (lw.is_moe) {
       MOE_TRY(MoeBlock(l, n));
     } else {
+      const PhaseTimer timer = Time(Phase::kExperts);
       DenseMlp(l, n);
     }
     for (size_t i = 0; i < Sz(n) * H; ++i) x_[i] += proj_[i];
   }
   // 4. Final norm and lm_head for the positions asked for.
   if (mode != LogitsMode::kNone) {
+    const PhaseTimer timer = Time(Phase::kLmHead);
     const int64_t first = mode == LogitsMode::kLast ? n - 1 : 0;
     for (int64_t t = first; t < n; ++t) {
       kernels::RmsNorm(&x_[Sz(t) * H], w_.final_norm().view.data, w_.final_norm().view.type, H,
@@ -294,7 +316,7 @@ void Session::DenseMlp(int64_t layer, int64_t n) {
   MatMulPar(lw.mlp_down.view, mlp_gate_.data(), n, I, proj_.data(), H);
 }
 
-Status Session::MoeBlock(int64_t layer, int64_t n) {
+size_t Session::RouteAndGroup(int64_t layer, int64_t n) {
   const LayerWeights& lw = w_.layer(layer);
   const size_t H = Sz(H_), K = Sz(k_), E = Sz(E_);
   // Route every token: f32 softmax over all experts, top-k, renormalise.
@@ -322,7 +344,17 @@ Status Session::MoeBlock(int64_t layer, int64_t n) {
   }
   for (size_t e = E; e > 0; --e) offsets_[e] = offsets_[e - 1];
   offsets_[0] = 0;
+  return n_active;
+}
 
+Status Session::MoeBlock(int64_t layer, int64_t n) {
+  const size_t H = Sz(H_), K = Sz(k_);
+  size_t n_active = 0;
+  {
+    const PhaseTimer timer = Time(Phase::kRouter);
+    n_active = RouteAndGroup(layer, n);
+  }
+  const PhaseTimer timer = Time(Phase::kExperts);
   MOE_TRY(provider_->Begin(layer, std::span<const int32_t>(active_.data(), n_active)));
   const Status status = RunExperts(n_active);
   provider_->End();

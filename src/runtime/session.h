@@ -15,6 +15,7 @@
 
 #include "experts/expert_provider.h"
 #include "runtime/engine.h"
+#include "runtime/phase_profile.h"
 #include "runtime/prefetch.h"
 #include "runtime/rope.h"
 #include "runtime/router.h"
@@ -60,10 +61,16 @@ class Session {
   // When set, every routing decision is appended here (allocates; analysis only).
   void set_route_recorder(std::vector<RouteRecord>* r) { recorder_ = r; }
 
+  // Time and weight bytes per phase over every Forward so far (runtime/phase_profile.h).
+  const PhaseProfile& profile() const { return profile_; }
+
  private:
   Status ForwardChunk(const int32_t* tokens, int64_t n, LogitsMode mode, float* logits_out);
   void Attention(int64_t layer, int64_t n);
   Status MoeBlock(int64_t layer, int64_t n);
+  // Routes the batch's tokens at `layer` and groups (token, slot) pairs by expert into
+  // active_/offsets_/pairs_; returns the number of distinct experts used.
+  size_t RouteAndGroup(int64_t layer, int64_t n);
   // Runs the active experts of the last Begin on the rows grouped by MoeBlock, several experts
   // per parallel product when their blocks are ready together.
   Status RunExperts(size_t n_active);
@@ -84,6 +91,12 @@ class Session {
   void MatMulPar(const kernels::WeightView& w, const float* x, int64_t n, size_t x_stride,
                  float* y, size_t y_stride);
 
+  // Starts timing phase p (until the returned timer dies); MatMuls count their bytes to p.
+  PhaseTimer Time(Phase p) {
+    phase_ = p;
+    return PhaseTimer(&profile_, p);
+  }
+
   const Qwen3MoeConfig& cfg_;
   const ModelWeights& w_;
   ThreadPool& pool_;
@@ -92,6 +105,8 @@ class Session {
   RouterOptions router_opts_;
   std::vector<RouteRecord>* recorder_ = nullptr;
   std::unique_ptr<RouterLookahead> lookahead_;  // experts: --prefetch (runtime/prefetch.h)
+  PhaseProfile profile_;
+  Phase phase_ = Phase::kAttnProj;
 
   int64_t max_ctx_, max_batch_, n_past_ = 0;
   int64_t H_, Hq_, Hkv_, d_, E_, k_, I_moe_, I_dense_, V_;

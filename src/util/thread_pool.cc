@@ -3,6 +3,8 @@
 
 #include <unistd.h>
 
+#include <chrono>
+
 #include "util/check.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -99,6 +101,17 @@ void ThreadPool::Run(size_t n_tasks, TaskFn fn, const void* ctx) {
     cv_start_.notify_all();
   }
   RunTasks(gen, 0);
+  if (done_.load(std::memory_order_acquire) == n_tasks) return;
+  const auto t0 = std::chrono::steady_clock::now();
+  WaitDone(n_tasks);
+  const auto waited = std::chrono::duration_cast<std::chrono::nanoseconds>(
+      std::chrono::steady_clock::now() - t0);
+  tail_wait_ns_.store(tail_wait_ns_.load(std::memory_order_relaxed) +
+                          static_cast<uint64_t>(waited.count()),
+                      std::memory_order_relaxed);
+}
+
+void ThreadPool::WaitDone(size_t n_tasks) {
   for (int i = 0; i < kSpinIters; ++i) {
     if (done_.load(std::memory_order_acquire) == n_tasks) return;
     CpuRelax(i);

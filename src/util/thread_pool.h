@@ -25,6 +25,12 @@ class ThreadPool {
 
   size_t n_threads() const { return workers_.size() + 1; }
 
+  // Wall time callers of ParallelFor spent waiting after they found no task left to claim,
+  // until the last task of their generation was done: the tail of each ParallelFor, where
+  // fewer than n_threads() threads work (uneven tasks, or a worker scheduled late). Counted
+  // only when the caller had to wait (one clock read pair then).
+  uint64_t tail_wait_ns() const { return tail_wait_ns_.load(std::memory_order_relaxed); }
+
   // Runs fn(task, worker) for task in [0, n_tasks) (n_tasks < 2^32); worker < n_threads()
   // identifies per-thread scratch. Returns when all tasks are done. Tasks are claimed
   // dynamically, in no particular order. Allocation-free.
@@ -41,6 +47,8 @@ class ThreadPool {
   void WorkerLoop(size_t worker);
   // Claims and runs tasks of generation `gen` until none is left or the generation is over.
   void RunTasks(uint32_t gen, size_t worker);
+  // Spins, then sleeps, until done_ == n_tasks.
+  void WaitDone(size_t n_tasks);
 
   // Hand-off without a lock. One 64-bit word, claim_ = generation << 32 | tasks left, carries
   // all a worker needs to claim a task: Run publishes fn_/ctx_, then stores (g << 32 | n) and
@@ -62,6 +70,7 @@ class ThreadPool {
   std::atomic<uint32_t> sleepers_{0};    // workers waiting on cv_start_
   std::atomic<bool> caller_sleeps_{false};
   std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> tail_wait_ns_{0};  // written by the caller only; atomic for readers
   std::mutex mu_;                     // only for the sleeping paths
   std::condition_variable cv_start_;  // workers wait for a new generation
   std::condition_variable cv_done_;   // the caller waits for done_ == n

@@ -100,6 +100,20 @@ TEST(BenchCliTest, ResidentJsonIsConsistent) {
               (expected + L * 2 * kv * 4 * 11.5) * j["decode_tok_s"].get<double>() / 1e9, 1e-3);
   EXPECT_EQ(j["expert_dtype"], "bf16");
   EXPECT_EQ(j["expert_block_bytes"].get<uint64_t>(), 2 * 3 * I * H);
+  // The phase profile's weight bytes per decode token follow from the same shapes, and its
+  // times are nested in Forward's (the rest is what the phases leave uncovered).
+  const auto& ph = j["decode_phases"];
+  const auto phase_bytes = [&](const char* p) { return ph[p]["weight_bytes_per_token"].get<double>(); };
+  EXPECT_EQ(phase_bytes("attn_proj"), 2.0 * L * (q * H + 2 * kv * H + H * q));
+  EXPECT_EQ(phase_bytes("attention"), 0);
+  EXPECT_EQ(phase_bytes("router"), 2.0 * L * E * H);
+  EXPECT_EQ(phase_bytes("experts"), 2.0 * L * 4 * 3 * I * H);
+  EXPECT_EQ(phase_bytes("lm_head"), 2.0 * V * H);
+  for (const char* p : {"attn_proj", "attention", "router", "experts", "lm_head", "rest"}) {
+    EXPECT_GE(ph[p]["ms_per_token"].get<double>(), 0) << p;
+  }
+  EXPECT_GT(ph["experts"]["ms_per_token"].get<double>(), 0);
+  EXPECT_GE(j["pool_tail_ms_per_token"].get<double>(), 0);
   // Decoded ids are the greedy continuation `generate` produces for the same prompt.
   const auto prompt = PromptIds(9, 1, V);
   const auto g = testing::RunCli({"generate", "--tokens", Join(prompt), "-n", "4", "--ignore-eos"},
@@ -136,6 +150,19 @@ TEST(BenchCliTest, StreamingReportsCacheTraffic) {
   EXPECT_GE(j["prefill_read_path_gb_s"].get<double>(),
             j["prefill_disk_gb_s"].get<double>() * 0.999);
   EXPECT_GT(j["prefill_read_path_gb_s"].get<double>(), 0);
+  // Time with 1, 2, 3, ≥ 4 reads in flight: shares of the decode wall time that sum to the
+  // busy share (bytes over busy time is read_path_gb_s), nonzero since decode read from disk.
+  const auto in_flight = j["reads_in_flight_share"].get<std::vector<double>>();
+  ASSERT_EQ(in_flight.size(), 4u);
+  double busy = 0;
+  for (double v : in_flight) {
+    EXPECT_GE(v, 0);
+    busy += v;
+  }
+  EXPECT_GT(busy, 0);
+  EXPECT_LE(busy, 1.0 + 1e-3);
+  // (both rates are printed to 3 decimals)
+  EXPECT_NEAR(busy, j["disk_gb_s"].get<double>() / j["read_path_gb_s"].get<double>(), 0.02);
   // Streamed experts stay as read; only the dense matrices are tiled.
   EXPECT_EQ(j["tiled_weight_bytes_per_decode_token"].get<uint64_t>(),
             j["weight_bytes_per_decode_token"].get<uint64_t>() -

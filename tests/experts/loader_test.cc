@@ -114,6 +114,28 @@ TEST(LoaderTest, ADemandReadFindsADeviceTurnWhileSpeculativeReadsHoldTheirs) {
   }
 }
 
+TEST(LoaderTest, InFlightTimeIsSplitByTheNumberOfReadsInFlight) {
+  FakeSource src(1, 4);
+  src.Block(true);
+  CountingSink sink;
+  std::vector<std::vector<char>> bufs(4, std::vector<char>(src.geometry().block_bytes()));
+  Loader loader(src, sink, /*threads=*/4, /*max_queued=*/4);
+  for (int e = 0; e < 3; ++e) ASSERT_TRUE(loader.Submit({0, e, static_cast<uint32_t>(e), bufs[e].data()}));
+  ASSERT_TRUE(PollUntil([&] { return src.raw_started() >= 3; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // three reads held in ReadRaw
+  const auto held = loader.in_flight_ns();
+  EXPECT_GE(held[2], 20'000'000u) << "exactly three reads were in flight for the 20 ms";
+  EXPECT_EQ(held[3], 0u) << "never four";
+  src.Block(false);
+  ASSERT_EQ(sink.WaitFor(3), 3);  // each read ends before its OnLoaded
+  const auto done = loader.in_flight_ns();
+  uint64_t sum = 0;
+  for (uint64_t ns : done) sum += ns;
+  EXPECT_EQ(loader.busy_ns(), sum);
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(loader.in_flight_ns(), done) << "no time counts while nothing is in flight";
+}
+
 TEST(LoaderTest, AFailedReadIsNotVerifiedAndIsReported) {
   FakeSource src(1, 4);
   std::atomic<int> verified{0};

@@ -90,6 +90,11 @@ class ExpertCache final : private LoadSink {
   uint64_t slot_bytes() const { return slot_bytes_; }
   const ExpertGeometry& geometry() const { return source_.geometry(); }
   CacheStats Stats() const;
+  // Blocks until the background prefault is done (benchmarks time the steady state). Not
+  // thread-safe against itself: call from the cache's owner.
+  void WaitArenaPrefaulted() const {
+    if (prefault_) prefault_->Wait();
+  }
   // Loader::busy_ns: time during which at least one read was in flight.
   uint64_t io_busy_ns() const;
   // Loader::in_flight_ns: that time split by the number of reads in flight (1, 2, 3, ≥ 4).
@@ -148,6 +153,9 @@ class ExpertCache final : private LoadSink {
   PolicyUniverse universe_;
   uint64_t slot_bytes_ = 0;
   HugeBuffer arena_;
+  // Faults the arena in behind the scenes (nullptr: done at Create); stopped before the arena
+  // goes (declared after it).
+  std::unique_ptr<BackgroundPrefault> prefault_;
 
   mutable std::mutex mu_;
   std::condition_variable ready_cv_;  // a load finished or a pin was released

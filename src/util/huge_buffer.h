@@ -7,9 +7,11 @@
 // that will be timed is prefaulted once, here, and reused.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <thread>
 
 namespace moe {
 
@@ -24,5 +26,33 @@ HugeBuffer AllocateHugeBuffer(uint64_t bytes, bool prefault);
 
 // The alignment AllocateHugeBuffer uses for `bytes`.
 uint64_t HugeBufferAlignment(uint64_t bytes);
+
+// Faults in [p, p + bytes) on a background thread, in ascending chunks, without writing to it
+// (MADV_POPULATE_WRITE, Linux ≥ 5.14): the owner may read into the memory meanwhile, and a
+// page the owner touched first is left as it is. For arenas whose first touch is too slow to
+// wait for at startup (a VM whose host takes back free guest pages supplies them again at
+// 0.5-0.8 GB/s: a 16 GiB expert cache took 44-56 s to prefault, docs/benchmarks.md session 13):
+// work starts at once, and the pages it reaches before the thread does fault on first use.
+class BackgroundPrefault {
+ public:
+  // nullptr when the kernel lacks MADV_POPULATE_WRITE (the caller then prefaults itself).
+  static std::unique_ptr<BackgroundPrefault> Start(char* p, uint64_t bytes);
+  ~BackgroundPrefault();  // stops after the current chunk and joins: the memory may go next
+  BackgroundPrefault(const BackgroundPrefault&) = delete;
+  BackgroundPrefault& operator=(const BackgroundPrefault&) = delete;
+
+  // Blocks until every chunk is faulted in (or the kernel refused one); owner thread only.
+  void Wait();
+  uint64_t done_bytes() const { return done_.load(std::memory_order_acquire); }
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  BackgroundPrefault(char* p, uint64_t bytes) : p_(p), bytes_(bytes) {}
+  char* const p_;
+  const uint64_t bytes_;
+  std::atomic<uint64_t> done_{0};
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
 
 }  // namespace moe

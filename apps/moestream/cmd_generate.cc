@@ -136,6 +136,9 @@ int GenerateOrRun(int argc, char** argv, bool run_mode) {
                  static_cast<long long>(gs.prompt_tokens), gs.prefill_ms,
                  static_cast<long long>(gs.generated_tokens), gs.decode_ms,
                  gs.decode_ms > 0 ? 1000.0 * static_cast<double>(gs.generated_tokens - 1) / gs.decode_ms : 0.0);
+    if (gs.decode_phases.forwards > 0) {
+      std::fprintf(stderr, "decode per token: %s\n", PhaseSummary(gs.decode_phases).c_str());
+    }
   }
   st = model.ReportExpertStats(**engine, stats);
   if (!st.ok()) return flags.Fail(st);

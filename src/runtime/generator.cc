@@ -25,6 +25,7 @@ Status Generate(Session& session, std::span<const int32_t> prompt, const Generat
   auto t0 = std::chrono::steady_clock::now();
   MOE_TRY(session.Forward(prompt, LogitsMode::kLast, logits.data()));
   st.prefill_ms = MsSince(t0);
+  const PhaseProfile after_prefill = session.profile();
   t0 = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < opts.max_new_tokens; ++i) {
     const int32_t tok = sampler.Sample(logits.data(), history);
@@ -42,6 +43,8 @@ Status Generate(Session& session, std::span<const int32_t> prompt, const Generat
     MOE_TRY(session.Forward(std::span<const int32_t>(&tok, 1), LogitsMode::kLast, logits.data()));
   }
   st.decode_ms = MsSince(t0);
+  st.decode_phases = session.profile();
+  st.decode_phases -= after_prefill;
   if (stats) *stats = st;
   return Status::Ok();
 }

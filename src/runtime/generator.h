@@ -29,6 +29,7 @@ struct GenerateStats {
   double prefill_ms = 0;
   double decode_ms = 0;
   bool stopped_on_eos = false;
+  PhaseProfile decode_phases;  // the decode steps' Forward calls (runtime/phase_profile.h)
 };
 
 // Appends the prompt to `session` and generates. `out` receives the new tokens (including a

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "runtime/phase_profile.h"
 
+#include <fmt/format.h>
+
 namespace moe {
 
 const char* PhaseName(Phase p) {
@@ -28,6 +30,26 @@ void Combine(PhaseProfile* a, const PhaseProfile& b, Op op) {
 }
 
 }  // namespace
+
+std::string PhaseSummary(const PhaseProfile& p) {
+  const double calls = p.forwards ? static_cast<double>(p.forwards) : 1.0;
+  std::string s;
+  uint64_t covered = 0;
+  for (size_t i = 0; i < kPhaseCount; ++i) {
+    covered += p.ns[i];
+    s += fmt::format("{} {:.2f} ms", PhaseName(static_cast<Phase>(i)),
+                     static_cast<double>(p.ns[i]) / 1e6 / calls);
+    if (p.weight_bytes[i] && p.ns[i]) {
+      s += fmt::format(" ({:.1f} GB/s)", static_cast<double>(p.weight_bytes[i]) /
+                                             static_cast<double>(p.ns[i]));
+    }
+    s += ", ";
+  }
+  s += fmt::format("rest {:.2f} ms",
+                   static_cast<double>(p.forward_ns > covered ? p.forward_ns - covered : 0) / 1e6 /
+                       calls);
+  return s;
+}
 
 PhaseProfile& PhaseProfile::operator+=(const PhaseProfile& o) {
   Combine(this, o, [](uint64_t x, uint64_t y) { return x + y; });

@@ -284,6 +284,27 @@ TEST(BenchCliTest, MeasureMemoryReportsARooflineFromTheProbe) {
   EXPECT_GT(share, of_medians / 10);
 }
 
+// `generate --stats` reports the same phase profile per decode token on stderr.
+TEST(BenchCliTest, GenerateStatsPrintsTheDecodePhases) {
+  Scratch s;
+  const auto g = testing::RunCli({"generate", "--tokens", "1,2,3", "-n", "4", "--ignore-eos",
+                                  "--stats"}, s.path);
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  const size_t at = g.err.find("decode per token: attn_proj ");
+  ASSERT_NE(at, std::string::npos) << g.err;
+  const std::string line = g.err.substr(at, g.err.find('\n', at) - at);
+  size_t last = 0;
+  for (const char* p : {"attn_proj", "attention", "router", "experts", "lm_head", "rest"}) {
+    const size_t i = line.find(std::string(p) + " ");
+    EXPECT_NE(i, std::string::npos) << p << " in " << line;
+    if (i != std::string::npos) {
+      EXPECT_GE(i, last) << p << " out of order in " << line;
+      last = i;
+    }
+  }
+  EXPECT_NE(line.find("GB/s"), std::string::npos) << line;
+}
+
 TEST(BenchCliTest, BadFlagIsUsageError) {
   Scratch s;
   const auto r = testing::RunCli({"bench", "--repeat", "0"}, s.path);

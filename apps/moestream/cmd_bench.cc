@@ -185,13 +185,16 @@ Result<std::pair<double, int64_t>> MeanNll(Session& session, const std::vector<i
 // of Forward no phase covers (embedding row, norms, residual adds); "pool_tail_ms_per_token":
 // the ParallelFor tails inside them (runtime's caller waiting for the last task).
 std::string DecodePhasesJson(const PhaseProfile& p, uint64_t tail_ns, double tokens) {
-  const auto ms = [&](uint64_t ns) { return tokens > 0 ? static_cast<double>(ns) / 1e6 / tokens : 0; };
+  const auto ms = [&](uint64_t ns) {
+    return tokens > 0 ? static_cast<double>(ns) / 1e6 / tokens : 0;
+  };
   std::string j = "\"decode_phases\":{";
   uint64_t covered = 0;
   for (size_t i = 0; i < kPhaseCount; ++i) {
     covered += p.ns[i];
     j += fmt::format(
-        "\"{}\":{{\"ms_per_token\":{:.4f},\"weight_bytes_per_token\":{:.1f},\"weight_gb_s\":{:.3f}}},",
+        "\"{}\":{{\"ms_per_token\":{:.4f},\"weight_bytes_per_token\":{:.1f},"
+        "\"weight_gb_s\":{:.3f}}},",
         PhaseName(static_cast<Phase>(i)), ms(p.ns[i]),
         tokens > 0 ? static_cast<double>(p.weight_bytes[i]) / tokens : 0,
         p.ns[i] ? static_cast<double>(p.weight_bytes[i]) / static_cast<double>(p.ns[i]) : 0);
@@ -428,7 +431,8 @@ int Bench(int argc, char** argv) {
   // Share of decode wall time with 1, 2, 3 and ≥ 4 expert reads in flight (the rest: none).
   std::vector<double> in_flight_share;
   for (uint64_t ns : decode_in_flight_ns) {
-    in_flight_share.push_back(decode_total_s > 0 ? static_cast<double>(ns) / 1e9 / decode_total_s : 0);
+    in_flight_share.push_back(decode_total_s > 0 ? static_cast<double>(ns) / 1e9 / decode_total_s
+                                                 : 0);
   }
   j += fmt::format("\"reads_in_flight_share\":[{:.4f}],", fmt::join(in_flight_share, ","));
   // Checksums computed while decoding (--verify-reads first: only blocks read for the first time).

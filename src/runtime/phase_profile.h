@@ -17,7 +17,7 @@ enum class Phase : uint8_t {
   kAttnProj,   // q/k/v and o projections (MatMuls)
   kAttention,  // q/k norms, RoPE, KV append, scores, softmax, weighted sum
   kRouter,     // router MatMul, top-k, grouping by expert
-  kExperts,    // expert FFNs (incl. waiting for streamed blocks), and the dense MLP of non-MoE layers
+  kExperts,    // expert FFNs (incl. waits for streamed blocks); non-MoE layers' dense MLP
   kLmHead,     // final norm and lm_head
   kCount,
 };

@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <array>
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 
 #include "kernels/kernels.h"
@@ -151,7 +151,9 @@ void Session::MatMulParMany(std::span<const MatMulJob> jobs) {
     used += blocks;
   }
   uint64_t& bytes = profile_.weight_bytes[static_cast<size_t>(phase_)];
-  for (const MatMulJob& j : jobs) bytes += kernels::WeightMatrixBytes(j.w->type, j.w->rows, j.w->cols);
+  for (const MatMulJob& j : jobs) {
+    bytes += kernels::WeightMatrixBytes(j.w->type, j.w->rows, j.w->cols);
+  }
   pool_.ParallelFor(first[jobs.size()], [&](size_t task, size_t) {
     size_t j = 0;
     while (task >= first[j + 1]) ++j;

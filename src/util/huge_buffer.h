@@ -31,7 +31,7 @@ uint64_t HugeBufferAlignment(uint64_t bytes);
 // (MADV_POPULATE_WRITE, Linux ≥ 5.14): the owner may read into the memory meanwhile, and a
 // page the owner touched first is left as it is. For arenas whose first touch is too slow to
 // wait for at startup (a VM whose host takes back free guest pages supplies them again at
-// 0.5-0.8 GB/s: a 16 GiB expert cache took 44-56 s to prefault, docs/benchmarks.md session 13):
+// 0.5-0.8 GB/s: a 16 GiB expert cache took 39-56 s to prefault, docs/benchmarks.md session 13):
 // work starts at once, and the pages it reaches before the thread does fault on first use.
 class BackgroundPrefault {
  public:

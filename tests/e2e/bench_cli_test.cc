@@ -103,7 +103,9 @@ TEST(BenchCliTest, ResidentJsonIsConsistent) {
   // The phase profile's weight bytes per decode token follow from the same shapes, and its
   // times are nested in Forward's (the rest is what the phases leave uncovered).
   const auto& ph = j["decode_phases"];
-  const auto phase_bytes = [&](const char* p) { return ph[p]["weight_bytes_per_token"].get<double>(); };
+  const auto phase_bytes = [&](const char* p) {
+    return ph[p]["weight_bytes_per_token"].get<double>();
+  };
   EXPECT_EQ(phase_bytes("attn_proj"), 2.0 * L * (q * H + 2 * kv * H + H * q));
   EXPECT_EQ(phase_bytes("attention"), 0);
   EXPECT_EQ(phase_bytes("router"), 2.0 * L * E * H);

@@ -120,7 +120,9 @@ TEST(LoaderTest, InFlightTimeIsSplitByTheNumberOfReadsInFlight) {
   CountingSink sink;
   std::vector<std::vector<char>> bufs(4, std::vector<char>(src.geometry().block_bytes()));
   Loader loader(src, sink, /*threads=*/4, /*max_queued=*/4);
-  for (int e = 0; e < 3; ++e) ASSERT_TRUE(loader.Submit({0, e, static_cast<uint32_t>(e), bufs[e].data()}));
+  for (int e = 0; e < 3; ++e) {
+    ASSERT_TRUE(loader.Submit({0, e, static_cast<uint32_t>(e), bufs[e].data()}));
+  }
   ASSERT_TRUE(PollUntil([&] { return src.raw_started() >= 3; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(20));  // three reads held in ReadRaw
   const auto held = loader.in_flight_ns();

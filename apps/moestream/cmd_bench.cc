@@ -189,9 +189,7 @@ std::string DecodePhasesJson(const PhaseProfile& p, uint64_t tail_ns, double tok
     return tokens > 0 ? static_cast<double>(ns) / 1e6 / tokens : 0;
   };
   std::string j = "\"decode_phases\":{";
-  uint64_t covered = 0;
   for (size_t i = 0; i < kPhaseCount; ++i) {
-    covered += p.ns[i];
     j += fmt::format(
         "\"{}\":{{\"ms_per_token\":{:.4f},\"weight_bytes_per_token\":{:.1f},"
         "\"weight_gb_s\":{:.3f}}},",
@@ -200,7 +198,7 @@ std::string DecodePhasesJson(const PhaseProfile& p, uint64_t tail_ns, double tok
         p.ns[i] ? static_cast<double>(p.weight_bytes[i]) / static_cast<double>(p.ns[i]) : 0);
   }
   j += fmt::format("\"rest\":{{\"ms_per_token\":{:.4f}}}}},",
-                   ms(p.forward_ns > covered ? p.forward_ns - covered : 0));
+                   ms(p.rest_ns()));
   j += fmt::format("\"pool_tail_ms_per_token\":{:.4f},", ms(tail_ns));
   return j;
 }

@@ -34,9 +34,7 @@ void Combine(PhaseProfile* a, const PhaseProfile& b, Op op) {
 std::string PhaseSummary(const PhaseProfile& p) {
   const double calls = p.forwards ? static_cast<double>(p.forwards) : 1.0;
   std::string s;
-  uint64_t covered = 0;
   for (size_t i = 0; i < kPhaseCount; ++i) {
-    covered += p.ns[i];
     s += fmt::format("{} {:.2f} ms", PhaseName(static_cast<Phase>(i)),
                      static_cast<double>(p.ns[i]) / 1e6 / calls);
     if (p.weight_bytes[i] && p.ns[i]) {
@@ -45,10 +43,14 @@ std::string PhaseSummary(const PhaseProfile& p) {
     }
     s += ", ";
   }
-  s += fmt::format("rest {:.2f} ms",
-                   static_cast<double>(p.forward_ns > covered ? p.forward_ns - covered : 0) / 1e6 /
-                       calls);
+  s += fmt::format("rest {:.2f} ms", static_cast<double>(p.rest_ns()) / 1e6 / calls);
   return s;
+}
+
+uint64_t PhaseProfile::rest_ns() const {
+  uint64_t covered = 0;
+  for (uint64_t v : ns) covered += v;
+  return forward_ns > covered ? forward_ns - covered : 0;
 }
 
 PhaseProfile& PhaseProfile::operator+=(const PhaseProfile& o) {

@@ -32,6 +32,8 @@ struct PhaseProfile {
   uint64_t forward_ns = 0;  // whole Forward calls: what the phases do not cover is the rest
   uint64_t forwards = 0;
 
+  // Forward time no phase covers (embedding row, norms, residual adds).
+  uint64_t rest_ns() const;
   PhaseProfile& operator+=(const PhaseProfile& o);
   PhaseProfile& operator-=(const PhaseProfile& o);
 };

@@ -44,7 +44,6 @@ class BackgroundPrefault {
   // Blocks until every chunk is faulted in (or the kernel refused one); owner thread only.
   void Wait();
   uint64_t done_bytes() const { return done_.load(std::memory_order_acquire); }
-  uint64_t bytes() const { return bytes_; }
 
  private:
   BackgroundPrefault(char* p, uint64_t bytes) : p_(p), bytes_(bytes) {}

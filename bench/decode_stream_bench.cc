@@ -90,7 +90,7 @@ bool Parse(int argc, char** argv, Options* o) {
   }
   return argc % 2 == 1 && o->rows > 0 && o->cols > 0 && o->threads > 0 &&
          !o->tasks_per_thread.empty() && o->rounds > 0 &&
-         (!o->tiled || (!kernels::IsQuantized(o->type) && o->rows % kernels::kTileRows == 0));
+         (!o->tiled || kernels::TilingPays(o->type, o->rows, o->cols));
 }
 
 double Median(std::vector<double> v) {

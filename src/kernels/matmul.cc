@@ -132,13 +132,69 @@ HWY_INLINE void Tile(const Args& a, size_t r, size_t t) {
   }
 }
 
+// Decode of a tiled matrix: kDecodeStreams tiles, from far-apart parts of the row range, per
+// pass (simd-inl.h ForEachTiledDecodePass), one x load per step for all of them; each row's
+// chain is Tile's, so results are bit-identical. Resident mid4 bf16 decode (2 threads, Zen 5),
+// share of the memory roofline: 1 stream 62-76 %, 2: 74-82 %, 3: 77-89 %, 4: 86-97 %, 6 (spilling
+// accumulators): 77-83 %; with the AVX2 target forced: 1 stream 67-68 %, 2: 68-69 %, 3: 74 %
+// (docs/benchmarks.md, session 14).
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+constexpr size_t kDecodeStreams = 4;  // 32 accumulators: the compiler keeps x in memory
+#elif HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+constexpr size_t kDecodeStreams = 3;
+#else
+constexpr size_t kDecodeStreams = 1;  // not measured on these targets
+#endif
+
+template <size_t kS, typename TW>
+HWY_INLINE void TiledDecodeStreams(const Args& a, const size_t (&r)[kS]) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  const size_t cols = a.cols;
+  const TW* HWY_RESTRICT w[kS][kTileRows];
+  VF acc[kS][kTileRows];
+  MOE_UNROLL
+  for (size_t s = 0; s < kS; ++s) {
+    MOE_UNROLL
+    for (size_t i = 0; i < kTileRows; ++i) {
+      w[s][i] = static_cast<const TW*>(a.w) + RowBase<true>(r[s] + i, cols);
+      acc[s][i] = hn::Zero(df);
+    }
+  }
+  // Tiled matrices have whole chunks of kTileCols columns (CanTile), a multiple of N.
+  for (size_t c = 0; c + N <= cols; c += N) {
+    const size_t co = ColOffset<true>(c);
+    const VF xv = hn::LoadU(df, a.x + c);
+    MOE_UNROLL
+    for (size_t s = 0; s < kS; ++s) {
+      MOE_UNROLL
+      for (size_t i = 0; i < kTileRows; ++i) {
+        acc[s][i] = hn::MulAdd(LoadWeights(df, w[s][i] + co), xv, acc[s][i]);
+      }
+    }
+  }
+  MOE_UNROLL
+  for (size_t s = 0; s < kS; ++s) {
+    MOE_UNROLL
+    for (size_t i = 0; i < kTileRows; ++i) a.y[r[s] + i] = ReduceSum(df, acc[s][i]);
+  }
+}
+
 template <typename TW>
 void MatMulT(const Args& a, bool tiled, size_t n_tokens, size_t row_begin, size_t row_end) {
+  const auto tile = [&]<size_t kR, size_t kT, bool kTiled>(size_t r, size_t t) HWY_ATTR {
+    Tile<kR, kT, TW, kTiled>(a, r, t);
+  };
+  if (kDecodeStreams > 1 && tiled && n_tokens == 1) {
+    static_assert(kDecodeRows == kTileRows);
+    ForEachTiledDecodePass<kDecodeStreams>(
+        row_begin, row_end,
+        [&](const size_t (&r)[kDecodeStreams]) HWY_ATTR { TiledDecodeStreams<kDecodeStreams, TW>(a, r); },
+        tile);
+    return;
+  }
   ForEachTileOf<kDecodeRows, kPrefillRows, kTokenTile, kTiledPrefillRows, kTiledTokenTile>(
-      tiled, n_tokens, row_begin, row_end,
-      [&]<size_t kR, size_t kT, bool kTiled>(size_t r, size_t t) HWY_ATTR {
-        Tile<kR, kT, TW, kTiled>(a, r, t);
-      });
+      tiled, n_tokens, row_begin, row_end, tile);
 }
 
 // --- Block-quantized weights (kQ8, kQ4; kernels.h). Per output element the sequence is fixed:

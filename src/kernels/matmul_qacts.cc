@@ -219,13 +219,86 @@ constexpr size_t kDecodeRows = 6, kPrefillRows = 1;
 #endif
 constexpr size_t kTokenTile = 4;
 
+// Decode of a tiled matrix: kDecodeStreams tiles from far-apart parts of the row range per pass
+// (simd-inl.h ForEachTiledDecodePass), as matmul.cc does. Within each block the streams run one
+// after another with the same x; each row's sequence is Tile's, so results are bit-identical.
+// 4 streams hold 32 accumulators + one tile's 8 block sums + x + w, more than AVX-512's 32
+// registers, and still stream fastest: q8 lm_head shape (decode_stream_bench --type q8 --layout
+// tiles, 2 threads, Zen 5) 1 stream 75-83 % of the memory probe, 2: 83-97 %, 4: 84-101 %
+// (docs/benchmarks.md, session 14). q4 is bound by its unpacking (57-63 % either way).
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+constexpr size_t kDecodeStreams = 4;
+#else
+constexpr size_t kDecodeStreams = 1;  // 16 registers: the 6-row decode tile does not tile
+#endif
+
+template <size_t kS, WeightType kW>
+HWY_INLINE void TiledDecodeStreams(const QAArgs& a, const size_t (&r)[kS]) {
+  const D16 d16;
+  const D32 d32;
+  const DF df;
+  const size_t N16 = hn::Lanes(d16);
+  constexpr size_t bb = QuantBlockBytes(kW);
+  constexpr size_t bs = QuantBlockStride<true>(bb);
+  const uint8_t* HWY_RESTRICT w[kS][kTileRows];
+  VF32 acc[kS][kTileRows];
+  MOE_UNROLL
+  for (size_t s = 0; s < kS; ++s) {
+    MOE_UNROLL
+    for (size_t i = 0; i < kTileRows; ++i) {
+      w[s][i] = a.w + QuantRowBase<true>(r[s] + i, a.row_bytes, bb);
+      acc[s][i] = hn::Zero(df);
+    }
+  }
+  for (size_t b = 0; b < a.n_blocks; ++b) {
+    MOE_UNROLL
+    for (size_t s = 0; s < kS; ++s) {
+      V32 s0[kTileRows], s1[kTileRows];
+      MOE_UNROLL
+      for (size_t i = 0; i < kTileRows; ++i) s0[i] = s1[i] = hn::Zero(d32);
+      MOE_UNROLL
+      for (size_t k = 0; k < kQuantBlock; k += N16) {
+        const V16 xv = hn::LoadU(d16, a.xq + b * kQuantBlock + k);
+        MOE_UNROLL
+        for (size_t i = 0; i < kTileRows; ++i) {
+          const V16 wv = LoadW16<kW>(d16, w[s][i] + b * bs, k);
+          s0[i] = hn::ReorderWidenMulAccumulate(d32, wv, xv, s0[i], s1[i]);
+        }
+      }
+      MOE_UNROLL
+      for (size_t i = 0; i < kTileRows; ++i) {
+        float dw;
+        std::memcpy(&dw, w[s][i] + b * bs, 4);
+        const VF32 sum = hn::ConvertTo(df, hn::RearrangeToOddPlusEven(s0[i], s1[i]));
+        acc[s][i] = hn::MulAdd(sum, hn::Set(df, dw * a.xd[b]), acc[s][i]);
+      }
+    }
+  }
+  MOE_UNROLL
+  for (size_t s = 0; s < kS; ++s) {
+    MOE_UNROLL
+    for (size_t i = 0; i < kTileRows; ++i) {
+      a.y[r[s] + i] = hn::GetLane(hn::SumOfLanes(df, acc[s][i]));
+    }
+  }
+}
+
 template <WeightType kW>
 void MatMulQA(const QAArgs& a, bool tiled, size_t n_tokens, size_t row_begin, size_t row_end) {
+  const auto tile = [&]<size_t kR, size_t kT, bool kTiled>(size_t r, size_t t) HWY_ATTR {
+    Tile<kR, kT, kW, kTiled>(a, r, t);
+  };
+  if (kDecodeStreams > 1 && tiled && n_tokens == 1) {
+    ForEachTiledDecodePass<kDecodeStreams>(
+        row_begin, row_end,
+        [&](const size_t (&r)[kDecodeStreams]) HWY_ATTR {
+          TiledDecodeStreams<kDecodeStreams, kW>(a, r);
+        },
+        tile);
+    return;
+  }
   ForEachTileOf<kDecodeRows, kPrefillRows, kTokenTile, kPrefillRows, kTokenTile>(
-      tiled, n_tokens, row_begin, row_end,
-      [&]<size_t kR, size_t kT, bool kTiled>(size_t r, size_t t) HWY_ATTR {
-        Tile<kR, kT, kW, kTiled>(a, r, t);
-      });
+      tiled, n_tokens, row_begin, row_end, tile);
 }
 
 }  // namespace

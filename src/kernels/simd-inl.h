@@ -112,6 +112,33 @@ HWY_INLINE void ForEachTile(size_t n_tokens, size_t row_begin, size_t row_end,
   }
 }
 
+// Decode (one token) of a tiled matrix as kS weight streams at once. The whole tiles of rows
+// [row_begin, row_end) are split into kS parts, as equal as possible; pass(r) gets kS row
+// starts, the k-th tile of each part, for every k the smallest part has; the parts' remaining
+// tiles, then the rows after the last whole tile, go one at a time to
+// tile.template operator()<kR, 1, true>(r, 0). A core streams from DRAM faster with several
+// sequential streams far apart than with one (each brings its own hardware prefetch; measured
+// in docs/benchmarks.md, session 14), and which pass computes a row never changes its result.
+template <size_t kS, class PassFn, class TileFn>
+HWY_INLINE void ForEachTiledDecodePass(size_t row_begin, size_t row_end, const PassFn& pass,
+                                       const TileFn& tile) {
+  const size_t tiles = (row_end - row_begin) / kTileRows;
+  const size_t per = tiles / kS, extra = tiles % kS;
+  size_t first[kS];  // part s: tiles [first[s], first[s] + per + (s < extra))
+  for (size_t s = 0, k = 0; s < kS; k += per + (s < extra ? 1 : 0), ++s) first[s] = k;
+  for (size_t k = 0; k < per; ++k) {
+    size_t r[kS];
+    for (size_t s = 0; s < kS; ++s) r[s] = row_begin + (first[s] + k) * kTileRows;
+    pass(r);
+  }
+  for (size_t s = 0; s < extra; ++s) {
+    tile.template operator()<kTileRows, 1, true>(row_begin + (first[s] + per) * kTileRows, 0);
+  }
+  for (size_t r = row_begin + tiles * kTileRows; r < row_end; ++r) {
+    tile.template operator()<1, 1, true>(r, 0);
+  }
+}
+
 // Where a quantized (q8/q4) matrix's row r starts, and how far apart its blocks are, row-major
 // or tiled (kernels.h TiledBlockOffset).
 template <bool kTiled>

@@ -164,8 +164,10 @@ TEST_P(QuantActsMatMulTest, BitIdenticalAcrossTokenCountsRowRangesAndThreads) {
 // quantized MatMuls (int16 and f32 activations) over the tiled copy are bit-identical to the
 // row-major ones, for decode and prefill token counts and row ranges inside tiles; any cols.
 TEST_P(QuantActsMatMulTest, TiledLayoutIsBitIdenticalToRowMajor) {
-  for (size_t cols : {32u, 67u, 2048u}) {
-    const size_t rows = 24, max_tokens = 9;
+  // 24 and 104 rows: 3 and 13 tiles, decode passes of several tiles with parts of unequal
+  // length (kDecodeStreams), and single tiles.
+  for (auto [rows, cols] : {std::pair<size_t, size_t>{24, 32}, {24, 67}, {24, 2048}, {104, 67}}) {
+    const size_t max_tokens = 9;
     ASSERT_TRUE(CanTile(type(), rows, cols));
     EXPECT_FALSE(CanTile(type(), rows + 4, cols));
     const auto w = QuantizeRows(RandomFloats(rows * cols, 21), rows, cols, type());
@@ -184,7 +186,8 @@ TEST_P(QuantActsMatMulTest, TiledLayoutIsBitIdenticalToRowMajor) {
     const auto x = RandomFloats(max_tokens * cols, 22);
     const Acts a = Quantized(x, max_tokens, cols, cols);
     for (size_t n : {1u, 2u, 4u, 5u, 9u}) {
-      for (auto [b, e] : {std::pair<size_t, size_t>{0, rows}, {3, 21}, {16, 24}, {1, 2}}) {
+      for (auto [b, e] : {std::pair<size_t, size_t>{0, rows}, {3, rows - 3}, {rows - 8, rows},
+                          {1, 2}}) {
         std::vector<float> want(n * rows, -1.f), got(n * rows, -1.f);
         MatMulQuantizedActs(rm, a.q.data(), a.d.data(), n, want.data(), rows, b, e);
         MatMulQuantizedActs(tv, a.q.data(), a.d.data(), n, got.data(), rows, b, e);

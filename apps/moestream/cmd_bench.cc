@@ -129,7 +129,9 @@ uint64_t WeightBytesPerDecodeToken(const Engine& e, bool tiled_only = false) {
       b += bytes(t->view);
     }
   }
-  const bool experts_tiled = e.resident_experts() && e.resident_experts()->tiled();
+  const bool experts_tiled =
+      (e.resident_experts() && e.resident_experts()->geometry().tiled) ||
+      (e.expert_cache() && e.expert_cache()->geometry().tiled);
   return b + (!tiled_only || experts_tiled ? ExpertBytesPerDecodeToken(e) : 0);
 }
 

@@ -77,8 +77,12 @@ int Convert(int argc, char** argv) {
   flags.Int("threads", &threads, "threads quantizing rows with --quant (default: all CPUs)");
   int64_t store_version = store::kVersion;
   flags.Int("store-version", &store_version,
-            "store format to write: 2 (XXH3 block hashes, the default) or 1 (xxHash64, readable "
-            "by moestream before 2026-11-26)");
+            "store format to write: 3 (the default), 2 (row-major blocks, readable by moestream "
+            "before 2026-11-27) or 1 (xxHash64, readable before 2026-11-26)");
+  std::string layout = "auto";
+  flags.String("store-layout", &layout,
+               "expert blocks row-major (rows) or in the kernels' tiled layout (tiles, version 3); "
+               "auto: tiles where this CPU's decode kernels stream them faster (docs/kernels.md)");
   flags.Int("slow-us-per-block", &slow_us, "testing only: sleep per block (crash/resume tests)");
   Status st = flags.Parse(argc, argv);
   if (flags.help_requested()) {
@@ -91,6 +95,9 @@ int Convert(int argc, char** argv) {
   }
   if (st.ok() && (model.empty() || out.empty())) {
     st = Error(StatusCode::kUsage, "--model and --out are required (or --verify STORE)");
+  }
+  if (st.ok() && layout != "auto" && layout != "rows" && layout != "tiles") {
+    st = Error(StatusCode::kUsage, "--store-layout '{}': expected rows, tiles or auto", layout);
   }
   if (st.ok() && (threads < 1 || threads > 256)) {
     st = Error(StatusCode::kUsage, "--threads {}: expected 1..256", threads);
@@ -124,6 +131,14 @@ int Convert(int argc, char** argv) {
   in.quant = quant;
   // Out-of-range values (negative included) become kUsage in WriteExpertStore.
   in.store_version = static_cast<uint32_t>(std::clamp<int64_t>(store_version, 0, 1 << 30));
+  // auto: tiled blocks from version 3 on, where the decode kernels read tiles faster than rows
+  // on this CPU (kernels::TilingPays: f32/bf16/f16 everywhere, q8/q4 on AVX-512).
+  const kernels::WeightType out_type = quant ? *quant : g.type;
+  const bool tiles_pay = kernels::TilingPays(out_type, g.intermediate, g.hidden) &&
+                         kernels::TilingPays(out_type, g.hidden, g.intermediate);
+  in.layout = layout == "tiles" || (layout == "auto" && in.store_version >= 3 && tiles_pay)
+                  ? store::StoreLayout::kTiles
+                  : store::StoreLayout::kRows;
   std::optional<ThreadPool> pool;
   if (quant && threads > 1) {
     pool.emplace(static_cast<size_t>(threads));

@@ -44,8 +44,9 @@ class ExpertProvider {
 // Every expert of a source read into one arena at load time. Immutable after Load; thread-safe.
 class ResidentExperts {
  public:
-  // `tile`: rewrite each block's three matrices into the tiled layout (kernels.h) where
-  // kernels::TilingPays; view() then says so. MatMul results are the same either way.
+  // `tile`: rewrite each row-major block's three matrices into the tiled layout (kernels.h)
+  // where kernels::TilingPays (a store's tiled blocks stay tiled); geometry().tiled and view()
+  // then say so. MatMul results are the same either way.
   static Result<std::unique_ptr<ResidentExperts>> Load(const ExpertSource& source,
                                                        bool tile = false);
   ~ResidentExperts();
@@ -54,7 +55,6 @@ class ResidentExperts {
   ExpertView view(int64_t layer, int64_t expert) const;
   const ExpertGeometry& geometry() const { return geometry_; }
   uint64_t bytes() const { return bytes_; }
-  bool tiled() const { return tiled_; }
 
  private:
   ResidentExperts() = default;
@@ -64,7 +64,6 @@ class ResidentExperts {
   HugeBuffer arena_;
   uint64_t bytes_ = 0;
   uint64_t stride_ = 0;
-  bool tiled_ = false;
 };
 
 std::unique_ptr<ExpertProvider> MakeResidentProvider(const ResidentExperts& experts);

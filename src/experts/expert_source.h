@@ -19,6 +19,9 @@ struct ExpertGeometry {
   uint64_t hidden = 0;        // H
   uint64_t intermediate = 0;  // I
   kernels::WeightType type = kernels::WeightType::kBF16;
+  // Each matrix with kernels::HasTileShape is in the tiled layout (a version 3 store's
+  // StoreLayout::kTiles, or resident experts tiled at load); MakeExpertView marks their views.
+  bool tiled = false;
 
   // gate (= up) [I, H]; for f32/bf16/f16 also the size of down.
   uint64_t matrix_bytes() const { return kernels::WeightMatrixBytes(type, intermediate, hidden); }
@@ -33,6 +36,7 @@ struct ExpertView {
   kernels::WeightView down;  // [H, I]
 };
 
+// The three matrices of a block laid out as `g` says (views of tiled matrices marked tiled).
 ExpertView MakeExpertView(const ExpertGeometry& g, const void* block);
 
 // Reads expert blocks. Thread-safe: Read may be called from several I/O threads at once.

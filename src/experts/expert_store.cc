@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <utility>
 #include <vector>
 
 #include "experts/store_check.h"
@@ -94,8 +95,9 @@ class StoreSource final : public ExpertSource {
   int64_t n_experts() const override { return n_experts_; }
   uint64_t dst_bytes() const override { return h_.block_stride; }
   std::string format() const override {
-    return fmt::format("store v{} ({} block checksums)", h_.version,
-                       store::BlockHashName(static_cast<store::BlockHash>(h_.block_hash)));
+    return fmt::format("store v{} ({} block checksums{})", h_.version,
+                       store::BlockHashName(static_cast<store::BlockHash>(h_.block_hash)),
+                       g_.tiled ? ", tiled blocks" : "");
   }
 
   store::Header h_{};
@@ -204,6 +206,17 @@ Result<std::unique_ptr<ExpertSource>> OpenExpertStore(const std::string& dir,
   s->g_.hidden = h.hidden;
   s->g_.intermediate = h.intermediate;
   s->g_.type = ToWeightType(h.dtype);
+  s->g_.tiled = h.version >= 3 && h.layout == static_cast<uint32_t>(store::StoreLayout::kTiles);
+  if (s->g_.tiled) {  // tiled f32/bf16/f16 need a SIMD vector dividing the chunk (kernels.h)
+    const ExpertGeometry& g = s->g_;
+    for (auto [rows, cols] : {std::pair{g.intermediate, g.hidden}, {g.hidden, g.intermediate}}) {
+      if (kernels::HasTileShape(g.type, rows, cols) && !kernels::CanTile(g.type, rows, cols)) {
+        return Error(StatusCode::kUnsupported,
+                     "{}: tiled expert blocks cannot be read with SIMD target {}; re-convert with "
+                     "--store-layout rows", path, kernels::TargetName());
+      }
+    }
+  }
   s->index_.resize(h.n_blocks);
   s->checked_ = std::make_unique<std::atomic<uint8_t>[]>(h.n_blocks);  // value-initialised: 0
   MOE_TRY(PreadFully(s->pread_, s->buffered_.get(), h.index_offset, s->index_.data(),

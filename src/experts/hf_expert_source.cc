@@ -14,6 +14,9 @@ ExpertView MakeExpertView(const ExpertGeometry& g, const void* block) {
   v.gate = {p, g.type, g.intermediate, g.hidden};
   v.up = {p + m, g.type, g.intermediate, g.hidden};
   v.down = {p + 2 * m, g.type, g.hidden, g.intermediate};
+  for (kernels::WeightView* w : {&v.gate, &v.up, &v.down}) {
+    w->tiled = g.tiled && kernels::HasTileShape(w->type, w->rows, w->cols);
+  }
   return v;
 }
 

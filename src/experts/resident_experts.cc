@@ -28,27 +28,29 @@ Result<std::unique_ptr<ResidentExperts>> ResidentExperts::Load(const ExpertSourc
     return Error(StatusCode::kResourceExhausted, "cannot allocate {} bytes for resident experts",
                  r->bytes_);
   }
+  // Blocks a store holds tiled stay as read; row-major ones are tiled here where it pays.
   const ExpertGeometry& g = r->geometry_;
-  r->tiled_ = tile && kernels::TilingPays(g.type, g.intermediate, g.hidden) &&
-              kernels::TilingPays(g.type, g.hidden, g.intermediate);
+  const bool tile_here = !g.tiled && tile && kernels::TilingPays(g.type, g.intermediate, g.hidden) &&
+                         kernels::TilingPays(g.type, g.hidden, g.intermediate);
+  ExpertGeometry tiled_g = g;
+  tiled_g.tiled = true;
   for (int64_t l = 0; l < source.n_layers(); ++l) {
     if (!source.has_experts(l)) continue;
     for (int64_t e = 0; e < r->n_experts_; ++e) {
       MOE_TRY(source.Read(l, e, const_cast<void*>(r->block(l, e))));
-      if (!r->tiled_) continue;
+      if (!tile_here) continue;
       const ExpertView v = MakeExpertView(g, r->block(l, e));
       for (const kernels::WeightView* m : {&v.gate, &v.up, &v.down}) {
         kernels::TileMatrix(const_cast<void*>(m->data), m->type, m->rows, m->cols);
       }
     }
   }
+  if (tile_here) r->geometry_ = tiled_g;
   return r;
 }
 
 ExpertView ResidentExperts::view(int64_t layer, int64_t expert) const {
-  ExpertView v = MakeExpertView(geometry_, block(layer, expert));
-  v.gate.tiled = v.up.tiled = v.down.tiled = tiled_;
-  return v;
+  return MakeExpertView(geometry_, block(layer, expert));
 }
 
 ResidentExperts::~ResidentExperts() = default;

@@ -36,8 +36,12 @@ Status CheckStoreHeader(const std::string& path, const store::Header& h, const s
                                  "(expected {})", h.block_hash, h.version,
                                  static_cast<uint32_t>(store::BlockHashOfVersion(h.version))));
   }
-  if (h.header_bytes < sizeof(store::Header) || h.header_bytes > store::kBlocksOffset) {
+  const uint32_t min_header = h.version >= 3 ? sizeof(store::Header) : store::kHeaderBytesV2;
+  if (h.header_bytes < min_header || h.header_bytes > store::kBlocksOffset) {
     return Bad(path, fmt::format("header_bytes {} out of range", h.header_bytes));
+  }
+  if (h.version >= 3 && h.layout > static_cast<uint32_t>(store::StoreLayout::kTiles)) {
+    return Bad(path, fmt::format("layout code {} unknown (expected 0 rows or 1 tiles)", h.layout));
   }
   if (std::memcmp(f.magic, store::kFooterMagic, 8) != 0 || f.file_bytes != size) {
     return Error(StatusCode::kIntegrity, "{}: no footer or size {} differs from the footer's: "

@@ -19,10 +19,12 @@ static_assert(std::endian::native == std::endian::little, "the store is little-e
 
 inline constexpr char kMagic[8] = {'M', 'O', 'E', 'S', 'T', 'O', 'R', 'E'};
 inline constexpr char kFooterMagic[8] = {'M', 'O', 'E', 'S', 'T', 'E', 'N', 'D'};
-// Version 2 (2026-11-26): blocks hashed with XXH3-64 (Header::block_hash = kXxh3). Version 1:
-// xxHash64 (block_hash = 0, the field was `reserved`). Readers read both; convert writes 2
-// unless asked for 1 (readable by moestream before version 2).
-inline constexpr uint32_t kVersion = 2;
+// Version 3 (2026-11-27): Header::layout, blocks may hold their matrices in the kernels' tiled
+// layout (StoreLayout::kTiles). Version 2 (2026-11-26): blocks hashed with XXH3-64
+// (Header::block_hash = kXxh3). Version 1: xxHash64 (block_hash = 0, the field was `reserved`).
+// Readers read all three; convert writes 3 unless asked for 2 or 1 (row-major blocks, readable
+// by moestream before version 3, and before version 2).
+inline constexpr uint32_t kVersion = 3;
 inline constexpr uint32_t kMinVersion = 1;
 inline constexpr uint64_t kAlign = 4096;
 inline constexpr uint64_t kBlocksOffset = 4096;  // header page
@@ -33,6 +35,11 @@ inline constexpr char kDenseFile[] = "model.safetensors";     // non-expert tens
 // Expert dtype codes (match kernels::WeightType).
 // kQ8/kQ4: block-quantized rows (kernels.h), written by `moestream convert --quant q8|q4`.
 enum class StoreDType : uint32_t { kF32 = 0, kBF16 = 1, kF16 = 2, kQ8 = 3, kQ4 = 4 };
+
+// How a block's gate, up and down matrices are laid out (Header::layout, version 3).
+// kRows: row-major. kTiles: each matrix with kernels::HasTileShape in the tiled layout
+// (kernels.h TiledIndex / TiledBlockOffset), the others row-major.
+enum class StoreLayout : uint32_t { kRows = 0, kTiles = 1 };
 
 // How IndexEntry::hash is computed (both 64-bit, both with seed BlockSeed(...)).
 enum class BlockHash : uint32_t { kXxh64 = 0, kXxh3 = 1 };
@@ -55,8 +62,12 @@ struct Header {
   uint64_t n_blocks;
   uint64_t index_offset;  // = blocks_offset + n_blocks × block_stride
   uint64_t index_bytes;   // n_blocks × sizeof(IndexEntry)
+  // Version 3 and later (header_bytes ≥ 112); earlier versions' blocks are row-major.
+  uint32_t layout;    // StoreLayout
+  uint32_t reserved;  // 0
 };
-static_assert(sizeof(Header) == 104);
+static_assert(sizeof(Header) == 112);
+inline constexpr uint32_t kHeaderBytesV2 = 104;  // the header of versions 1 and 2
 
 struct IndexEntry {
   uint32_t layer;

@@ -123,7 +123,7 @@ Status SyncDir(const std::string& dir) {
 // Identity of the source: names, sizes and mtimes of its files (changes → no resume), and of
 // what is written from it (store version, expert type).
 uint64_t SourceFingerprint(const std::string& dir, const std::vector<std::string>& dense,
-                           uint32_t version, const char* out_type) {
+                           uint32_t version, const std::string& out_type) {
   std::vector<std::string> rows;
   std::error_code ec;
   for (const auto& ent : fs::directory_iterator(dir, ec)) {
@@ -136,7 +136,7 @@ uint64_t SourceFingerprint(const std::string& dir, const std::vector<std::string
   std::string all = fmt::format("v{} journal 2\n", version);
   for (const auto& r : rows) all += r + "\n";
   for (const auto& d : dense) all += d + "\n";
-  all += std::string("type ") + out_type + "\n";
+  all += "type " + out_type + "\n";
   return XXH64(all.data(), all.size(), 0);
 }
 
@@ -251,6 +251,11 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
     return Error(StatusCode::kUsage, "--store-version {}: expected {}..{}", in.store_version,
                  store::kMinVersion, store::kVersion);
   }
+  const bool tiles = in.layout == store::StoreLayout::kTiles;
+  if (tiles && in.store_version < 3) {
+    return Error(StatusCode::kUsage, "--store-layout tiles: needs store version 3 or later, not {}",
+                 in.store_version);
+  }
   std::error_code ec;
   const bool replace = fs::exists(in.out_dir, ec);
   if (replace && !in.force) {
@@ -277,13 +282,15 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
   std::memcpy(h.magic, store::kMagic, 8);
   h.version = in.store_version;
   h.block_hash = static_cast<uint32_t>(store::BlockHashOfVersion(h.version));
-  h.header_bytes = sizeof(store::Header);
+  h.header_bytes = h.version >= 3 ? sizeof(store::Header) : store::kHeaderBytesV2;
+  h.layout = static_cast<uint32_t>(in.layout);
   h.model_id = XXH64(config.data(), config.size(), 0);
   h.n_layers = static_cast<uint32_t>(src.n_layers());
   h.n_experts = static_cast<uint32_t>(src.n_experts());
   h.hidden = src.geometry().hidden;
   h.intermediate = src.geometry().intermediate;
   ExpertGeometry out_g = src.geometry();
+  out_g.tiled = false;  // the block as produced below, before any tiling
   if (in.quant) {
     if (!kernels::IsQuantized(*in.quant)) {
       return Error(StatusCode::kUsage, "--quant: only q8 and q4 are supported");
@@ -316,7 +323,8 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
   // fixed-size and checksummed: the valid prefix is kept, a torn or zeroed tail is cut off.
   const uint64_t fp =
       SourceFingerprint(in.source_dir, in.dense_tensors, h.version,
-                        kernels::WeightTypeName(out_g.type));
+                        fmt::format("{}{}", kernels::WeightTypeName(out_g.type),
+                                    tiles ? " tiles" : ""));
   std::vector<uint8_t> done(index.size(), 0);
   uint64_t journal_bytes = 0;
   {
@@ -398,6 +406,14 @@ Result<StoreWriterResult> WriteExpertStore(const StoreWriterInput& in) {
       QuantizeBlock(src.geometry(), src_block.data(), out_g.type, in.pool, rows, buf.get());
     } else {
       MOE_TRY(src.Read(x.layer, x.expert, buf.get()));
+    }
+    if (tiles) {
+      const ExpertView v = MakeExpertView(out_g, buf.get());  // out_g: row-major views
+      for (const kernels::WeightView* m : {&v.gate, &v.up, &v.down}) {
+        if (kernels::HasTileShape(m->type, m->rows, m->cols)) {
+          kernels::TileMatrix(const_cast<void*>(m->data), m->type, m->rows, m->cols);
+        }
+      }
     }
     x.hash = store::HashBlock(static_cast<store::BlockHash>(h.block_hash), buf.get(),
                               h.block_bytes, store::BlockSeed(h.model_id, x.layer, x.expert));

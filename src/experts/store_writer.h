@@ -51,6 +51,9 @@ struct StoreWriterInput {
   // The store format written (store_format.h): kVersion (XXH3 block hashes), or 1 (xxHash64)
   // for moestream builds that predate version 2. Others: kUsage.
   uint32_t store_version = store::kVersion;
+  // kTiles (version 3 only): each block's matrices with kernels::HasTileShape are written in
+  // the kernels' tiled layout, which decode streams fastest (docs/kernels.md).
+  store::StoreLayout layout = store::StoreLayout::kRows;
 };
 
 struct StoreWriterResult {

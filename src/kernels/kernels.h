@@ -73,15 +73,20 @@ inline constexpr size_t TiledBlockOffset(size_t r, size_t b, size_t row_bytes,
   return (r / kTileRows) * kTileRows * row_bytes + b * kTileRows * block_bytes +
          (r % kTileRows) * block_bytes;
 }
-// True if a matrix of this type and shape can be tiled: rows a multiple of kTileRows, and for
-// f32, bf16 and f16 cols a multiple of kTileCols and the CPU's current SIMD target's f32 vector
-// a divisor of kTileCols (every x86 and Arm NEON target; not SVE wider than 512 bits).
+// True if the tiled layout is defined for this type and shape: rows a multiple of kTileRows, and
+// for f32, bf16 and f16 cols a multiple of kTileCols. Independent of the CPU (what a store's
+// tiled blocks follow).
+bool HasTileShape(WeightType t, size_t rows, size_t cols);
+// True if the kernels can read such a tiled matrix on the CPU's current SIMD target:
+// HasTileShape, and for f32, bf16 and f16 the target's f32 vector a divisor of kTileCols (every
+// x86 and Arm NEON target; not SVE wider than 512 bits).
 bool CanTile(WeightType t, size_t rows, size_t cols);
 // What loaders ask: CanTile, and the current target's decode tiles fit the layout: always for
 // f32/bf16/f16; for q8/q4 where the quantized decode tile is kTileRows rows (AVX-512; the
 // 16-register targets use 6, and tiling lost them 10 % prefill).
 bool TilingPays(WeightType t, size_t rows, size_t cols);
-// Rewrites a row-major matrix in place into the tiled layout; CanTile(t, rows, cols) must hold.
+// Rewrites a row-major matrix in place into the tiled layout; HasTileShape(t, rows, cols) must
+// hold (a byte permutation: any CPU may write a layout another reads).
 void TileMatrix(void* data, WeightType t, size_t rows, size_t cols);
 
 // A [rows, cols] weight matrix in its stored type: row-major, or tiled (above). Non-owning.

@@ -375,15 +375,20 @@ void MatMul(const WeightView& w, const float* x, size_t n_tokens, size_t x_strid
   HWY_DYNAMIC_DISPATCH(MatMulImpl)(w, x, n_tokens, x_stride, y, y_stride, row_begin, row_end);
 }
 
-bool CanTile(WeightType t, size_t rows, size_t cols) {
+bool HasTileShape(WeightType t, size_t rows, size_t cols) {
   if (rows % kTileRows != 0 || cols == 0) return false;
-  if (IsQuantized(t)) return true;  // whole blocks per chunk: any cols
+  return IsQuantized(t) || cols % kTileCols == 0;  // quantized: whole blocks per chunk, any cols
+}
+
+bool CanTile(WeightType t, size_t rows, size_t cols) {
+  if (!HasTileShape(t, rows, cols)) return false;
+  if (IsQuantized(t)) return true;
   const size_t lanes = HWY_DYNAMIC_DISPATCH(F32LanesImpl)();
-  return cols % kTileCols == 0 && lanes > 0 && kTileCols % lanes == 0;
+  return lanes > 0 && kTileCols % lanes == 0;
 }
 
 void TileMatrix(void* data, WeightType t, size_t rows, size_t cols) {
-  MOE_CHECK(CanTile(t, rows, cols));
+  MOE_CHECK(HasTileShape(t, rows, cols));
   // A chunk is kTileCols elements, or one block of a quantized row; chunk k of tile row i moves
   // from i · row_bytes + k · chunk to k · kTileRows · chunk + i · chunk within its tile.
   const bool q = IsQuantized(t);

@@ -217,7 +217,7 @@ TEST(BenchCliTest, PrefetchCountersAreConsistent) {
 // says (read here from the file), so results from v1 and v2 stores are never confused.
 TEST(BenchCliTest, StreamingFromAStoreReportsItsFormatVersion) {
   Scratch s;
-  for (const char* version : {"1", "2"}) {
+  for (const char* version : {"1", "2", "3"}) {
     const std::string out = s.path + "/store_v" + version;
     const std::string model = std::string(MOE_SOURCE_DIR) + "/models/qwen3-moe-ref";
     const auto c = testing::RunCli(
@@ -231,7 +231,11 @@ TEST(BenchCliTest, StreamingFromAStoreReportsItsFormatVersion) {
               "store v" + std::to_string(file_version) + " (" +
                   (block_hash == static_cast<uint32_t>(store::BlockHash::kXxh3) ? "xxh3-64"
                                                                                  : "xxh64") +
-                  " block checksums)");
+                  " block checksums" +
+                  (h.version >= 3 && h.layout == static_cast<uint32_t>(store::StoreLayout::kTiles)
+                       ? ", tiled blocks"
+                       : "") +
+                  ")");
   }
 }
 

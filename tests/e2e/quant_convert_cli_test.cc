@@ -154,8 +154,10 @@ TEST(QuantConvertCliTest, Q8AndQ4StoresMatchLayoutAndStayClose) {
     ASSERT_GT(f.index.size(), 0u);
     // The verify line names the format version written (the default, the newest) and its hash.
     EXPECT_EQ(h.version, store::kVersion);
-    EXPECT_NE(r.out.find("store v" + std::to_string(h.version) + " (xxh3-64 block checksums): " +
-                         std::to_string(h.n_blocks) + " blocks, every checksum matches"),
+    const bool tiled = h.layout == static_cast<uint32_t>(store::StoreLayout::kTiles);
+    EXPECT_NE(r.out.find("store v" + std::to_string(h.version) + " (xxh3-64 block checksums" +
+                         (tiled ? ", tiled blocks" : "") + "): " + std::to_string(h.n_blocks) +
+                         " blocks, every checksum matches"),
               std::string::npos)
         << r.out;
     const uint64_t H = 256, I = 64, bb = qi == 0 ? 36 : 20;
@@ -174,8 +176,11 @@ TEST(QuantConvertCliTest, Q8AndQ4StoresMatchLayoutAndStayClose) {
     std::memcpy(&hl, shard.data(), 8);
     const auto sh = nlohmann::json::parse(shard.substr(8, hl));
     const char* src = shard.data() + 8 + hl + sh[name]["data_offsets"][0].get<uint64_t>();
-    const char* blk = f.bytes.data() + e->offset;
+    // Block b of gate row 0: at b · bb row-major; tiled (the default where tiles pay), a tile's
+    // 8 rows' block b are stored together: at b · 8 · bb.
+    const char* blk0 = f.bytes.data() + e->offset;
     for (uint64_t b = 0; b < H / 32; ++b) {
+      const char* blk = blk0 + b * (tiled ? 8 : 1) * bb - b * bb;
       float d;
       std::memcpy(&d, blk + b * bb, 4);
       float amax = 0;

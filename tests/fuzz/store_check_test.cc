@@ -112,6 +112,28 @@ TEST(StoreCheck, BlockHashKindMustMatchTheVersion) {
   ExpectError(unknown.Header(), StatusCode::kInvalidFormat, "block_hash code 7");
 }
 
+// Version 3 appended `layout` (and a reserved word) to the header: its header_bytes must cover
+// them, while versions 1 and 2 keep their 104-byte header; a layout code other than rows (0)
+// or tiles (1) is refused, so blocks are never read in a layout the reader does not know.
+TEST(StoreCheck, Version3HeaderCarriesAKnownLayout) {
+  TinyStore v3;
+  v3.h.version = 3;
+  v3.h.block_hash = static_cast<uint32_t>(store::BlockHash::kXxh3);
+  v3.h.layout = static_cast<uint32_t>(store::StoreLayout::kTiles);
+  EXPECT_TRUE(v3.Header().ok()) << v3.Header().message();
+  TinyStore v3_short = v3;
+  v3_short.h.header_bytes = store::kHeaderBytesV2;
+  ExpectError(v3_short.Header(), StatusCode::kInvalidFormat, "header_bytes 104 out of range");
+  TinyStore v2_short;
+  v2_short.h.version = 2;
+  v2_short.h.block_hash = static_cast<uint32_t>(store::BlockHash::kXxh3);
+  v2_short.h.header_bytes = store::kHeaderBytesV2;
+  EXPECT_TRUE(v2_short.Header().ok()) << v2_short.Header().message();
+  TinyStore v3_layout = v3;
+  v3_layout.h.layout = 2;
+  ExpectError(v3_layout.Header(), StatusCode::kInvalidFormat, "layout code 2 unknown");
+}
+
 TEST(StoreCheck, F4MissingFooterIsIncomplete) {
   TinyStore s;
   std::memset(s.f.magic, 0, 8);

@@ -119,6 +119,41 @@ std::unique_ptr<Engine> OpenHf(const std::string& fixture) {
   return std::move(e).value();
 }
 
+// The block of (layer, expert) as a store of geometry `g` holds it: the HF block, row-major, or
+// with every matrix that has a tile shape moved by the documented formulas
+// (docs/expert_store_format.md, written out here rather than calling kernels::TileMatrix).
+std::vector<char> AsStored(const Engine& hf, int64_t layer, int64_t expert,
+                           const ExpertGeometry& g) {
+  std::vector<char> rows(g.block_bytes());
+  EXPECT_TRUE(hf.expert_source().Read(layer, expert, rows.data()).ok());
+  if (!g.tiled) return rows;
+  std::vector<char> out(rows.size());
+  ExpertGeometry flat = g;
+  flat.tiled = false;
+  const ExpertView v = MakeExpertView(flat, rows.data());
+  for (const kernels::WeightView* m : {&v.gate, &v.up, &v.down}) {
+    const char* src = static_cast<const char*>(m->data);
+    char* dst = out.data() + (src - rows.data());
+    const bool q = kernels::IsQuantized(m->type);
+    const uint64_t mbytes = kernels::WeightMatrixBytes(m->type, m->rows, m->cols);
+    if (m->rows % 8 != 0 || (!q && m->cols % 16 != 0)) {
+      std::memcpy(dst, src, mbytes);
+      continue;
+    }
+    // A chunk: 16 values, or one quantized block; chunk k of row r goes to
+    // (r / 8) · 8 · row_bytes + k · 8 · chunk + (r % 8) · chunk.
+    const uint64_t chunk = q ? kernels::QuantBlockBytes(m->type) : 16 * kernels::WeightTypeBytes(m->type);
+    const uint64_t row_bytes = mbytes / m->rows;
+    for (uint64_t r = 0; r < m->rows; ++r) {
+      for (uint64_t k = 0; k < row_bytes / chunk; ++k) {
+        std::memcpy(dst + (r / 8) * 8 * row_bytes + k * 8 * chunk + (r % 8) * chunk,
+                    src + r * row_bytes + k * chunk, chunk);
+      }
+    }
+  }
+  return out;
+}
+
 // A fresh store of the base fixture for a test to damage: its folder, the HF model it was
 // converted from, and experts.bin's path and original bytes.
 struct StoreToDamage {
@@ -256,39 +291,64 @@ TEST(ExpertStoreTest, TruncatedOrIncompleteStoresAreRefused) {
 }
 
 // What a store's file says about itself, read straight from experts.bin.
-// Version 2 (the default) hashes blocks with XXH3, `--store-version 1` writes the old format
-// (xxHash64) for older readers. Each block's stored hash is recomputed here with the xxhash
-// library's own functions (not the store's code); both versions hold the same block bytes,
-// both verify, and a flipped bit is caught in either.
-TEST(ExpertStoreTest, BothStoreVersionsHashEveryBlockAndVerify) {
-  const std::string v2 = Convert("base", "v2");
+// Version 3 (the default) may hold tiled blocks (`--store-layout tiles`), version 2 row-major
+// ones with XXH3 hashes, `--store-version 1` the old format (xxHash64) for older readers. Each
+// block's stored hash is recomputed here with the xxhash library's own functions (not the
+// store's code); versions 1 and 2 hold the same block bytes, version 3 tiled holds them moved as
+// the format says (AsStored), a version 3 store with `--store-layout rows` the same bytes as
+// version 2; all verify, and a flipped bit is caught.
+TEST(ExpertStoreTest, AllStoreVersionsHashEveryBlockAndVerify) {
+  const std::string v3 = Convert("base", "v3", " --store-layout tiles");
+  const std::string v3r = Convert("base", "v3r", " --store-layout rows");
+  const std::string v2 = Convert("base", "v2", " --store-version 2");
   const std::string v1 = Convert("base", "v1", " --store-version 1");
   auto hf = OpenHf("base");
-  const testing::StoreFile f2 = testing::ReadStoreFile(v2), f1 = testing::ReadStoreFile(v1);
+  const testing::StoreFile f3 = testing::ReadStoreFile(v3), f3r = testing::ReadStoreFile(v3r),
+                           f2 = testing::ReadStoreFile(v2), f1 = testing::ReadStoreFile(v1);
+  EXPECT_EQ(f3.h.version, 3u);
+  EXPECT_EQ(f3.h.header_bytes, 112u);
+  EXPECT_EQ(f3.h.layout, static_cast<uint32_t>(store::StoreLayout::kTiles));
+  EXPECT_EQ(f3r.h.layout, static_cast<uint32_t>(store::StoreLayout::kRows));
   EXPECT_EQ(f2.h.version, 2u);
+  EXPECT_EQ(f2.h.header_bytes, store::kHeaderBytesV2);
   EXPECT_EQ(f2.h.block_hash, static_cast<uint32_t>(store::BlockHash::kXxh3));
   EXPECT_EQ(f1.h.version, 1u);
   EXPECT_EQ(f1.h.block_hash, 0u);
   ASSERT_EQ(f1.index.size(), f2.index.size());
+  ASSERT_EQ(f3.index.size(), f2.index.size());
   ASSERT_GT(f2.index.size(), 0u);
+  ExpertGeometry tiled_g = hf->expert_source().geometry();
+  tiled_g.tiled = true;
   for (size_t i = 0; i < f2.index.size(); ++i) {
     const store::IndexEntry& a = f2.index[i];
     const store::IndexEntry& b = f1.index[i];
+    const store::IndexEntry& c = f3.index[i];
     ASSERT_EQ(a.offset, b.offset);
+    ASSERT_EQ(a.offset, c.offset);
     const char* block2 = f2.bytes.data() + a.offset;
     const char* block1 = f1.bytes.data() + b.offset;
+    const char* block3 = f3.bytes.data() + c.offset;
     ASSERT_EQ(std::memcmp(block1, block2, a.size), 0) << "block " << i;
+    ASSERT_EQ(std::memcmp(f3r.bytes.data() + f3r.index[i].offset, block2, a.size), 0) << i;
+    const std::vector<char> tiled = AsStored(*hf, a.layer, a.expert, tiled_g);
+    ASSERT_EQ(std::memcmp(block3, tiled.data(), c.size), 0) << "block " << i;
+    ASSERT_NE(std::memcmp(block3, block2, c.size), 0) << "block " << i;
     const uint64_t seed = store::BlockSeed(f2.h.model_id, a.layer, a.expert);
     EXPECT_EQ(a.hash, XXH3_64bits_withSeed(block2, a.size, seed)) << "block " << i;
+    EXPECT_EQ(c.hash, XXH3_64bits_withSeed(block3, c.size, seed)) << "block " << i;
     EXPECT_EQ(b.hash, XXH64(block1, b.size, seed)) << "block " << i;
     EXPECT_NE(a.hash, b.hash);
   }
-  for (const std::string& store : {v1, v2}) {
+  const std::pair<std::string, std::string> formats[] = {
+      {v1, "store v1 (xxh64 block checksums)"},
+      {v2, "store v2 (xxh3-64 block checksums)"},
+      {v3r, "store v3 (xxh3-64 block checksums)"},
+      {v3, "store v3 (xxh3-64 block checksums, tiled blocks)"}};
+  for (const auto& [store, format] : formats) {
     auto src = OpenStore(store, *hf);
     ASSERT_TRUE(src.ok()) << src.status().message();
-    const uint32_t version = store == v1 ? 1 : 2;  // as --store-version asked, checked above
-    EXPECT_EQ((*src)->format(), "store v" + std::to_string(version) + " (" +
-                                    (version == 1 ? "xxh64" : "xxh3-64") + " block checksums)");
+    EXPECT_EQ((*src)->format(), format);
+    EXPECT_EQ((*src)->geometry().tiled, store == v3);
     auto n = VerifyExpertStore(**src);
     ASSERT_TRUE(n.ok()) << n.status().message();
     EXPECT_EQ(*n, f2.index.size());
@@ -306,14 +366,36 @@ TEST(ExpertStoreTest, BothStoreVersionsHashEveryBlockAndVerify) {
   const std::string verify = std::string(MOESTREAM_BIN_PATH) + " convert --verify " + v1 +
                              " >/dev/null 2>&1";
   EXPECT_EQ(WEXITSTATUS(std::system(verify.c_str())), 6);
-  fs::remove_all(v1);
-  fs::remove_all(v2);
+  for (const std::string& d : {v1, v2, v3, v3r}) fs::remove_all(d);
+}
+
+// A tiled store decodes the same logits as the HF shards, resident and streamed through a
+// cache smaller than one token's experts (the engine reads the blocks as tiled views).
+TEST(ExpertStoreTest, TiledStoreGivesTheSameLogitsAsTheShards) {
+  const std::string store = Convert("base", "tiles", " --store-layout tiles");
+  EngineOptions o;
+  o.model_dir = ModelDir("base");
+  const std::vector<int32_t> prompt = Prompt(o.model_dir);
+  auto hf = Engine::Open(o);
+  ASSERT_TRUE(hf.ok()) << hf.status().message();
+  const auto want = RunLogits(**hf, prompt, 32, false);
+  for (const char* budget : {"", "262144"}) {
+    EngineOptions so;
+    so.model_dir = store;
+    so.expert_cache = budget;
+    auto e = Engine::Open(so);
+    ASSERT_TRUE(e.ok()) << e.status().message();
+    const auto got = RunLogits(**e, prompt, 32, false);
+    ASSERT_EQ(got.size(), want.size());
+    EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * 4)) << "budget " << budget;
+  }
+  fs::remove_all(store);
 }
 
 TEST(ExpertStoreTest, UnknownStoreVersionToWriteIsAUsageError) {
   const std::string out = std::string(MOE_BINARY_DIR) + "/test_stores/base-v9-" +
                           std::to_string(::getpid());
-  for (const char* v : {"0", "3", "-1"}) {
+  for (const char* v : {"0", "4", "-1", "2 --store-layout tiles"}) {
     const std::string cmd = std::string(MOESTREAM_BIN_PATH) + " convert --quiet --model " +
                             ModelDir("base") + " --out " + out + " --store-version " + v +
                             " 2>/dev/null";
@@ -367,8 +449,7 @@ TEST(ExpertStoreTest, InjectedFaultsAreRetriedOrDelivered) {
   ASSERT_TRUE(src.ok()) << src.status().message();
   const int64_t l = FirstMoeLayer(**src);
   const uint64_t bytes = (*src)->geometry().block_bytes();
-  std::vector<char> want(bytes);
-  ASSERT_TRUE(hf->expert_source().Read(l, 2, want.data()).ok());
+  const std::vector<char> want = AsStored(*hf, l, 2, (*src)->geometry());
   for (int mode : {1, 2, 4}) {
     g_mode = mode;
     for (bool aligned : {true, false}) {
@@ -403,8 +484,7 @@ TEST(ExpertStoreTest, InjectedFaultsAreRetriedOrDelivered) {
   ASSERT_TRUE(prov->Begin(l, e).ok());
   auto v = prov->Wait(0);
   ASSERT_TRUE(v.ok()) << v.status().message();
-  std::vector<char> want1(bytes);
-  ASSERT_TRUE(hf->expert_source().Read(l, 1, want1.data()).ok());
+  const std::vector<char> want1 = AsStored(*hf, l, 1, (*src)->geometry());
   EXPECT_EQ(0, std::memcmp(v->gate.data, want1.data(), bytes));
   prov->End();
   EXPECT_EQ((*cache)->Stats().read_errors, 2u);
@@ -463,8 +543,7 @@ TEST(ExpertStoreTest, F12StalledReadTimesOutAndFreesItsSlots) {
     for (size_t i = 0; i < other.size(); ++i) {
       auto w = prov->Wait(i);
       ASSERT_TRUE(w.ok()) << w.status().message();
-      std::vector<char> want(bytes);
-      ASSERT_TRUE(hf->expert_source().Read(l, other[i], want.data()).ok());
+      const std::vector<char> want = AsStored(*hf, l, other[i], (*src)->geometry());
       EXPECT_EQ(0, std::memcmp(w->gate.data, want.data(), bytes)) << "expert " << other[i];
     }
     prov->End();

@@ -63,7 +63,7 @@ class ExpertSource {
     return Status::Ok();
   }
   // Where the blocks come from and how they are checked, for reports and benchmark provenance,
-  // e.g. "store v2 (xxh3-64 block checksums)".
+  // e.g. "store v3 (xxh3-64 block checksums, tiled blocks)".
   virtual std::string format() const = 0;
   // Blocks whose checksum Verify has computed so far (a source that checks nothing: 0).
   virtual uint64_t blocks_hashed() const { return 0; }

@@ -32,8 +32,6 @@ Result<std::unique_ptr<ResidentExperts>> ResidentExperts::Load(const ExpertSourc
   const ExpertGeometry& g = r->geometry_;
   const bool tile_here = !g.tiled && tile && kernels::TilingPays(g.type, g.intermediate, g.hidden) &&
                          kernels::TilingPays(g.type, g.hidden, g.intermediate);
-  ExpertGeometry tiled_g = g;
-  tiled_g.tiled = true;
   for (int64_t l = 0; l < source.n_layers(); ++l) {
     if (!source.has_experts(l)) continue;
     for (int64_t e = 0; e < r->n_experts_; ++e) {
@@ -45,7 +43,7 @@ Result<std::unique_ptr<ResidentExperts>> ResidentExperts::Load(const ExpertSourc
       }
     }
   }
-  if (tile_here) r->geometry_ = tiled_g;
+  r->geometry_.tiled = r->geometry_.tiled || tile_here;  // views made from here on say so
   return r;
 }
 

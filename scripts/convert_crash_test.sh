@@ -78,8 +78,11 @@ rm -rf "$work/out" "$work/out.partial"
 "$bin" convert --quiet --slow-us-per-block $slow --model "$work/src" --out "$work/out" \
     2>"$work/sig.log" &
 pid=$!
+# journal.bin starts with an 8-byte source fingerprint, written before any block: wait for a
+# record after it (waiting for a non-empty file raced the first block: CI of 2026-11-27).
+journal_bytes() { stat -c %s "$work/out.partial/journal.bin" 2>/dev/null || echo 0; }
 for _ in $(seq 200); do  # up to 10 s
-  [[ -s "$work/out.partial/journal.bin" ]] && break
+  (( $(journal_bytes) > 8 )) && break
   sleep 0.05
 done
 kill -s INT "$pid" 2>/dev/null || true

@@ -7,6 +7,7 @@
 //   build-bench/bench/kernels_bench --benchmark_min_time=1   # MOE_FORCE_TARGET=avx2 to compare
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -93,6 +94,33 @@ void BM_StreamDot(benchmark::State& state) {
   state.SetLabel(TargetName());
 }
 
+// One decode step of one layer's attention (Qwen3-30B-A3B: 32 query heads sharing 4 KV heads of
+// 128, keys interleaved by KV head as in the session's cache), 1 thread, over n_keys cached
+// positions: scores, softmax, weighted sum of values per head. GB/s counts the K and V bytes
+// (each KV head's rows are read by its 8 query heads; the first read streams from memory).
+void BM_AttentionDecode(benchmark::State& state) {
+  const size_t n_keys = static_cast<size_t>(state.range(0));
+  constexpr size_t kHeads = 32, kKvHeads = 4, kDim = 128, kKvDim = kKvHeads * kDim;
+  const size_t bytes = 2 * n_keys * kKvDim * sizeof(float);
+  auto* kv = reinterpret_cast<float*>(GetBuffer(bytes, 0xa77e));
+  const float* k = kv;
+  const float* v = kv + n_keys * kKvDim;
+  std::vector<float> q(kHeads * kDim, 0.01f), scores(n_keys), out(kHeads * kDim);
+  for (auto _ : state) {
+    for (size_t h = 0; h < kHeads; ++h) {
+      const size_t kvh = h / (kHeads / kKvHeads);
+      const AttentionScoresArgs args{&q[h * kDim], k + kvh * kDim, kKvDim, n_keys, kDim, 0.088f};
+      AttentionScores(args, scores.data());
+      Softmax(scores.data(), n_keys);
+      std::fill_n(&out[h * kDim], kDim, 0.f);
+      AttentionWeightedSum(scores.data(), v + kvh * kDim, kKvDim, n_keys, kDim, &out[h * kDim]);
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bytes));
+  state.SetLabel(TargetName());
+}
+
 constexpr int64_t kF32 = static_cast<int64_t>(WeightType::kF32);
 constexpr int64_t kBF16 = static_cast<int64_t>(WeightType::kBF16);
 constexpr int64_t kF16 = static_cast<int64_t>(WeightType::kF16);
@@ -115,6 +143,7 @@ BENCHMARK(BM_StreamRead)
     ->ArgNames({"bytes", "streams"})
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_StreamDot)->Arg(int64_t{512} << 20)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_AttentionDecode)->Arg(256)->Arg(4096)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MatMul)->Apply(MatMulShapes)->Unit(benchmark::kMicrosecond);
 
 }  // namespace

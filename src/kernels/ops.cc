@@ -196,22 +196,85 @@ void ScaleImpl(float a, float* x, size_t n) {
   ForEachChunk(n, x, [&](size_t i, size_t len) { return hn::Mul(va, LoadChunk(df, x, i, len)); });
 }
 
+// DotF32 of a against kG rows b[g] at once, each with DotF32's own accumulators and order (so
+// each result has DotF32's bits): the rows' chains run side by side instead of one row's two
+// chains waiting on FMA latency.
+template <size_t kG>
+HWY_INLINE void DotF32Rows(const float* HWY_RESTRICT a, const float* const* b, size_t n,
+                           float* out) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  VF acc0[kG], acc1[kG];
+  HWY_UNROLL(8) for (size_t g = 0; g < kG; ++g) acc0[g] = acc1[g] = hn::Zero(df);
+  size_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N) {
+    const VF a0 = hn::LoadU(df, a + i), a1 = hn::LoadU(df, a + i + N);
+    HWY_UNROLL(8) for (size_t g = 0; g < kG; ++g) {
+      acc0[g] = hn::MulAdd(a0, hn::LoadU(df, b[g] + i), acc0[g]);
+      acc1[g] = hn::MulAdd(a1, hn::LoadU(df, b[g] + i + N), acc1[g]);
+    }
+  }
+  if (i + N <= n) {
+    const VF a0 = hn::LoadU(df, a + i);
+    HWY_UNROLL(8) for (size_t g = 0; g < kG; ++g) acc0[g] = hn::MulAdd(a0, hn::LoadU(df, b[g] + i), acc0[g]);
+    i += N;
+  }
+  if (i != n) {
+    const VF a1 = LoadTail(df, a + i, n - i);
+    HWY_UNROLL(8) for (size_t g = 0; g < kG; ++g) acc1[g] = hn::MulAdd(a1, LoadTail(df, b[g] + i, n - i), acc1[g]);
+  }
+  HWY_UNROLL(8) for (size_t g = 0; g < kG; ++g) out[g] = ReduceSum(df, hn::Add(acc0[g], acc1[g]));
+}
+
 void AttentionScoresImpl(const AttentionScoresArgs& args, float* scores) {
-  for (size_t j = 0; j < args.n_keys; ++j) {
+  constexpr size_t kG = 4;  // keys per pass
+  size_t j = 0;
+  for (; j + kG <= args.n_keys; j += kG) {
+    const float* rows[kG];
+    for (size_t g = 0; g < kG; ++g) rows[g] = args.k + (j + g) * args.k_stride;
+    float dots[kG];
+    DotF32Rows<kG>(args.q, rows, args.head_dim, dots);
+    for (size_t g = 0; g < kG; ++g) scores[j + g] = args.scale * dots[g];
+  }
+  for (; j < args.n_keys; ++j) {
     scores[j] = args.scale * DotF32(args.q, args.k + j * args.k_stride, args.head_dim);
   }
+}
+
+// out[d, d + kC·N) += Σ_j p[j]·v[j][...], keys outer: kC independent accumulator chains (one
+// per vector of out) instead of one chain per vector waiting on FMA latency key after key.
+template <size_t kC>
+HWY_INLINE void WeightedSumFullVectors(const float* HWY_RESTRICT p, const float* v,
+                                       size_t v_stride, size_t n_keys, float* out) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  VF acc[kC];
+  HWY_UNROLL(8) for (size_t c = 0; c < kC; ++c) acc[c] = hn::LoadU(df, out + c * N);
+  for (size_t j = 0; j < n_keys; ++j) {
+    const VF pj = hn::Set(df, p[j]);
+    const float* vj = v + j * v_stride;
+    HWY_UNROLL(8) for (size_t c = 0; c < kC; ++c) acc[c] = hn::MulAdd(pj, hn::LoadU(df, vj + c * N), acc[c]);
+  }
+  HWY_UNROLL(8) for (size_t c = 0; c < kC; ++c) hn::StoreU(acc[c], df, out + c * N);
 }
 
 void AttentionWeightedSumImpl(const float* p, const float* v, size_t v_stride, size_t n_keys,
                               size_t head_dim, float* out) {
   const DF df;
-  ForEachChunk(head_dim, out, [&](size_t d, size_t len) {
-    VF acc = LoadChunk(df, out, d, len);
+  const size_t N = hn::Lanes(df);
+  size_t d = 0;
+  for (; d + 8 * N <= head_dim; d += 8 * N) {
+    WeightedSumFullVectors<8>(p, v + d, v_stride, n_keys, out + d);
+  }
+  for (; d + N <= head_dim; d += N) WeightedSumFullVectors<1>(p, v + d, v_stride, n_keys, out + d);
+  if (d != head_dim) {  // tail: zero-padded lanes, the first head_dim - d stored
+    const size_t len = head_dim - d;
+    VF acc = LoadTail(df, out + d, len);
     for (size_t j = 0; j < n_keys; ++j) {
-      acc = hn::MulAdd(hn::Set(df, p[j]), LoadChunk(df, v + j * v_stride, d, len), acc);
+      acc = hn::MulAdd(hn::Set(df, p[j]), LoadTail(df, v + j * v_stride + d, len), acc);
     }
-    return acc;
-  });
+    StoreTail(df, acc, out + d, len);
+  }
 }
 
 void RopeRotateHalfImpl(float* x, const float* cos, const float* sin, size_t head_dim) {

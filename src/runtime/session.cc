@@ -62,7 +62,7 @@ Session::Session(const Engine& engine, ThreadPool& pool, const SessionOptions& o
   proj_.assign(B * Sz(H_), 0.f);
   mlp_gate_.assign(B * Sz(std::max(I_dense_, I_moe_)), 0.f);
   mlp_up_.assign(mlp_gate_.size(), 0.f);
-  scores_.assign(pool.n_threads() * Sz(max_ctx_), 0.f);
+  scores_.assign(pool.n_threads() * Sz(Hq_ / Hkv_) * Sz(max_ctx_), 0.f);
   router_logits_.assign(B * Sz(E_), 0.f);
   topk_idx_.assign(B * Sz(k_), 0);
   topk_w_.assign(B * Sz(k_), 0.f);
@@ -266,9 +266,11 @@ Status Session::ForwardChunk(const int32_t* tokens, int64_t n, LogitsMode mode, 
 void Session::Attention(int64_t layer, int64_t n) {
   const LayerWeights& lw = w_.layer(layer);
   const float eps = static_cast<float>(cfg_.rms_norm_eps);
-  const size_t d = Sz(d_);
-  float* kc = &k_cache_[Sz(layer) * Sz(max_ctx_) * kv_dim_];
-  float* vc = &v_cache_[Sz(layer) * Sz(max_ctx_) * kv_dim_];
+  const size_t d = Sz(d_), ctx = Sz(max_ctx_);
+  // The layer's cache is [KV head][position][head_dim]: one KV head's keys (and values) are
+  // contiguous, read front to back.
+  float* kc = &k_cache_[Sz(layer) * ctx * kv_dim_];
+  float* vc = &v_cache_[Sz(layer) * ctx * kv_dim_];
   // Per-head q_norm / k_norm, then RoPE; k and v go to the cache at their absolute positions.
   for (int64_t t = 0; t < n; ++t) {
     const int64_t pos = n_past_ + t;
@@ -281,30 +283,54 @@ void Session::Attention(int64_t layer, int64_t n) {
       float* kh = &kb_[Sz(t) * kv_dim_ + Sz(h) * d];
       kernels::RmsNorm(kh, lw.attn.k_norm.view.data, lw.attn.k_norm.view.type, d, eps, kh);
       rope_.Apply(kh, pos);
+      const size_t at = (Sz(h) * ctx + Sz(pos)) * d;
+      std::memcpy(kc + at, kh, d * sizeof(float));
+      std::memcpy(vc + at, &vb_[Sz(t) * kv_dim_ + Sz(h) * d], d * sizeof(float));
     }
-    std::memcpy(kc + Sz(pos) * kv_dim_, &kb_[Sz(t) * kv_dim_], kv_dim_ * sizeof(float));
-    std::memcpy(vc + Sz(pos) * kv_dim_, &vb_[Sz(t) * kv_dim_], kv_dim_ * sizeof(float));
   }
   const float scale = 1.0f / std::sqrt(static_cast<float>(d_));
-  const int64_t group = Hq_ / Hkv_;
-  pool_.ParallelFor(Sz(n * Hq_), [&](size_t task, size_t worker) {
-    const int64_t t = static_cast<int64_t>(task) / Hq_, h = static_cast<int64_t>(task) % Hq_;
-    const int64_t pos = n_past_ + t;
-    const size_t kvh = Sz(h / group);
-    const float* qh = &q_[Sz(t) * q_dim_ + Sz(h) * d];
-    float* sc = &scores_[worker * Sz(max_ctx_)];
-    kernels::AttentionScoresArgs args;  // causal: keys at positions ≤ pos
-    args.q = qh;
-    args.k = kc + kvh * d;
-    args.k_stride = kv_dim_;
-    args.n_keys = Sz(pos + 1);
-    args.head_dim = d;
-    args.scale = scale;
-    kernels::AttentionScores(args, sc);
-    kernels::Softmax(sc, Sz(pos + 1));
-    float* out = &att_[Sz(t) * q_dim_ + Sz(h) * d];
-    std::fill(out, out + d, 0.f);
-    kernels::AttentionWeightedSum(sc, vc + kvh * d, kv_dim_, Sz(pos + 1), d, out);
+  const size_t group = Sz(Hq_ / Hkv_);
+  // A task: one token's query heads of one KV head (or a share of them, when there are fewer
+  // such groups than threads). They read the KV head's keys and values in blocks of kKeyBlock
+  // positions, each block once from memory and then from L2 for the group's other heads. Every
+  // score, and every output's sum over positions in order, is as one head alone would compute
+  // it: the blocks change what is cached, not the arithmetic.
+  constexpr size_t kKeyBlock = 256;
+  const size_t groups = Sz(n) * Sz(Hkv_);
+  const size_t parts = std::min(group, (pool_.n_threads() + groups - 1) / groups);
+  pool_.ParallelFor(groups * parts, [&](size_t task, size_t worker) {
+    const size_t t = task / (Sz(Hkv_) * parts), kvh = task / parts % Sz(Hkv_);
+    const size_t h0 = kvh * group + (task % parts) * group / parts;
+    const size_t h1 = kvh * group + (task % parts + 1) * group / parts;
+    const size_t n_keys = Sz(n_past_) + t + 1;  // causal: keys at positions ≤ the token's
+    const float* kh = kc + kvh * ctx * d;
+    const float* vh = vc + kvh * ctx * d;
+    float* sc = &scores_[worker * group * ctx];  // [group][ctx]
+    for (size_t j0 = 0; j0 < n_keys; j0 += kKeyBlock) {
+      const size_t len = std::min(kKeyBlock, n_keys - j0);
+      for (size_t h = h0; h < h1; ++h) {
+        kernels::AttentionScoresArgs args;
+        args.q = &q_[t * q_dim_ + h * d];
+        args.k = kh + j0 * d;
+        args.k_stride = d;
+        args.n_keys = len;
+        args.head_dim = d;
+        args.scale = scale;
+        kernels::AttentionScores(args, sc + (h - h0) * ctx + j0);
+      }
+    }
+    for (size_t h = h0; h < h1; ++h) {
+      kernels::Softmax(sc + (h - h0) * ctx, n_keys);
+      float* out = &att_[t * q_dim_ + h * d];
+      std::fill(out, out + d, 0.f);
+    }
+    for (size_t j0 = 0; j0 < n_keys; j0 += kKeyBlock) {
+      const size_t len = std::min(kKeyBlock, n_keys - j0);
+      for (size_t h = h0; h < h1; ++h) {
+        kernels::AttentionWeightedSum(sc + (h - h0) * ctx + j0, vh + j0 * d, d, len, d,
+                                      &att_[t * q_dim_ + h * d]);
+      }
+    }
   });
 }
 

@@ -112,11 +112,11 @@ class Session {
   int64_t H_, Hq_, Hkv_, d_, E_, k_, I_moe_, I_dense_, V_;
   size_t q_dim_, kv_dim_;
 
-  // KV cache: [layer][position][Hkv*d] f32; k after k_norm and RoPE.
+  // KV cache: [layer][KV head][position][d] f32; k after k_norm and RoPE.
   std::vector<float> k_cache_, v_cache_;
   // Activations, [max_batch, ...] row-major.
   std::vector<float> x_, xn_, q_, kb_, vb_, att_, proj_, mlp_gate_, mlp_up_;
-  std::vector<float> scores_;  // [n_threads, max_ctx]
+  std::vector<float> scores_;  // [n_threads, query heads per KV head, max_ctx]
   // MoE scratch.
   std::vector<float> router_logits_;  // [B, E]
   std::vector<int32_t> topk_idx_;     // [B, k]

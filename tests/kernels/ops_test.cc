@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "kernel_test_util.h"
@@ -166,8 +167,12 @@ TEST_P(OpsTest, DotAxpyScaleMatchReference) {
 }
 
 TEST_P(OpsTest, AttentionHelpersMatchReference) {
-  for (size_t head_dim : {1, 5, 16, 64, 67, 128}) {
-    const size_t n_keys = 23, stride = head_dim + 9;  // stride as for interleaved KV heads
+  // Keys run in groups of 4 with a remainder; head_dim in blocks of 8 vectors, single vectors
+  // and a partial one: counts around every boundary on every target.
+  for (const auto& [head_dim, n_keys] : std::vector<std::pair<size_t, size_t>>{
+           {1, 23}, {5, 1}, {16, 23}, {64, 3}, {67, 23}, {128, 4}, {128, 23}, {200, 9},
+           {256, 7}, {260, 5}}) {
+    const size_t stride = head_dim + 9;  // stride as for interleaved KV heads
     const auto q = RandomFloats(head_dim, 1);
     const auto k = RandomFloats(n_keys * stride, 2);
     const AttentionScoresArgs args{q.data(), k.data(), stride, n_keys, head_dim, 0.125f};

@@ -11,7 +11,9 @@
 #include <cstring>
 #include <fstream>
 #include <set>
+#include <span>
 #include <sstream>
+#include <vector>
 
 #include "runtime/engine.h"
 #include "runtime/generator.h"
@@ -83,6 +85,61 @@ TEST(RefModelTest, HeldOutPassagesMatchTransformers) {
     std::vector<int32_t> out;
     ASSERT_TRUE(Generate(g, ids, go, nullptr, &out, nullptr).ok());
     EXPECT_EQ(out, p["greedy_continuation"].get<std::vector<int32_t>>());
+  }
+}
+
+// A context longer than the attention's key blocks (runtime/session.cc, 256 positions), against
+// transformers (scripts/refmodel/long_context_fixture.py): logits at positions around the block
+// boundaries from batched prefill, the last positions again one token at a time (the decode
+// path reading a ~700-position KV cache), and the greedy continuation. Pools of 1-3 threads
+// cover the split of a KV head's query heads across threads (3 threads, one token, 2 KV heads).
+TEST(RefModelTest, LongContextMatchesTransformers) {
+  const std::string root = MOE_SOURCE_DIR;
+  const auto fx = nlohmann::json::parse(Slurp(root + "/tests/data/refmodel/long_context.json"));
+  EngineOptions o;
+  o.model_dir = root + "/models/qwen3-moe-ref";
+  auto engine = Engine::Open(o);
+  ASSERT_TRUE(engine.ok()) << engine.status().message();
+  const size_t V = static_cast<size_t>((*engine)->config().vocab_size);
+  const auto ids = fx["token_ids"].get<std::vector<int32_t>>();
+  const auto positions = fx["positions"].get<std::vector<size_t>>();
+  ASSERT_GT(ids.size(), 512u);
+  const std::string raw = Slurp(root + "/tests/data/refmodel/long_context.logits.f32");
+  ASSERT_EQ(raw.size(), positions.size() * V * 4);
+  std::vector<float> ref(positions.size() * V);
+  std::memcpy(ref.data(), raw.data(), raw.size());
+  const auto expect_row = [&](const float* got, size_t row) {
+    float mx = 0, diff = 0;
+    for (size_t i = 0; i < V; ++i) {
+      mx = std::max(mx, std::fabs(ref[row * V + i]));
+      diff = std::max(diff, std::fabs(ref[row * V + i] - got[i]));
+    }
+    EXPECT_LE(diff, 1e-3f * mx) << "position " << positions[row];
+  };
+  for (size_t threads : {1, 2, 3}) {
+    SCOPED_TRACE(threads);
+    ThreadPool pool(threads);
+    Session s(**engine, pool, {});
+    std::vector<float> all(ids.size() * V);
+    ASSERT_TRUE(s.Forward(ids, LogitsMode::kAll, all.data()).ok());
+    for (size_t r = 0; r < positions.size(); ++r) expect_row(&all[positions[r] * V], r);
+    // The positions from first_single on, one token per Forward.
+    const size_t first_single = ids.size() - 6;
+    Session d(**engine, pool, {});
+    ASSERT_TRUE(d.Forward(std::span(ids).first(first_single), LogitsMode::kNone, nullptr).ok());
+    std::vector<float> one(V);
+    for (size_t p = first_single; p < ids.size(); ++p) {
+      ASSERT_TRUE(d.Forward(std::span(ids).subspan(p, 1), LogitsMode::kLast, one.data()).ok());
+      const auto it = std::find(positions.begin(), positions.end(), p);
+      ASSERT_NE(it, positions.end());
+      expect_row(one.data(), static_cast<size_t>(it - positions.begin()));
+    }
+    Session g(**engine, pool, {});
+    GenerateOptions go;
+    go.max_new_tokens = static_cast<int64_t>(fx["greedy_continuation"].size());
+    std::vector<int32_t> out;
+    ASSERT_TRUE(Generate(g, ids, go, nullptr, &out, nullptr).ok());
+    EXPECT_EQ(out, fx["greedy_continuation"].get<std::vector<int32_t>>());
   }
 }
 

@@ -95,25 +95,39 @@ void BM_StreamDot(benchmark::State& state) {
 }
 
 // One decode step of one layer's attention (Qwen3-30B-A3B: 32 query heads sharing 4 KV heads of
-// 128, keys interleaved by KV head as in the session's cache), 1 thread, over n_keys cached
-// positions: scores, softmax, weighted sum of values per head. GB/s counts the K and V bytes
-// (each KV head's rows are read by its 8 query heads; the first read streams from memory).
+// 128), 1 thread, over n_keys cached positions, as runtime/session.cc runs it: each KV head's
+// keys and values contiguous, read in 256-position blocks by its 8 query heads in turn (scores,
+// softmax, weighted sum of values). GB/s counts the K and V bytes once.
 void BM_AttentionDecode(benchmark::State& state) {
   const size_t n_keys = static_cast<size_t>(state.range(0));
-  constexpr size_t kHeads = 32, kKvHeads = 4, kDim = 128, kKvDim = kKvHeads * kDim;
-  const size_t bytes = 2 * n_keys * kKvDim * sizeof(float);
+  constexpr size_t kHeads = 32, kKvHeads = 4, kDim = 128, kGroup = kHeads / kKvHeads;
+  constexpr size_t kKeyBlock = 256;
+  const size_t bytes = 2 * n_keys * kKvHeads * kDim * sizeof(float);
   auto* kv = reinterpret_cast<float*>(GetBuffer(bytes, 0xa77e));
-  const float* k = kv;
-  const float* v = kv + n_keys * kKvDim;
-  std::vector<float> q(kHeads * kDim, 0.01f), scores(n_keys), out(kHeads * kDim);
+  std::vector<float> q(kHeads * kDim, 0.01f), scores(kGroup * n_keys), out(kHeads * kDim);
   for (auto _ : state) {
-    for (size_t h = 0; h < kHeads; ++h) {
-      const size_t kvh = h / (kHeads / kKvHeads);
-      const AttentionScoresArgs args{&q[h * kDim], k + kvh * kDim, kKvDim, n_keys, kDim, 0.088f};
-      AttentionScores(args, scores.data());
-      Softmax(scores.data(), n_keys);
-      std::fill_n(&out[h * kDim], kDim, 0.f);
-      AttentionWeightedSum(scores.data(), v + kvh * kDim, kKvDim, n_keys, kDim, &out[h * kDim]);
+    for (size_t kvh = 0; kvh < kKvHeads; ++kvh) {
+      const float* k = kv + kvh * n_keys * kDim;
+      const float* v = kv + (kKvHeads + kvh) * n_keys * kDim;
+      for (size_t j0 = 0; j0 < n_keys; j0 += kKeyBlock) {
+        const size_t len = std::min(kKeyBlock, n_keys - j0);
+        for (size_t g = 0; g < kGroup; ++g) {
+          const AttentionScoresArgs args{&q[(kvh * kGroup + g) * kDim], k + j0 * kDim, kDim, len,
+                                         kDim, 0.088f};
+          AttentionScores(args, &scores[g * n_keys + j0]);
+        }
+      }
+      for (size_t g = 0; g < kGroup; ++g) {
+        Softmax(&scores[g * n_keys], n_keys);
+        std::fill_n(&out[(kvh * kGroup + g) * kDim], kDim, 0.f);
+      }
+      for (size_t j0 = 0; j0 < n_keys; j0 += kKeyBlock) {
+        const size_t len = std::min(kKeyBlock, n_keys - j0);
+        for (size_t g = 0; g < kGroup; ++g) {
+          AttentionWeightedSum(&scores[g * n_keys + j0], v + j0 * kDim, kDim, len, kDim,
+                               &out[(kvh * kGroup + g) * kDim]);
+        }
+      }
     }
     benchmark::DoNotOptimize(out.data());
   }

@@ -159,16 +159,23 @@ void Axpy(float a, const float* x, float* y, size_t n);
 // x[i] *= a, i < n.
 void Scale(float a, float* x, size_t n);
 
-// Attention scores of one query head against a range of cached keys.
+// Attention scores of one query head against a range of cached keys, stored in key tiles:
+// kKeyTile consecutive positions' keys transposed, [head_dim][kKeyTile] f32, so that the
+// scores of a tile's positions are vertical multiply-adds with no horizontal sum per key.
+// Key j of a range is at k[KeyTileIndex(j, d, head_dim)]; a range starts at a tile.
+inline constexpr size_t kKeyTile = 16;
+constexpr size_t KeyTileIndex(size_t j, size_t d, size_t head_dim) {
+  return (j / kKeyTile) * head_dim * kKeyTile + d * kKeyTile + j % kKeyTile;
+}
 struct AttentionScoresArgs {
   const float* q = nullptr;  // [head_dim] f32
-  const float* k = nullptr;  // key j at k + j * k_stride, [head_dim] f32 each
-  size_t k_stride = 0;       // floats between consecutive keys
+  const float* k = nullptr;  // ceil(n_keys / kKeyTile) key tiles
   size_t n_keys = 0;
   size_t head_dim = 0;
   float scale = 1.0f;  // usually 1/sqrt(head_dim)
 };
-// scores[j] = scale · Dot(q, key j, head_dim), j < n_keys.
+// scores[j] = scale · Σ_d q[d]·key j[d], summed over d = 0, 1, ... in order, j < n_keys. Lanes
+// of the last tile past n_keys are read (any finite or non-finite value) and never written.
 void AttentionScores(const AttentionScoresArgs& args, float* scores);
 
 // out[d] += Σ_j p[j] · v[j * v_stride + d] for d < head_dim, summed over j = 0, 1, ... in order.

@@ -196,49 +196,47 @@ void ScaleImpl(float a, float* x, size_t n) {
   ForEachChunk(n, x, [&](size_t i, size_t len) { return hn::Mul(va, LoadChunk(df, x, i, len)); });
 }
 
-// DotF32 of a against kG rows b[g] at once, each with DotF32's own accumulators and order (so
-// each result has DotF32's bits): the rows' chains run side by side instead of one row's two
-// chains waiting on FMA latency.
-template <size_t kG>
-HWY_INLINE void DotF32Rows(const float* HWY_RESTRICT a, const float* const* b, size_t n,
-                           float* out) {
-  const DF df;
-  const size_t N = hn::Lanes(df);
-  VF acc0[kG], acc1[kG];
-  HWY_UNROLL(8) for (size_t g = 0; g < kG; ++g) acc0[g] = acc1[g] = hn::Zero(df);
-  size_t i = 0;
-  for (; i + 2 * N <= n; i += 2 * N) {
-    const VF a0 = hn::LoadU(df, a + i), a1 = hn::LoadU(df, a + i + N);
-    HWY_UNROLL(8) for (size_t g = 0; g < kG; ++g) {
-      acc0[g] = hn::MulAdd(a0, hn::LoadU(df, b[g] + i), acc0[g]);
-      acc1[g] = hn::MulAdd(a1, hn::LoadU(df, b[g] + i + N), acc1[g]);
+// Scores of up to kKeyTile-lane vectors of keys: chain c covers keys [s_c, s_c + N) of the
+// tiled layout; each lane sums q[d]·k[d] over d in order with one FMA chain.
+template <size_t kChains, class D>
+HWY_INLINE void ScoreChains(D d, const AttentionScoresArgs& a, size_t s0, float* scores) {
+  using V = hn::Vec<D>;
+  const size_t N = hn::Lanes(d);
+  const float* p[kChains];
+  V acc[kChains];
+  HWY_UNROLL(8) for (size_t c = 0; c < kChains; ++c) {
+    p[c] = a.k + KeyTileIndex(s0 + c * N, 0, a.head_dim);
+    acc[c] = hn::Zero(d);
+  }
+  for (size_t i = 0; i < a.head_dim; ++i) {
+    const V qi = hn::Set(d, a.q[i]);
+    HWY_UNROLL(8) for (size_t c = 0; c < kChains; ++c) {
+      acc[c] = hn::MulAdd(qi, hn::LoadU(d, p[c] + i * kKeyTile), acc[c]);
     }
   }
-  if (i + N <= n) {
-    const VF a0 = hn::LoadU(df, a + i);
-    HWY_UNROLL(8) for (size_t g = 0; g < kG; ++g) acc0[g] = hn::MulAdd(a0, hn::LoadU(df, b[g] + i), acc0[g]);
-    i += N;
+  const V scale = hn::Set(d, a.scale);
+  HWY_UNROLL(8) for (size_t c = 0; c < kChains; ++c) {
+    const size_t s = s0 + c * N;
+    if (s + N <= a.n_keys) {
+      hn::StoreU(hn::Mul(acc[c], scale), d, scores + s);
+    } else if (s < a.n_keys) {
+      HWY_ALIGN float buf[kKeyTile];
+      hn::StoreU(hn::Mul(acc[c], scale), d, buf);
+      std::memcpy(scores + s, buf, (a.n_keys - s) * sizeof(float));
+    }
   }
-  if (i != n) {
-    const VF a1 = LoadTail(df, a + i, n - i);
-    HWY_UNROLL(8) for (size_t g = 0; g < kG; ++g) acc1[g] = hn::MulAdd(a1, LoadTail(df, b[g] + i, n - i), acc1[g]);
-  }
-  HWY_UNROLL(8) for (size_t g = 0; g < kG; ++g) out[g] = ReduceSum(df, hn::Add(acc0[g], acc1[g]));
 }
 
 void AttentionScoresImpl(const AttentionScoresArgs& args, float* scores) {
-  constexpr size_t kG = 4;  // keys per pass
-  size_t j = 0;
-  for (; j + kG <= args.n_keys; j += kG) {
-    const float* rows[kG];
-    for (size_t g = 0; g < kG; ++g) rows[g] = args.k + (j + g) * args.k_stride;
-    float dots[kG];
-    DotF32Rows<kG>(args.q, rows, args.head_dim, dots);
-    for (size_t g = 0; g < kG; ++g) scores[j + g] = args.scale * dots[g];
+  // At most kKeyTile lanes, so that a vector never spans two tiles.
+  const hn::CappedTag<float, kKeyTile> d;
+  const size_t N = hn::Lanes(d);
+  constexpr size_t kChains = 8;  // independent FMA chains: enough to hide the FMA latency
+  size_t s = 0;
+  for (; s + kChains * N <= args.n_keys; s += kChains * N) {
+    ScoreChains<kChains>(d, args, s, scores);
   }
-  for (; j < args.n_keys; ++j) {
-    scores[j] = args.scale * DotF32(args.q, args.k + j * args.k_stride, args.head_dim);
-  }
+  for (; s < args.n_keys; s += N) ScoreChains<1>(d, args, s, scores);
 }
 
 // out[d, d + kC·N) += Σ_j p[j]·v[j][...], keys outer: kC independent accumulator chains (one

@@ -232,7 +232,10 @@ void Scale(float a, float* x, size_t n) {
 
 void AttentionScores(const AttentionScoresArgs& args, float* scores) {
   for (size_t j = 0; j < args.n_keys; ++j) {
-    const double dot = Dot(args.q, args.k + j * args.k_stride, args.head_dim);
+    double dot = 0.0;
+    for (size_t d = 0; d < args.head_dim; ++d) {
+      dot += static_cast<double>(args.q[d]) * args.k[KeyTileIndex(j, d, args.head_dim)];
+    }
     scores[j] = static_cast<float>(dot * args.scale);
   }
 }

@@ -51,7 +51,8 @@ Session::Session(const Engine& engine, ThreadPool& pool, const SessionOptions& o
 
   const size_t B = Sz(max_batch_);
   const size_t L = Sz(cfg_.num_hidden_layers);
-  k_cache_.assign(L * Sz(max_ctx_) * kv_dim_, 0.f);
+  kv_positions_ = (Sz(max_ctx_) + kernels::kKeyTile - 1) / kernels::kKeyTile * kernels::kKeyTile;
+  k_cache_.assign(L * kv_positions_ * kv_dim_, 0.f);
   v_cache_.assign(k_cache_.size(), 0.f);
   x_.assign(B * Sz(H_), 0.f);
   xn_.assign(B * Sz(H_), 0.f);
@@ -266,11 +267,11 @@ Status Session::ForwardChunk(const int32_t* tokens, int64_t n, LogitsMode mode, 
 void Session::Attention(int64_t layer, int64_t n) {
   const LayerWeights& lw = w_.layer(layer);
   const float eps = static_cast<float>(cfg_.rms_norm_eps);
-  const size_t d = Sz(d_), ctx = Sz(max_ctx_);
-  // The layer's cache is [KV head][position][head_dim]: one KV head's keys (and values) are
-  // contiguous, read front to back.
-  float* kc = &k_cache_[Sz(layer) * ctx * kv_dim_];
-  float* vc = &v_cache_[Sz(layer) * ctx * kv_dim_];
+  const size_t d = Sz(d_), ctx = Sz(max_ctx_), span = kv_positions_ * d;
+  // The layer's cache holds one KV head after another (span floats each): its keys in key tiles
+  // (kernels.h), its values [position][head_dim]; both read front to back.
+  float* kc = &k_cache_[Sz(layer) * kv_positions_ * kv_dim_];
+  float* vc = &v_cache_[Sz(layer) * kv_positions_ * kv_dim_];
   // Per-head q_norm / k_norm, then RoPE; k and v go to the cache at their absolute positions.
   for (int64_t t = 0; t < n; ++t) {
     const int64_t pos = n_past_ + t;
@@ -283,9 +284,10 @@ void Session::Attention(int64_t layer, int64_t n) {
       float* kh = &kb_[Sz(t) * kv_dim_ + Sz(h) * d];
       kernels::RmsNorm(kh, lw.attn.k_norm.view.data, lw.attn.k_norm.view.type, d, eps, kh);
       rope_.Apply(kh, pos);
-      const size_t at = (Sz(h) * ctx + Sz(pos)) * d;
-      std::memcpy(kc + at, kh, d * sizeof(float));
-      std::memcpy(vc + at, &vb_[Sz(t) * kv_dim_ + Sz(h) * d], d * sizeof(float));
+      float* k_head = kc + Sz(h) * span;
+      for (size_t i = 0; i < d; ++i) k_head[kernels::KeyTileIndex(Sz(pos), i, d)] = kh[i];
+      std::memcpy(vc + Sz(h) * span + Sz(pos) * d, &vb_[Sz(t) * kv_dim_ + Sz(h) * d],
+                  d * sizeof(float));
     }
   }
   const float scale = 1.0f / std::sqrt(static_cast<float>(d_));
@@ -296,6 +298,7 @@ void Session::Attention(int64_t layer, int64_t n) {
   // score, and every output's sum over positions in order, is as one head alone would compute
   // it: the blocks change what is cached, not the arithmetic.
   constexpr size_t kKeyBlock = 256;
+  static_assert(kKeyBlock % kernels::kKeyTile == 0);
   const size_t groups = Sz(n) * Sz(Hkv_);
   const size_t parts = std::min(group, (pool_.n_threads() + groups - 1) / groups);
   pool_.ParallelFor(groups * parts, [&](size_t task, size_t worker) {
@@ -303,16 +306,15 @@ void Session::Attention(int64_t layer, int64_t n) {
     const size_t h0 = kvh * group + (task % parts) * group / parts;
     const size_t h1 = kvh * group + (task % parts + 1) * group / parts;
     const size_t n_keys = Sz(n_past_) + t + 1;  // causal: keys at positions ≤ the token's
-    const float* kh = kc + kvh * ctx * d;
-    const float* vh = vc + kvh * ctx * d;
+    const float* kh = kc + kvh * span;
+    const float* vh = vc + kvh * span;
     float* sc = &scores_[worker * group * ctx];  // [group][ctx]
     for (size_t j0 = 0; j0 < n_keys; j0 += kKeyBlock) {
       const size_t len = std::min(kKeyBlock, n_keys - j0);
       for (size_t h = h0; h < h1; ++h) {
         kernels::AttentionScoresArgs args;
         args.q = &q_[t * q_dim_ + h * d];
-        args.k = kh + j0 * d;
-        args.k_stride = d;
+        args.k = kh + kernels::KeyTileIndex(j0, 0, d);  // j0: a multiple of kKeyTile
         args.n_keys = len;
         args.head_dim = d;
         args.scale = scale;

@@ -112,7 +112,9 @@ class Session {
   int64_t H_, Hq_, Hkv_, d_, E_, k_, I_moe_, I_dense_, V_;
   size_t q_dim_, kv_dim_;
 
-  // KV cache: [layer][KV head][position][d] f32; k after k_norm and RoPE.
+  // KV cache: [layer][KV head][kv_positions_ positions] f32, keys (after k_norm and RoPE) in
+  // key tiles (kernels.h), values [position][d]; kv_positions_: max_ctx_ rounded up to a tile.
+  size_t kv_positions_ = 0;
   std::vector<float> k_cache_, v_cache_;
   // Activations, [max_batch, ...] row-major.
   std::vector<float> x_, xn_, q_, kb_, vb_, att_, proj_, mlp_gate_, mlp_up_;

@@ -167,15 +167,22 @@ TEST_P(OpsTest, DotAxpyScaleMatchReference) {
 }
 
 TEST_P(OpsTest, AttentionHelpersMatchReference) {
-  // Keys run in groups of 4 with a remainder; head_dim in blocks of 8 vectors, single vectors
-  // and a partial one: counts around every boundary on every target.
+  // Scores run 8 vectors of keys per pass and then one at a time; the weighted sum runs head_dim
+  // in blocks of 8 vectors, single vectors and a partial one: counts around every boundary.
   for (const auto& [head_dim, n_keys] : std::vector<std::pair<size_t, size_t>>{
-           {1, 23}, {5, 1}, {16, 23}, {64, 3}, {67, 23}, {128, 4}, {128, 23}, {200, 9},
-           {256, 7}, {260, 5}}) {
-    const size_t stride = head_dim + 9;  // stride as for interleaved KV heads
+           {1, 23}, {5, 1}, {16, 23}, {64, 3}, {67, 23}, {128, 4}, {128, 16}, {128, 17},
+           {128, 129}, {200, 9}, {256, 7}, {260, 5}, {64, 256}}) {
+    SCOPED_TRACE(::testing::Message() << "head_dim " << head_dim << " n_keys " << n_keys);
+    const size_t tiles = (n_keys + kKeyTile - 1) / kKeyTile;
     const auto q = RandomFloats(head_dim, 1);
-    const auto k = RandomFloats(n_keys * stride, 2);
-    const AttentionScoresArgs args{q.data(), k.data(), stride, n_keys, head_dim, 0.125f};
+    auto k = RandomFloats(tiles * kKeyTile * head_dim, 2);
+    // Lanes past n_keys in the last tile are read and must not matter.
+    for (size_t j = n_keys; j < tiles * kKeyTile; ++j) {
+      for (size_t d = 0; d < head_dim; ++d) {
+        k[KeyTileIndex(j, d, head_dim)] = std::numeric_limits<float>::quiet_NaN();
+      }
+    }
+    const AttentionScoresArgs args{q.data(), k.data(), n_keys, head_dim, 0.125f};
     Guarded scores(n_keys);
     AttentionScores(args, scores.data());
     std::vector<float> want(n_keys);
@@ -183,23 +190,27 @@ TEST_P(OpsTest, AttentionHelpersMatchReference) {
     ASSERT_TRUE(scores.GuardIntact());
     for (size_t j = 0; j < n_keys; ++j) {
       double sum_abs = 0.0;
-      for (size_t d = 0; d < head_dim; ++d) sum_abs += std::fabs(q[d] * k[j * stride + d]);
-      ASSERT_TRUE(WithinSumBound(scores.buf[j], want[j], head_dim + 1, 0.125 * sum_abs));
+      for (size_t d = 0; d < head_dim; ++d) {
+        sum_abs += std::fabs(q[d] * k[KeyTileIndex(j, d, head_dim)]);
+      }
+      ASSERT_TRUE(WithinSumBound(scores.buf[j], want[j], head_dim + 1, 0.125 * sum_abs)) << j;
     }
 
+    const size_t stride = head_dim + 9;  // values of one KV head among others
+    const auto v = RandomFloats(n_keys * stride, 5);
     const auto p = RandomFloats(n_keys, 3, 0.0f, 1.0f);
     const auto init = RandomFloats(head_dim, 4);
     Guarded out(head_dim);
     std::copy_n(init.data(), head_dim, out.data());
-    AttentionWeightedSum(p.data(), k.data(), stride, n_keys, head_dim, out.data());
+    AttentionWeightedSum(p.data(), v.data(), stride, n_keys, head_dim, out.data());
     std::vector<float> want_out = init;
-    reference::AttentionWeightedSum(p.data(), k.data(), stride, n_keys, head_dim,
+    reference::AttentionWeightedSum(p.data(), v.data(), stride, n_keys, head_dim,
                                     want_out.data());
     ASSERT_TRUE(out.GuardIntact());
     for (size_t d = 0; d < head_dim; ++d) {
       double sum_abs = std::fabs(init[d]);
-      for (size_t j = 0; j < n_keys; ++j) sum_abs += std::fabs(p[j] * k[j * stride + d]);
-      ASSERT_TRUE(WithinSumBound(out.buf[d], want_out[d], n_keys + 1, sum_abs)) << head_dim;
+      for (size_t j = 0; j < n_keys; ++j) sum_abs += std::fabs(p[j] * v[j * stride + d]);
+      ASSERT_TRUE(WithinSumBound(out.buf[d], want_out[d], n_keys + 1, sum_abs)) << d;
     }
   }
 }

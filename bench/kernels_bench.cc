@@ -96,8 +96,8 @@ void BM_StreamDot(benchmark::State& state) {
 
 // One decode step of one layer's attention (Qwen3-30B-A3B: 32 query heads sharing 4 KV heads of
 // 128), 1 thread, over n_keys cached positions, as runtime/session.cc runs it: each KV head's
-// keys (in key tiles) and values contiguous, read in 256-position blocks by its 8 query heads
-// in turn (scores, softmax, weighted sum of values). GB/s counts the K and V bytes once.
+// keys (in key tiles) and values contiguous, read in 256-position blocks for its 8 query heads
+// (scores, softmax, weighted sum of values). GB/s counts the K and V bytes once.
 void BM_AttentionDecode(benchmark::State& state) {
   const size_t n_keys = static_cast<size_t>(state.range(0));
   constexpr size_t kHeads = 32, kKvHeads = 4, kDim = 128, kGroup = kHeads / kKvHeads;
@@ -110,23 +110,32 @@ void BM_AttentionDecode(benchmark::State& state) {
       const float* k = kv + kvh * n_keys * kDim;
       const float* v = kv + (kKvHeads + kvh) * n_keys * kDim;
       for (size_t j0 = 0; j0 < n_keys; j0 += kKeyBlock) {
-        const size_t len = std::min(kKeyBlock, n_keys - j0);
-        for (size_t g = 0; g < kGroup; ++g) {
-          const AttentionScoresArgs args{&q[(kvh * kGroup + g) * kDim],
-                                         k + KeyTileIndex(j0, 0, kDim), len, kDim, 0.088f};
-          AttentionScores(args, &scores[g * n_keys + j0]);
-        }
+        AttentionScoresArgs args;
+        args.q = &q[kvh * kGroup * kDim];
+        args.n_heads = kGroup;
+        args.k = k + KeyTileIndex(j0, 0, kDim);
+        args.n_keys = std::min(kKeyBlock, n_keys - j0);
+        args.head_dim = kDim;
+        args.scale = 0.088f;
+        args.scores_stride = n_keys;
+        AttentionScores(args, &scores[j0]);
       }
       for (size_t g = 0; g < kGroup; ++g) {
         Softmax(&scores[g * n_keys], n_keys);
         std::fill_n(&out[(kvh * kGroup + g) * kDim], kDim, 0.f);
       }
       for (size_t j0 = 0; j0 < n_keys; j0 += kKeyBlock) {
-        const size_t len = std::min(kKeyBlock, n_keys - j0);
-        for (size_t g = 0; g < kGroup; ++g) {
-          AttentionWeightedSum(&scores[g * n_keys + j0], v + j0 * kDim, kDim, len, kDim,
-                               &out[(kvh * kGroup + g) * kDim]);
-        }
+        AttentionWeightedSumArgs args;
+        args.p = &scores[j0];
+        args.p_stride = n_keys;
+        args.n_heads = kGroup;
+        args.v = v + j0 * kDim;
+        args.v_stride = kDim;
+        args.n_keys = std::min(kKeyBlock, n_keys - j0);
+        args.head_dim = kDim;
+        args.out = &out[kvh * kGroup * kDim];
+        args.out_stride = kDim;
+        AttentionWeightedSum(args);
       }
     }
     benchmark::DoNotOptimize(out.data());

@@ -159,28 +159,45 @@ void Axpy(float a, const float* x, float* y, size_t n);
 // x[i] *= a, i < n.
 void Scale(float a, float* x, size_t n);
 
-// Attention scores of one query head against a range of cached keys, stored in key tiles:
-// kKeyTile consecutive positions' keys transposed, [head_dim][kKeyTile] f32, so that the
-// scores of a tile's positions are vertical multiply-adds with no horizontal sum per key.
-// Key j of a range is at k[KeyTileIndex(j, d, head_dim)]; a range starts at a tile.
+// Attention of the query heads that share one KV head (GQA), against a range of cached keys
+// and values: the kernels read each key and value once for all those heads.
+//
+// Keys are stored in key tiles: kKeyTile consecutive positions' keys transposed,
+// [head_dim][kKeyTile] f32, so that the scores of a tile's positions are vertical
+// multiply-adds with no horizontal sum per key. Key j of a range is at
+// k[KeyTileIndex(j, d, head_dim)]; a range starts at a tile.
 inline constexpr size_t kKeyTile = 16;
 constexpr size_t KeyTileIndex(size_t j, size_t d, size_t head_dim) {
   return (j / kKeyTile) * head_dim * kKeyTile + d * kKeyTile + j % kKeyTile;
 }
 struct AttentionScoresArgs {
-  const float* q = nullptr;  // [head_dim] f32
+  const float* q = nullptr;  // [n_heads][head_dim] f32
+  size_t n_heads = 1;
   const float* k = nullptr;  // ceil(n_keys / kKeyTile) key tiles
   size_t n_keys = 0;
   size_t head_dim = 0;
-  float scale = 1.0f;  // usually 1/sqrt(head_dim)
+  float scale = 1.0f;          // usually 1/sqrt(head_dim)
+  size_t scores_stride = 0;    // floats between heads' score rows (≥ n_keys when n_heads > 1)
 };
-// scores[j] = scale · Σ_d q[d]·key j[d], summed over d = 0, 1, ... in order, j < n_keys. Lanes
-// of the last tile past n_keys are read (any finite or non-finite value) and never written.
+// scores[h · scores_stride + j] = scale · Σ_d q[h][d]·key j[d], summed over d = 0, 1, ... in
+// order, h < n_heads, j < n_keys. Lanes of the last tile past n_keys are read (any finite or
+// non-finite value) and never written.
 void AttentionScores(const AttentionScoresArgs& args, float* scores);
 
-// out[d] += Σ_j p[j] · v[j * v_stride + d] for d < head_dim, summed over j = 0, 1, ... in order.
-void AttentionWeightedSum(const float* p, const float* v, size_t v_stride, size_t n_keys,
-                          size_t head_dim, float* out);
+struct AttentionWeightedSumArgs {
+  const float* p = nullptr;  // head h's weights of the keys at p + h · p_stride
+  size_t p_stride = 0;
+  size_t n_heads = 1;
+  const float* v = nullptr;  // value j at v + j · v_stride, [head_dim] f32 each
+  size_t v_stride = 0;
+  size_t n_keys = 0;
+  size_t head_dim = 0;
+  float* out = nullptr;  // head h's output at out + h · out_stride
+  size_t out_stride = 0;
+};
+// out[h][d] += Σ_j p[h][j] · value j[d] for h < n_heads, d < head_dim, summed over
+// j = 0, 1, ... in order.
+void AttentionWeightedSum(const AttentionWeightedSumArgs& args);
 
 // HF rotate-half RoPE in place on one head (head_dim even, h = head_dim / 2): for i < h,
 //   x[i]     ← x[i]·cos[i] − x[i+h]·sin[i]

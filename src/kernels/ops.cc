@@ -196,83 +196,124 @@ void ScaleImpl(float a, float* x, size_t n) {
   ForEachChunk(n, x, [&](size_t i, size_t len) { return hn::Mul(va, LoadChunk(df, x, i, len)); });
 }
 
-// Scores of up to kKeyTile-lane vectors of keys: chain c covers keys [s_c, s_c + N) of the
-// tiled layout; each lane sums q[d]·k[d] over d in order with one FMA chain.
-template <size_t kChains, class D>
-HWY_INLINE void ScoreChains(D d, const AttentionScoresArgs& a, size_t s0, float* scores) {
+// Scores of kH query heads against kV vectors of keys (vector v: keys [s0 + v·N, s0 + v·N + N)
+// of the tiled layout): kH·kV independent FMA chains, each lane one (head, key) summing over
+// the head dimension in order. A key vector is loaded once for the kH heads.
+template <size_t kH, size_t kV, class D>
+HWY_INLINE void ScoreBlock(D d, const AttentionScoresArgs& a, size_t h0, size_t s0,
+                           float* scores) {
   using V = hn::Vec<D>;
   const size_t N = hn::Lanes(d);
-  const float* p[kChains];
-  V acc[kChains];
-  HWY_UNROLL(8) for (size_t c = 0; c < kChains; ++c) {
-    p[c] = a.k + KeyTileIndex(s0 + c * N, 0, a.head_dim);
-    acc[c] = hn::Zero(d);
+  const float* kp[kV];
+  const float* qp[kH];
+  V acc[kH][kV];
+  HWY_UNROLL(8) for (size_t v = 0; v < kV; ++v) kp[v] = a.k + KeyTileIndex(s0 + v * N, 0, a.head_dim);
+  HWY_UNROLL(8) for (size_t h = 0; h < kH; ++h) {
+    qp[h] = a.q + (h0 + h) * a.head_dim;
+    HWY_UNROLL(8) for (size_t v = 0; v < kV; ++v) acc[h][v] = hn::Zero(d);
   }
   for (size_t i = 0; i < a.head_dim; ++i) {
-    const V qi = hn::Set(d, a.q[i]);
-    HWY_UNROLL(8) for (size_t c = 0; c < kChains; ++c) {
-      acc[c] = hn::MulAdd(qi, hn::LoadU(d, p[c] + i * kKeyTile), acc[c]);
+    V kv[kV];
+    HWY_UNROLL(8) for (size_t v = 0; v < kV; ++v) kv[v] = hn::LoadU(d, kp[v] + i * kKeyTile);
+    HWY_UNROLL(8) for (size_t h = 0; h < kH; ++h) {
+      const V qi = hn::Set(d, qp[h][i]);
+      HWY_UNROLL(8) for (size_t v = 0; v < kV; ++v) acc[h][v] = hn::MulAdd(qi, kv[v], acc[h][v]);
     }
   }
   const V scale = hn::Set(d, a.scale);
-  HWY_UNROLL(8) for (size_t c = 0; c < kChains; ++c) {
-    const size_t s = s0 + c * N;
-    if (s + N <= a.n_keys) {
-      hn::StoreU(hn::Mul(acc[c], scale), d, scores + s);
-    } else if (s < a.n_keys) {
-      HWY_ALIGN float buf[kKeyTile];
-      hn::StoreU(hn::Mul(acc[c], scale), d, buf);
-      std::memcpy(scores + s, buf, (a.n_keys - s) * sizeof(float));
+  HWY_UNROLL(8) for (size_t h = 0; h < kH; ++h) {
+    float* row = scores + (h0 + h) * a.scores_stride;
+    HWY_UNROLL(8) for (size_t v = 0; v < kV; ++v) {
+      const size_t s = s0 + v * N;
+      if (s + N <= a.n_keys) {
+        hn::StoreU(hn::Mul(acc[h][v], scale), d, row + s);
+      } else if (s < a.n_keys) {
+        HWY_ALIGN float buf[kKeyTile];
+        hn::StoreU(hn::Mul(acc[h][v], scale), d, buf);
+        std::memcpy(row + s, buf, (a.n_keys - s) * sizeof(float));
+      }
     }
   }
+}
+
+template <size_t kH, size_t kV, class D>
+HWY_INLINE void ScoreHeads(D d, const AttentionScoresArgs& a, size_t h0, float* scores) {
+  const size_t N = hn::Lanes(d);
+  size_t s = 0;
+  for (; s + kV * N <= a.n_keys; s += kV * N) ScoreBlock<kH, kV>(d, a, h0, s, scores);
+  for (; s < a.n_keys; s += N) ScoreBlock<kH, 1>(d, a, h0, s, scores);
 }
 
 void AttentionScoresImpl(const AttentionScoresArgs& args, float* scores) {
-  // At most kKeyTile lanes, so that a vector never spans two tiles.
+  // At most kKeyTile lanes, so that a vector never spans two tiles. 8 chains hide the FMA
+  // latency; 4 heads × 2 key vectors (2 loads and 4 broadcasts per 8 FMAs) where the group
+  // allows, reading each key once per 4 heads.
+  // Without native FMA (SSE2/SSE4) a broadcast and a multiply-add cost more than the reloads
+  // they save: one head at a time there (kernels_bench BM_AttentionDecode, SSE4 forced).
   const hn::CappedTag<float, kKeyTile> d;
-  const size_t N = hn::Lanes(d);
-  constexpr size_t kChains = 8;  // independent FMA chains: enough to hide the FMA latency
-  size_t s = 0;
-  for (; s + kChains * N <= args.n_keys; s += kChains * N) {
-    ScoreChains<kChains>(d, args, s, scores);
-  }
-  for (; s < args.n_keys; s += N) ScoreChains<1>(d, args, s, scores);
+  size_t h = 0;
+#if HWY_NATIVE_FMA
+  for (; h + 4 <= args.n_heads; h += 4) ScoreHeads<4, 2>(d, args, h, scores);
+  for (; h + 2 <= args.n_heads; h += 2) ScoreHeads<2, 4>(d, args, h, scores);
+#endif
+  for (; h < args.n_heads; ++h) ScoreHeads<1, 8>(d, args, h, scores);
 }
 
-// out[d, d + kC·N) += Σ_j p[j]·v[j][...], keys outer: kC independent accumulator chains (one
-// per vector of out) instead of one chain per vector waiting on FMA latency key after key.
-template <size_t kC>
-HWY_INLINE void WeightedSumFullVectors(const float* HWY_RESTRICT p, const float* v,
-                                       size_t v_stride, size_t n_keys, float* out) {
+// out rows h0..h0+kH, vectors [dd, dd + kC·N) += Σ_j p[h][j]·value j: keys outer, kH·kC
+// accumulator chains, a value vector loaded once for the kH heads.
+template <size_t kH, size_t kC>
+HWY_INLINE void WeightedSumBlock(const AttentionWeightedSumArgs& a, size_t h0, size_t dd) {
   const DF df;
   const size_t N = hn::Lanes(df);
-  VF acc[kC];
-  HWY_UNROLL(8) for (size_t c = 0; c < kC; ++c) acc[c] = hn::LoadU(df, out + c * N);
-  for (size_t j = 0; j < n_keys; ++j) {
-    const VF pj = hn::Set(df, p[j]);
-    const float* vj = v + j * v_stride;
-    HWY_UNROLL(8) for (size_t c = 0; c < kC; ++c) acc[c] = hn::MulAdd(pj, hn::LoadU(df, vj + c * N), acc[c]);
-  }
-  HWY_UNROLL(8) for (size_t c = 0; c < kC; ++c) hn::StoreU(acc[c], df, out + c * N);
-}
-
-void AttentionWeightedSumImpl(const float* p, const float* v, size_t v_stride, size_t n_keys,
-                              size_t head_dim, float* out) {
-  const DF df;
-  const size_t N = hn::Lanes(df);
-  size_t d = 0;
-  for (; d + 8 * N <= head_dim; d += 8 * N) {
-    WeightedSumFullVectors<8>(p, v + d, v_stride, n_keys, out + d);
-  }
-  for (; d + N <= head_dim; d += N) WeightedSumFullVectors<1>(p, v + d, v_stride, n_keys, out + d);
-  if (d != head_dim) {  // tail: zero-padded lanes, the first head_dim - d stored
-    const size_t len = head_dim - d;
-    VF acc = LoadTail(df, out + d, len);
-    for (size_t j = 0; j < n_keys; ++j) {
-      acc = hn::MulAdd(hn::Set(df, p[j]), LoadTail(df, v + j * v_stride + d, len), acc);
+  VF acc[kH][kC];
+  HWY_UNROLL(8) for (size_t h = 0; h < kH; ++h) {
+    HWY_UNROLL(8) for (size_t c = 0; c < kC; ++c) {
+      acc[h][c] = hn::LoadU(df, a.out + (h0 + h) * a.out_stride + dd + c * N);
     }
-    StoreTail(df, acc, out + d, len);
   }
+  for (size_t j = 0; j < a.n_keys; ++j) {
+    const float* vj = a.v + j * a.v_stride + dd;
+    VF vv[kC];
+    HWY_UNROLL(8) for (size_t c = 0; c < kC; ++c) vv[c] = hn::LoadU(df, vj + c * N);
+    HWY_UNROLL(8) for (size_t h = 0; h < kH; ++h) {
+      const VF ph = hn::Set(df, a.p[(h0 + h) * a.p_stride + j]);
+      HWY_UNROLL(8) for (size_t c = 0; c < kC; ++c) acc[h][c] = hn::MulAdd(ph, vv[c], acc[h][c]);
+    }
+  }
+  HWY_UNROLL(8) for (size_t h = 0; h < kH; ++h) {
+    HWY_UNROLL(8) for (size_t c = 0; c < kC; ++c) {
+      hn::StoreU(acc[h][c], df, a.out + (h0 + h) * a.out_stride + dd + c * N);
+    }
+  }
+}
+
+template <size_t kH, size_t kC>
+HWY_INLINE void WeightedSumHeads(const AttentionWeightedSumArgs& a, size_t h0) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  size_t dd = 0;
+  for (; dd + kC * N <= a.head_dim; dd += kC * N) WeightedSumBlock<kH, kC>(a, h0, dd);
+  for (; dd + N <= a.head_dim; dd += N) WeightedSumBlock<kH, 1>(a, h0, dd);
+  if (dd == a.head_dim) return;
+  const size_t len = a.head_dim - dd;  // tail: zero-padded lanes, the first len stored
+  for (size_t h = h0; h < h0 + kH; ++h) {
+    float* out = a.out + h * a.out_stride + dd;
+    VF acc = LoadTail(df, out, len);
+    for (size_t j = 0; j < a.n_keys; ++j) {
+      acc = hn::MulAdd(hn::Set(df, a.p[h * a.p_stride + j]),
+                       LoadTail(df, a.v + j * a.v_stride + dd, len), acc);
+    }
+    StoreTail(df, acc, out, len);
+  }
+}
+
+void AttentionWeightedSumImpl(const AttentionWeightedSumArgs& args) {
+  size_t h = 0;
+#if HWY_NATIVE_FMA  // as in AttentionScoresImpl
+  for (; h + 4 <= args.n_heads; h += 4) WeightedSumHeads<4, 2>(args, h);
+  for (; h + 2 <= args.n_heads; h += 2) WeightedSumHeads<2, 4>(args, h);
+#endif
+  for (; h < args.n_heads; ++h) WeightedSumHeads<1, 8>(args, h);
 }
 
 void RopeRotateHalfImpl(float* x, const float* cos, const float* sin, size_t head_dim) {
@@ -349,9 +390,8 @@ void Scale(float a, float* x, size_t n) { HWY_DYNAMIC_DISPATCH(ScaleImpl)(a, x, 
 void AttentionScores(const AttentionScoresArgs& args, float* scores) {
   HWY_DYNAMIC_DISPATCH(AttentionScoresImpl)(args, scores);
 }
-void AttentionWeightedSum(const float* p, const float* v, size_t v_stride, size_t n_keys,
-                          size_t head_dim, float* out) {
-  HWY_DYNAMIC_DISPATCH(AttentionWeightedSumImpl)(p, v, v_stride, n_keys, head_dim, out);
+void AttentionWeightedSum(const AttentionWeightedSumArgs& args) {
+  HWY_DYNAMIC_DISPATCH(AttentionWeightedSumImpl)(args);
 }
 void RopeRotateHalf(float* x, const float* cos, const float* sin, size_t head_dim) {
   HWY_DYNAMIC_DISPATCH(RopeRotateHalfImpl)(x, cos, sin, head_dim);

@@ -231,21 +231,27 @@ void Scale(float a, float* x, size_t n) {
 }
 
 void AttentionScores(const AttentionScoresArgs& args, float* scores) {
-  for (size_t j = 0; j < args.n_keys; ++j) {
-    double dot = 0.0;
-    for (size_t d = 0; d < args.head_dim; ++d) {
-      dot += static_cast<double>(args.q[d]) * args.k[KeyTileIndex(j, d, args.head_dim)];
+  for (size_t h = 0; h < args.n_heads; ++h) {
+    const float* q = args.q + h * args.head_dim;
+    for (size_t j = 0; j < args.n_keys; ++j) {
+      double dot = 0.0;
+      for (size_t d = 0; d < args.head_dim; ++d) {
+        dot += static_cast<double>(q[d]) * args.k[KeyTileIndex(j, d, args.head_dim)];
+      }
+      scores[h * args.scores_stride + j] = static_cast<float>(dot * args.scale);
     }
-    scores[j] = static_cast<float>(dot * args.scale);
   }
 }
 
-void AttentionWeightedSum(const float* p, const float* v, size_t v_stride, size_t n_keys,
-                          size_t head_dim, float* out) {
-  for (size_t d = 0; d < head_dim; ++d) {
-    double acc = out[d];
-    for (size_t j = 0; j < n_keys; ++j) acc += static_cast<double>(p[j]) * v[j * v_stride + d];
-    out[d] = static_cast<float>(acc);
+void AttentionWeightedSum(const AttentionWeightedSumArgs& a) {
+  for (size_t h = 0; h < a.n_heads; ++h) {
+    for (size_t d = 0; d < a.head_dim; ++d) {
+      double acc = a.out[h * a.out_stride + d];
+      for (size_t j = 0; j < a.n_keys; ++j) {
+        acc += static_cast<double>(a.p[h * a.p_stride + j]) * a.v[j * a.v_stride + d];
+      }
+      a.out[h * a.out_stride + d] = static_cast<float>(acc);
+    }
   }
 }
 

@@ -24,8 +24,7 @@ float Dot(const float* a, const float* b, size_t n);  // accumulates in double
 void Axpy(float a, const float* x, float* y, size_t n);
 void Scale(float a, float* x, size_t n);
 void AttentionScores(const AttentionScoresArgs& args, float* scores);
-void AttentionWeightedSum(const float* p, const float* v, size_t v_stride, size_t n_keys,
-                          size_t head_dim, float* out);
+void AttentionWeightedSum(const AttentionWeightedSumArgs& args);
 void RopeRotateHalf(float* x, const float* cos, const float* sin, size_t head_dim);
 
 }  // namespace moe::kernels::reference

@@ -293,10 +293,10 @@ void Session::Attention(int64_t layer, int64_t n) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(d_));
   const size_t group = Sz(Hq_ / Hkv_);
   // A task: one token's query heads of one KV head (or a share of them, when there are fewer
-  // such groups than threads). They read the KV head's keys and values in blocks of kKeyBlock
-  // positions, each block once from memory and then from L2 for the group's other heads. Every
+  // such groups than threads). The kernels read each key and value once for up to 4 of those
+  // heads, in blocks of kKeyBlock positions that stay in L2 for the group's other heads. Every
   // score, and every output's sum over positions in order, is as one head alone would compute
-  // it: the blocks change what is cached, not the arithmetic.
+  // it: the grouping changes what is read when, not the arithmetic.
   constexpr size_t kKeyBlock = 256;
   static_assert(kKeyBlock % kernels::kKeyTile == 0);
   const size_t groups = Sz(n) * Sz(Hkv_);
@@ -310,16 +310,15 @@ void Session::Attention(int64_t layer, int64_t n) {
     const float* vh = vc + kvh * span;
     float* sc = &scores_[worker * group * ctx];  // [group][ctx]
     for (size_t j0 = 0; j0 < n_keys; j0 += kKeyBlock) {
-      const size_t len = std::min(kKeyBlock, n_keys - j0);
-      for (size_t h = h0; h < h1; ++h) {
-        kernels::AttentionScoresArgs args;
-        args.q = &q_[t * q_dim_ + h * d];
-        args.k = kh + kernels::KeyTileIndex(j0, 0, d);  // j0: a multiple of kKeyTile
-        args.n_keys = len;
-        args.head_dim = d;
-        args.scale = scale;
-        kernels::AttentionScores(args, sc + (h - h0) * ctx + j0);
-      }
+      kernels::AttentionScoresArgs args;
+      args.q = &q_[t * q_dim_ + h0 * d];
+      args.n_heads = h1 - h0;
+      args.k = kh + kernels::KeyTileIndex(j0, 0, d);  // j0: a multiple of kKeyTile
+      args.n_keys = std::min(kKeyBlock, n_keys - j0);
+      args.head_dim = d;
+      args.scale = scale;
+      args.scores_stride = ctx;
+      kernels::AttentionScores(args, sc + j0);
     }
     for (size_t h = h0; h < h1; ++h) {
       kernels::Softmax(sc + (h - h0) * ctx, n_keys);
@@ -327,11 +326,17 @@ void Session::Attention(int64_t layer, int64_t n) {
       std::fill(out, out + d, 0.f);
     }
     for (size_t j0 = 0; j0 < n_keys; j0 += kKeyBlock) {
-      const size_t len = std::min(kKeyBlock, n_keys - j0);
-      for (size_t h = h0; h < h1; ++h) {
-        kernels::AttentionWeightedSum(sc + (h - h0) * ctx + j0, vh + j0 * d, d, len, d,
-                                      &att_[t * q_dim_ + h * d]);
-      }
+      kernels::AttentionWeightedSumArgs args;
+      args.p = sc + j0;
+      args.p_stride = ctx;
+      args.n_heads = h1 - h0;
+      args.v = vh + j0 * d;
+      args.v_stride = d;
+      args.n_keys = std::min(kKeyBlock, n_keys - j0);
+      args.head_dim = d;
+      args.out = &att_[t * q_dim_ + h0 * d];
+      args.out_stride = d;
+      kernels::AttentionWeightedSum(args);
     }
   });
 }

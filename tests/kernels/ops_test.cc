@@ -167,14 +167,21 @@ TEST_P(OpsTest, DotAxpyScaleMatchReference) {
 }
 
 TEST_P(OpsTest, AttentionHelpersMatchReference) {
-  // Scores run 8 vectors of keys per pass and then one at a time; the weighted sum runs head_dim
-  // in blocks of 8 vectors, single vectors and a partial one: counts around every boundary.
-  for (const auto& [head_dim, n_keys] : std::vector<std::pair<size_t, size_t>>{
-           {1, 23}, {5, 1}, {16, 23}, {64, 3}, {67, 23}, {128, 4}, {128, 16}, {128, 17},
-           {128, 129}, {200, 9}, {256, 7}, {260, 5}, {64, 256}}) {
-    SCOPED_TRACE(::testing::Message() << "head_dim " << head_dim << " n_keys " << n_keys);
+  // Query heads run 4, 2 and 1 at a time; keys in blocks of 2-8 vectors, then one at a time;
+  // the weighted sum's head_dim in blocks of vectors, single vectors and a partial one: counts
+  // around every boundary.
+  struct Case {
+    size_t heads, head_dim, n_keys;
+  };
+  for (const Case& c : std::vector<Case>{
+           {1, 1, 23}, {1, 5, 1}, {2, 16, 23}, {3, 64, 3}, {1, 67, 23}, {8, 128, 4},
+           {4, 128, 16}, {5, 128, 17}, {8, 128, 129}, {7, 200, 9}, {1, 256, 7}, {6, 260, 5},
+           {16, 64, 256}, {8, 128, 33}}) {
+    const size_t H = c.heads, head_dim = c.head_dim, n_keys = c.n_keys;
+    SCOPED_TRACE(::testing::Message() << "heads " << H << " head_dim " << head_dim << " n_keys "
+                                      << n_keys);
     const size_t tiles = (n_keys + kKeyTile - 1) / kKeyTile;
-    const auto q = RandomFloats(head_dim, 1);
+    const auto q = RandomFloats(H * head_dim, 1);
     auto k = RandomFloats(tiles * kKeyTile * head_dim, 2);
     // Lanes past n_keys in the last tile are read and must not matter.
     for (size_t j = n_keys; j < tiles * kKeyTile; ++j) {
@@ -182,35 +189,58 @@ TEST_P(OpsTest, AttentionHelpersMatchReference) {
         k[KeyTileIndex(j, d, head_dim)] = std::numeric_limits<float>::quiet_NaN();
       }
     }
-    const AttentionScoresArgs args{q.data(), k.data(), n_keys, head_dim, 0.125f};
-    Guarded scores(n_keys);
+    const size_t s_stride = n_keys + 3;  // score rows apart, as the session's [head][ctx]
+    AttentionScoresArgs args{q.data(), H, k.data(), n_keys, head_dim, 0.125f, s_stride};
+    Guarded scores(H * s_stride);
+    std::vector<float> want(H * s_stride, -7.0f);
+    std::fill_n(scores.data(), H * s_stride, -7.0f);
     AttentionScores(args, scores.data());
-    std::vector<float> want(n_keys);
     reference::AttentionScores(args, want.data());
     ASSERT_TRUE(scores.GuardIntact());
-    for (size_t j = 0; j < n_keys; ++j) {
-      double sum_abs = 0.0;
-      for (size_t d = 0; d < head_dim; ++d) {
-        sum_abs += std::fabs(q[d] * k[KeyTileIndex(j, d, head_dim)]);
+    for (size_t h = 0; h < H; ++h) {
+      for (size_t j = 0; j < s_stride; ++j) {
+        const size_t at = h * s_stride + j;
+        if (j >= n_keys) {  // between rows: untouched
+          ASSERT_EQ(scores.buf[at], -7.0f) << h << " " << j;
+          continue;
+        }
+        double sum_abs = 0.0;
+        for (size_t d = 0; d < head_dim; ++d) {
+          sum_abs += std::fabs(q[h * head_dim + d] * k[KeyTileIndex(j, d, head_dim)]);
+        }
+        ASSERT_TRUE(WithinSumBound(scores.buf[at], want[at], head_dim + 1, 0.125 * sum_abs))
+            << h << " " << j;
       }
-      ASSERT_TRUE(WithinSumBound(scores.buf[j], want[j], head_dim + 1, 0.125 * sum_abs)) << j;
     }
 
-    const size_t stride = head_dim + 9;  // values of one KV head among others
-    const auto v = RandomFloats(n_keys * stride, 5);
-    const auto p = RandomFloats(n_keys, 3, 0.0f, 1.0f);
-    const auto init = RandomFloats(head_dim, 4);
-    Guarded out(head_dim);
-    std::copy_n(init.data(), head_dim, out.data());
-    AttentionWeightedSum(p.data(), v.data(), stride, n_keys, head_dim, out.data());
+    const size_t v_stride = head_dim + 9;  // values of one KV head among others
+    const size_t o_stride = head_dim + 2;
+    const auto v = RandomFloats(n_keys * v_stride, 5);
+    const auto p = RandomFloats(H * s_stride, 3, 0.0f, 1.0f);
+    const auto init = RandomFloats(H * o_stride, 4);
+    Guarded out(H * o_stride);
+    std::copy_n(init.data(), H * o_stride, out.data());
     std::vector<float> want_out = init;
-    reference::AttentionWeightedSum(p.data(), v.data(), stride, n_keys, head_dim,
-                                    want_out.data());
+    AttentionWeightedSumArgs w{p.data(), s_stride, H, v.data(), v_stride, n_keys, head_dim,
+                               out.data(), o_stride};
+    AttentionWeightedSum(w);
+    w.out = want_out.data();
+    reference::AttentionWeightedSum(w);
     ASSERT_TRUE(out.GuardIntact());
-    for (size_t d = 0; d < head_dim; ++d) {
-      double sum_abs = std::fabs(init[d]);
-      for (size_t j = 0; j < n_keys; ++j) sum_abs += std::fabs(p[j] * v[j * stride + d]);
-      ASSERT_TRUE(WithinSumBound(out.buf[d], want_out[d], n_keys + 1, sum_abs)) << d;
+    for (size_t h = 0; h < H; ++h) {
+      for (size_t d = 0; d < o_stride; ++d) {
+        const size_t at = h * o_stride + d;
+        if (d >= head_dim) {  // between rows: untouched
+          ASSERT_EQ(out.buf[at], init[at]) << h << " " << d;
+          continue;
+        }
+        double sum_abs = std::fabs(init[at]);
+        for (size_t j = 0; j < n_keys; ++j) {
+          sum_abs += std::fabs(p[h * s_stride + j] * v[j * v_stride + d]);
+        }
+        ASSERT_TRUE(WithinSumBound(out.buf[at], want_out[at], n_keys + 1, sum_abs))
+            << h << " " << d;
+      }
     }
   }
 }

@@ -98,14 +98,20 @@ void BM_StreamDot(benchmark::State& state) {
 // 128), 1 thread, over n_keys cached positions, as runtime/session.cc runs it: each KV head's
 // keys (in key tiles) and values contiguous, read in 256-position blocks for its 8 query heads
 // (scores, softmax, weighted sum of values). GB/s counts the K and V bytes once.
+//   Second argument: layers whose caches are visited in turn, 1 (the cache stays in L2/L3
+//   between iterations) or 24 (each layer's cache comes from memory, as in a decode step).
 void BM_AttentionDecode(benchmark::State& state) {
   const size_t n_keys = static_cast<size_t>(state.range(0));
+  const size_t layers = static_cast<size_t>(state.range(1));
   constexpr size_t kHeads = 32, kKvHeads = 4, kDim = 128, kGroup = kHeads / kKvHeads;
   constexpr size_t kKeyBlock = 256;
   const size_t bytes = 2 * n_keys * kKvHeads * kDim * sizeof(float);
-  auto* kv = reinterpret_cast<float*>(GetBuffer(bytes, 0xa77e));
+  auto* all = reinterpret_cast<float*>(GetBuffer(bytes * layers, 0xa77e));
   std::vector<float> q(kHeads * kDim, 0.01f), scores(kGroup * n_keys), out(kHeads * kDim);
+  size_t layer = 0;
   for (auto _ : state) {
+    const float* kv = all + layer * (bytes / sizeof(float));
+    layer = (layer + 1) % layers;
     for (size_t kvh = 0; kvh < kKvHeads; ++kvh) {
       const float* k = kv + kvh * n_keys * kDim;
       const float* v = kv + (kKvHeads + kvh) * n_keys * kDim;
@@ -166,7 +172,10 @@ BENCHMARK(BM_StreamRead)
     ->ArgNames({"bytes", "streams"})
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_StreamDot)->Arg(int64_t{512} << 20)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_AttentionDecode)->Arg(256)->Arg(4096)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_AttentionDecode)
+    ->ArgsProduct({{256, 4096}, {1, 24}})
+    ->ArgNames({"keys", "layers"})
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MatMul)->Apply(MatMulShapes)->Unit(benchmark::kMicrosecond);
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include "kernels/targets.h"
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -23,6 +24,14 @@ HWY_BEFORE_NAMESPACE();
 namespace moe::kernels {
 namespace HWY_NAMESPACE {
 namespace {
+
+// Software prefetch into L2 of the line holding p[ahead]: an address computed as an integer,
+// since it may lie past the end of the array (a prefetch never faults).
+HWY_INLINE void PrefetchAhead(const float* p, size_t ahead) {
+  __builtin_prefetch(reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) +
+                                                   ahead * sizeof(float)),
+                     0, 2);
+}
 
 // Stores the first n < Lanes(df) lanes of v to p without touching p[n..].
 HWY_INLINE void StoreTail(DF df, VF v, float* HWY_RESTRICT p, size_t n) {
@@ -212,9 +221,14 @@ HWY_INLINE void ScoreBlock(D d, const AttentionScoresArgs& a, size_t h0, size_t 
     qp[h] = a.q + (h0 + h) * a.head_dim;
     HWY_UNROLL(8) for (size_t v = 0; v < kV; ++v) acc[h][v] = hn::Zero(d);
   }
+  // The keys kV vectors on, row for row: the next pass's tiles are in L2 when it starts.
+  const size_t ahead = kV * N * a.head_dim;
   for (size_t i = 0; i < a.head_dim; ++i) {
     V kv[kV];
-    HWY_UNROLL(8) for (size_t v = 0; v < kV; ++v) kv[v] = hn::LoadU(d, kp[v] + i * kKeyTile);
+    HWY_UNROLL(8) for (size_t v = 0; v < kV; ++v) {
+      PrefetchAhead(kp[v] + i * kKeyTile, ahead);
+      kv[v] = hn::LoadU(d, kp[v] + i * kKeyTile);
+    }
     HWY_UNROLL(8) for (size_t h = 0; h < kH; ++h) {
       const V qi = hn::Set(d, qp[h][i]);
       HWY_UNROLL(8) for (size_t v = 0; v < kV; ++v) acc[h][v] = hn::MulAdd(qi, kv[v], acc[h][v]);
@@ -236,33 +250,42 @@ HWY_INLINE void ScoreBlock(D d, const AttentionScoresArgs& a, size_t h0, size_t 
   }
 }
 
+// Keys [s, e) for heads h0..h0+kH: kV vectors per pass, then one at a time.
 template <size_t kH, size_t kV, class D>
-HWY_INLINE void ScoreHeads(D d, const AttentionScoresArgs& a, size_t h0, float* scores) {
+HWY_INLINE void ScoreHeads(D d, const AttentionScoresArgs& a, size_t h0, size_t s, size_t e,
+                           float* scores) {
   const size_t N = hn::Lanes(d);
-  size_t s = 0;
-  for (; s + kV * N <= a.n_keys; s += kV * N) ScoreBlock<kH, kV>(d, a, h0, s, scores);
-  for (; s < a.n_keys; s += N) ScoreBlock<kH, 1>(d, a, h0, s, scores);
+  for (; s + kV * N <= e; s += kV * N) ScoreBlock<kH, kV>(d, a, h0, s, scores);
+  for (; s < e; s += N) ScoreBlock<kH, 1>(d, a, h0, s, scores);
 }
 
 void AttentionScoresImpl(const AttentionScoresArgs& args, float* scores) {
   // At most kKeyTile lanes, so that a vector never spans two tiles. 8 chains hide the FMA
   // latency; 4 heads × 2 key vectors (2 loads and 4 broadcasts per 8 FMAs) where the group
-  // allows, reading each key once per 4 heads.
+  // allows, reading each key once per 4 heads. Keys in chunks of 8 vectors, every head over a
+  // chunk before the next: a chunk comes from memory once and from L1/L2 for the other heads.
   // Without native FMA (SSE2/SSE4) a broadcast and a multiply-add cost more than the reloads
   // they save: one head at a time there (kernels_bench BM_AttentionDecode, SSE4 forced).
   const hn::CappedTag<float, kKeyTile> d;
-  size_t h = 0;
+  const size_t chunk = 8 * hn::Lanes(d);
+  for (size_t s = 0; s < args.n_keys; s += chunk) {
+    const size_t e = HWY_MIN(args.n_keys, s + chunk);
+    size_t h = 0;
 #if HWY_NATIVE_FMA
-  for (; h + 4 <= args.n_heads; h += 4) ScoreHeads<4, 2>(d, args, h, scores);
-  for (; h + 2 <= args.n_heads; h += 2) ScoreHeads<2, 4>(d, args, h, scores);
+    for (; h + 4 <= args.n_heads; h += 4) ScoreHeads<4, 2>(d, args, h, s, e, scores);
+    for (; h + 2 <= args.n_heads; h += 2) ScoreHeads<2, 4>(d, args, h, s, e, scores);
 #endif
-  for (; h < args.n_heads; ++h) ScoreHeads<1, 8>(d, args, h, scores);
+    for (; h < args.n_heads; ++h) ScoreHeads<1, 8>(d, args, h, s, e, scores);
+  }
 }
 
-// out rows h0..h0+kH, vectors [dd, dd + kC·N) += Σ_j p[h][j]·value j: keys outer, kH·kC
-// accumulator chains, a value vector loaded once for the kH heads.
+constexpr size_t kWeightedSumChunk = 32;  // keys per chunk, below
+
+// out rows h0..h0+kH, vectors [dd, dd + kC·N) += Σ_{j0 ≤ j < j1} p[h][j]·value j: keys outer,
+// kH·kC accumulator chains, a value vector loaded once for the kH heads.
 template <size_t kH, size_t kC>
-HWY_INLINE void WeightedSumBlock(const AttentionWeightedSumArgs& a, size_t h0, size_t dd) {
+HWY_INLINE void WeightedSumBlock(const AttentionWeightedSumArgs& a, size_t h0, size_t dd,
+                                 size_t j0, size_t j1) {
   const DF df;
   const size_t N = hn::Lanes(df);
   VF acc[kH][kC];
@@ -271,8 +294,13 @@ HWY_INLINE void WeightedSumBlock(const AttentionWeightedSumArgs& a, size_t h0, s
       acc[h][c] = hn::LoadU(df, a.out + (h0 + h) * a.out_stride + dd + c * N);
     }
   }
-  for (size_t j = 0; j < a.n_keys; ++j) {
+  for (size_t j = j0; j < j1; ++j) {
     const float* vj = a.v + j * a.v_stride + dd;
+    // The same part of the value kWeightedSumChunk keys on: the next chunk is in L2 when it
+    // starts (a value row's parts are read by successive blocks of output vectors).
+    for (size_t off = 0; off < kC * N; off += 64 / sizeof(float)) {
+      PrefetchAhead(vj + off, kWeightedSumChunk * a.v_stride);
+    }
     VF vv[kC];
     HWY_UNROLL(8) for (size_t c = 0; c < kC; ++c) vv[c] = hn::LoadU(df, vj + c * N);
     HWY_UNROLL(8) for (size_t h = 0; h < kH; ++h) {
@@ -288,18 +316,19 @@ HWY_INLINE void WeightedSumBlock(const AttentionWeightedSumArgs& a, size_t h0, s
 }
 
 template <size_t kH, size_t kC>
-HWY_INLINE void WeightedSumHeads(const AttentionWeightedSumArgs& a, size_t h0) {
+HWY_INLINE void WeightedSumHeads(const AttentionWeightedSumArgs& a, size_t h0, size_t j0,
+                                 size_t j1) {
   const DF df;
   const size_t N = hn::Lanes(df);
   size_t dd = 0;
-  for (; dd + kC * N <= a.head_dim; dd += kC * N) WeightedSumBlock<kH, kC>(a, h0, dd);
-  for (; dd + N <= a.head_dim; dd += N) WeightedSumBlock<kH, 1>(a, h0, dd);
+  for (; dd + kC * N <= a.head_dim; dd += kC * N) WeightedSumBlock<kH, kC>(a, h0, dd, j0, j1);
+  for (; dd + N <= a.head_dim; dd += N) WeightedSumBlock<kH, 1>(a, h0, dd, j0, j1);
   if (dd == a.head_dim) return;
   const size_t len = a.head_dim - dd;  // tail: zero-padded lanes, the first len stored
   for (size_t h = h0; h < h0 + kH; ++h) {
     float* out = a.out + h * a.out_stride + dd;
     VF acc = LoadTail(df, out, len);
-    for (size_t j = 0; j < a.n_keys; ++j) {
+    for (size_t j = j0; j < j1; ++j) {
       acc = hn::MulAdd(hn::Set(df, a.p[h * a.p_stride + j]),
                        LoadTail(df, a.v + j * a.v_stride + dd, len), acc);
     }
@@ -308,12 +337,18 @@ HWY_INLINE void WeightedSumHeads(const AttentionWeightedSumArgs& a, size_t h0) {
 }
 
 void AttentionWeightedSumImpl(const AttentionWeightedSumArgs& args) {
-  size_t h = 0;
+  // Keys in chunks of 32 (16 KiB of values at head_dim 128), every head and output vector
+  // over a chunk before the next: a chunk's values come from memory once and from L1 for the
+  // rest. Each output's sum still runs over the keys in order (through out between chunks).
+  for (size_t j0 = 0; j0 < args.n_keys; j0 += kWeightedSumChunk) {
+    const size_t j1 = HWY_MIN(args.n_keys, j0 + kWeightedSumChunk);
+    size_t h = 0;
 #if HWY_NATIVE_FMA  // as in AttentionScoresImpl
-  for (; h + 4 <= args.n_heads; h += 4) WeightedSumHeads<4, 2>(args, h);
-  for (; h + 2 <= args.n_heads; h += 2) WeightedSumHeads<2, 4>(args, h);
+    for (; h + 4 <= args.n_heads; h += 4) WeightedSumHeads<4, 2>(args, h, j0, j1);
+    for (; h + 2 <= args.n_heads; h += 2) WeightedSumHeads<2, 4>(args, h, j0, j1);
 #endif
-  for (; h < args.n_heads; ++h) WeightedSumHeads<1, 8>(args, h);
+    for (; h < args.n_heads; ++h) WeightedSumHeads<1, 8>(args, h, j0, j1);
+  }
 }
 
 void RopeRotateHalfImpl(float* x, const float* cos, const float* sin, size_t head_dim) {

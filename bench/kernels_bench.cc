@@ -96,7 +96,7 @@ void BM_StreamDot(benchmark::State& state) {
 
 // One decode step of one layer's attention (Qwen3-30B-A3B: 32 query heads sharing 4 KV heads of
 // 128), 1 thread, over n_keys cached positions, as runtime/session.cc runs it: each KV head's
-// keys (in key tiles) and values contiguous, read in 256-position blocks for its 8 query heads
+// keys (in key tiles) and values contiguous, read by the kernels for its 8 query heads at once
 // (scores, softmax, weighted sum of values). GB/s counts the K and V bytes once.
 //   Second argument: layers whose caches are visited in turn, 1 (the cache stays in L2/L3
 //   between iterations) or 24 (each layer's cache comes from memory, as in a decode step).
@@ -104,7 +104,6 @@ void BM_AttentionDecode(benchmark::State& state) {
   const size_t n_keys = static_cast<size_t>(state.range(0));
   const size_t layers = static_cast<size_t>(state.range(1));
   constexpr size_t kHeads = 32, kKvHeads = 4, kDim = 128, kGroup = kHeads / kKvHeads;
-  constexpr size_t kKeyBlock = 256;
   const size_t bytes = 2 * n_keys * kKvHeads * kDim * sizeof(float);
   auto* all = reinterpret_cast<float*>(GetBuffer(bytes * layers, 0xa77e));
   std::vector<float> q(kHeads * kDim, 0.01f), scores(kGroup * n_keys), out(kHeads * kDim);
@@ -115,34 +114,30 @@ void BM_AttentionDecode(benchmark::State& state) {
     for (size_t kvh = 0; kvh < kKvHeads; ++kvh) {
       const float* k = kv + kvh * n_keys * kDim;
       const float* v = kv + (kKvHeads + kvh) * n_keys * kDim;
-      for (size_t j0 = 0; j0 < n_keys; j0 += kKeyBlock) {
-        AttentionScoresArgs args;
-        args.q = &q[kvh * kGroup * kDim];
-        args.n_heads = kGroup;
-        args.k = k + KeyTileIndex(j0, 0, kDim);
-        args.n_keys = std::min(kKeyBlock, n_keys - j0);
-        args.head_dim = kDim;
-        args.scale = 0.088f;
-        args.scores_stride = n_keys;
-        AttentionScores(args, &scores[j0]);
-      }
+      AttentionScoresArgs sa;
+      sa.q = &q[kvh * kGroup * kDim];
+      sa.n_heads = kGroup;
+      sa.k = k;
+      sa.n_keys = n_keys;
+      sa.head_dim = kDim;
+      sa.scale = 0.088f;
+      sa.scores_stride = n_keys;
+      AttentionScores(sa, scores.data());
       for (size_t g = 0; g < kGroup; ++g) {
         Softmax(&scores[g * n_keys], n_keys);
         std::fill_n(&out[(kvh * kGroup + g) * kDim], kDim, 0.f);
       }
-      for (size_t j0 = 0; j0 < n_keys; j0 += kKeyBlock) {
-        AttentionWeightedSumArgs args;
-        args.p = &scores[j0];
-        args.p_stride = n_keys;
-        args.n_heads = kGroup;
-        args.v = v + j0 * kDim;
-        args.v_stride = kDim;
-        args.n_keys = std::min(kKeyBlock, n_keys - j0);
-        args.head_dim = kDim;
-        args.out = &out[kvh * kGroup * kDim];
-        args.out_stride = kDim;
-        AttentionWeightedSum(args);
-      }
+      AttentionWeightedSumArgs wa;
+      wa.p = scores.data();
+      wa.p_stride = n_keys;
+      wa.n_heads = kGroup;
+      wa.v = v;
+      wa.v_stride = kDim;
+      wa.n_keys = n_keys;
+      wa.head_dim = kDim;
+      wa.out = &out[kvh * kGroup * kDim];
+      wa.out_stride = kDim;
+      AttentionWeightedSum(wa);
     }
     benchmark::DoNotOptimize(out.data());
   }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""HF float32 reference for the bundled model over a context longer than the engine's attention
-key blocks (runtime/session.cc, 256 positions): logits at chosen positions of a ~700-token text
+"""HF float32 reference for the bundled model over a long context (the engine's attention kernels'
+key tiles and chunks many times over): logits at chosen positions of a ~700-token text
 and a greedy continuation from its end (the decode path reading a long KV cache). Writes
 long_context.json and long_context.logits.f32 into --out (tests/data/refmodel/). Runs on the GPU
 machine, where torch and transformers are installed, on its CPU (float32, eager attention), as
@@ -43,7 +43,7 @@ def main():
     torch.set_grad_enabled(False)
     logits = model(input_ids=torch.tensor([ids]), use_cache=False).logits[0].float()
     n = len(ids)
-    # Around the key-block boundaries (255/256/257, 511/512) and the end.
+    # Around tile and chunk boundaries (multiples of 16, 32, 128, 256) and the end.
     positions = sorted({0, 1, 254, 255, 256, 257, 300, 511, 512, 513} | set(range(n - 6, n)))
     rows = logits[positions]
     os.makedirs(a.out, exist_ok=True)

@@ -293,12 +293,9 @@ void Session::Attention(int64_t layer, int64_t n) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(d_));
   const size_t group = Sz(Hq_ / Hkv_);
   // A task: one token's query heads of one KV head (or a share of them, when there are fewer
-  // such groups than threads). The kernels read each key and value once for up to 4 of those
-  // heads, in blocks of kKeyBlock positions that stay in L2 for the group's other heads. Every
-  // score, and every output's sum over positions in order, is as one head alone would compute
-  // it: the grouping changes what is read when, not the arithmetic.
-  constexpr size_t kKeyBlock = 256;
-  static_assert(kKeyBlock % kernels::kKeyTile == 0);
+  // such groups than threads). The kernels read each key and value once from memory for all of
+  // them (kernels.h); every score, and every output's sum over positions in order, is as one
+  // head alone would compute it.
   const size_t groups = Sz(n) * Sz(Hkv_);
   const size_t parts = std::min(group, (pool_.n_threads() + groups - 1) / groups);
   pool_.ParallelFor(groups * parts, [&](size_t task, size_t worker) {
@@ -306,38 +303,32 @@ void Session::Attention(int64_t layer, int64_t n) {
     const size_t h0 = kvh * group + (task % parts) * group / parts;
     const size_t h1 = kvh * group + (task % parts + 1) * group / parts;
     const size_t n_keys = Sz(n_past_) + t + 1;  // causal: keys at positions ≤ the token's
-    const float* kh = kc + kvh * span;
-    const float* vh = vc + kvh * span;
     float* sc = &scores_[worker * group * ctx];  // [group][ctx]
-    for (size_t j0 = 0; j0 < n_keys; j0 += kKeyBlock) {
-      kernels::AttentionScoresArgs args;
-      args.q = &q_[t * q_dim_ + h0 * d];
-      args.n_heads = h1 - h0;
-      args.k = kh + kernels::KeyTileIndex(j0, 0, d);  // j0: a multiple of kKeyTile
-      args.n_keys = std::min(kKeyBlock, n_keys - j0);
-      args.head_dim = d;
-      args.scale = scale;
-      args.scores_stride = ctx;
-      kernels::AttentionScores(args, sc + j0);
-    }
+    kernels::AttentionScoresArgs sa;
+    sa.q = &q_[t * q_dim_ + h0 * d];
+    sa.n_heads = h1 - h0;
+    sa.k = kc + kvh * span;
+    sa.n_keys = n_keys;
+    sa.head_dim = d;
+    sa.scale = scale;
+    sa.scores_stride = ctx;
+    kernels::AttentionScores(sa, sc);
     for (size_t h = h0; h < h1; ++h) {
       kernels::Softmax(sc + (h - h0) * ctx, n_keys);
       float* out = &att_[t * q_dim_ + h * d];
       std::fill(out, out + d, 0.f);
     }
-    for (size_t j0 = 0; j0 < n_keys; j0 += kKeyBlock) {
-      kernels::AttentionWeightedSumArgs args;
-      args.p = sc + j0;
-      args.p_stride = ctx;
-      args.n_heads = h1 - h0;
-      args.v = vh + j0 * d;
-      args.v_stride = d;
-      args.n_keys = std::min(kKeyBlock, n_keys - j0);
-      args.head_dim = d;
-      args.out = &att_[t * q_dim_ + h0 * d];
-      args.out_stride = d;
-      kernels::AttentionWeightedSum(args);
-    }
+    kernels::AttentionWeightedSumArgs wa;
+    wa.p = sc;
+    wa.p_stride = ctx;
+    wa.n_heads = h1 - h0;
+    wa.v = vc + kvh * span;
+    wa.v_stride = d;
+    wa.n_keys = n_keys;
+    wa.head_dim = d;
+    wa.out = &att_[t * q_dim_ + h0 * d];
+    wa.out_stride = d;
+    kernels::AttentionWeightedSum(wa);
   });
 }
 

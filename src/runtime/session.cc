@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <new>
 
 #include "kernels/kernels.h"
 #include "util/check.h"
@@ -52,8 +53,13 @@ Session::Session(const Engine& engine, ThreadPool& pool, const SessionOptions& o
   const size_t B = Sz(max_batch_);
   const size_t L = Sz(cfg_.num_hidden_layers);
   kv_positions_ = (Sz(max_ctx_) + kernels::kKeyTile - 1) / kernels::kKeyTile * kernels::kKeyTile;
-  k_cache_.assign(L * kv_positions_ * kv_dim_, 0.f);
-  v_cache_.assign(k_cache_.size(), 0.f);
+  // Huge pages: a decode step reads every layer's keys and values once, from memory, and with
+  // 4 KiB pages its TLB misses cost more than the reads (machine.md). Zeroed here, at startup.
+  const size_t kv_floats = L * kv_positions_ * kv_dim_;
+  kv_cache_ = AllocateHugeBuffer(2 * kv_floats * sizeof(float), /*prefault=*/true);
+  if (!kv_cache_) throw std::bad_alloc();  // as the vectors here (moestream reports it, exit 5)
+  k_cache_ = reinterpret_cast<float*>(kv_cache_.get());
+  v_cache_ = k_cache_ + kv_floats;
   x_.assign(B * Sz(H_), 0.f);
   xn_.assign(B * Sz(H_), 0.f);
   q_.assign(B * q_dim_, 0.f);
@@ -270,8 +276,8 @@ void Session::Attention(int64_t layer, int64_t n) {
   const size_t d = Sz(d_), ctx = Sz(max_ctx_), span = kv_positions_ * d;
   // The layer's cache holds one KV head after another (span floats each): its keys in key tiles
   // (kernels.h), its values [position][head_dim]; both read front to back.
-  float* kc = &k_cache_[Sz(layer) * kv_positions_ * kv_dim_];
-  float* vc = &v_cache_[Sz(layer) * kv_positions_ * kv_dim_];
+  float* kc = k_cache_ + Sz(layer) * kv_positions_ * kv_dim_;
+  float* vc = v_cache_ + Sz(layer) * kv_positions_ * kv_dim_;
   // Per-head q_norm / k_norm, then RoPE; k and v go to the cache at their absolute positions.
   for (int64_t t = 0; t < n; ++t) {
     const int64_t pos = n_past_ + t;

@@ -19,6 +19,7 @@
 #include "runtime/prefetch.h"
 #include "runtime/rope.h"
 #include "runtime/router.h"
+#include "util/huge_buffer.h"
 #include "util/status.h"
 #include "util/thread_pool.h"
 
@@ -115,7 +116,9 @@ class Session {
   // KV cache: [layer][KV head][kv_positions_ positions] f32, keys (after k_norm and RoPE) in
   // key tiles (kernels.h), values [position][d]; kv_positions_: max_ctx_ rounded up to a tile.
   size_t kv_positions_ = 0;
-  std::vector<float> k_cache_, v_cache_;
+  HugeBuffer kv_cache_;  // keys, then values
+  float* k_cache_ = nullptr;
+  float* v_cache_ = nullptr;
   // Activations, [max_batch, ...] row-major.
   std::vector<float> x_, xn_, q_, kb_, vb_, att_, proj_, mlp_gate_, mlp_up_;
   std::vector<float> scores_;  // [n_threads, query heads per KV head, max_ctx]

@@ -216,7 +216,9 @@ HWY_INLINE void ScoreBlock(D d, const AttentionScoresArgs& a, size_t h0, size_t 
   const float* kp[kV];
   const float* qp[kH];
   V acc[kH][kV];
-  HWY_UNROLL(8) for (size_t v = 0; v < kV; ++v) kp[v] = a.k + KeyTileIndex(s0 + v * N, 0, a.head_dim);
+  HWY_UNROLL(8) for (size_t v = 0; v < kV; ++v) {
+    kp[v] = a.k + KeyTileIndex(s0 + v * N, 0, a.head_dim);
+  }
   HWY_UNROLL(8) for (size_t h = 0; h < kH; ++h) {
     qp[h] = a.q + (h0 + h) * a.head_dim;
     HWY_UNROLL(8) for (size_t v = 0; v < kV; ++v) acc[h][v] = hn::Zero(d);

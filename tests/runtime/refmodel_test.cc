@@ -90,9 +90,10 @@ TEST(RefModelTest, HeldOutPassagesMatchTransformers) {
 
 // A context of 700 positions (the attention kernels' key tiles, chunks and prefetch distances
 // many times over), against transformers (scripts/refmodel/long_context_fixture.py): logits at
-// positions around tile and chunk boundaries from batched prefill, the last positions again one token at a time (the decode
-// path reading a ~700-position KV cache), and the greedy continuation. Pools of 1-3 threads
-// cover the split of a KV head's query heads across threads (3 threads, one token, 2 KV heads).
+// positions around tile and chunk boundaries from batched prefill, the last positions again
+// one token at a time (the decode path reading a ~700-position KV cache), and the greedy
+// continuation. Pools of 1-3 threads cover the split of a KV head's query heads across threads
+// (3 threads, one token, 2 KV heads).
 TEST(RefModelTest, LongContextMatchesTransformers) {
   const std::string root = MOE_SOURCE_DIR;
   const auto fx = nlohmann::json::parse(Slurp(root + "/tests/data/refmodel/long_context.json"));

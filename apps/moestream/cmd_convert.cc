@@ -132,7 +132,8 @@ int Convert(int argc, char** argv) {
   // Out-of-range values (negative included) become kUsage in WriteExpertStore.
   in.store_version = static_cast<uint32_t>(std::clamp<int64_t>(store_version, 0, 1 << 30));
   // auto: tiled blocks from version 3 on, where the decode kernels read tiles faster than rows
-  // on this CPU (kernels::TilingPays: f32/bf16/f16 everywhere, q8/q4 on AVX-512).
+  // on this CPU (kernels::TilingPays: f32/bf16/f16 everywhere, q8 on AVX-512 and AVX2, q4 on
+  // AVX-512).
   const kernels::WeightType out_type = quant ? *quant : g.type;
   const bool tiles_pay = kernels::TilingPays(out_type, g.intermediate, g.hidden) &&
                          kernels::TilingPays(out_type, g.hidden, g.intermediate);

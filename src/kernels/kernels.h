@@ -81,9 +81,9 @@ bool HasTileShape(WeightType t, size_t rows, size_t cols);
 // HasTileShape, and for f32, bf16 and f16 the target's f32 vector a divisor of kTileCols (every
 // x86 and Arm NEON target; not SVE wider than 512 bits).
 bool CanTile(WeightType t, size_t rows, size_t cols);
-// What loaders ask: CanTile, and the current target's decode tiles fit the layout: always for
-// f32/bf16/f16; for q8/q4 where the quantized decode tile is kTileRows rows (AVX-512; the
-// 16-register targets use 6, and tiling lost them 10 % prefill).
+// What loaders ask: CanTile, and the current target decodes the tiled layout faster: always for
+// f32/bf16/f16; for q8/q4 where the target has a tiled quantized decode kernel (AVX-512 both,
+// AVX2 q8 only; matmul_qacts.cc DecodeStreams).
 bool TilingPays(WeightType t, size_t rows, size_t cols);
 // Rewrites a row-major matrix in place into the tiled layout; HasTileShape(t, rows, cols) must
 // hold (a byte permutation: any CPU may write a layout another reads).

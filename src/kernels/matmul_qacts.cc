@@ -140,6 +140,28 @@ HWY_INLINE V16 LoadW16(D16 d16, const uint8_t* HWY_RESTRICT blk, size_t k) {
   }
 }
 
+// Register budget of Tile: 2·kR·kT accumulators (acc, s0; s1 is unused and removed on x86) +
+// kT x vectors + 1 weight vector, within 16 vector registers on AVX2/SSE4, 32 on AVX-512.
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+constexpr size_t kDecodeRows = 8, kPrefillRows = 2;
+#else
+constexpr size_t kDecodeRows = 6, kPrefillRows = 1;
+#endif
+constexpr size_t kTokenTile = 4;
+// Prefill over a tiled matrix: kTiledPrefillRows × kTiledTokenTile tiles over row blocks of
+// kTiledBlockRows, each tile prefetching its block group kTiledPrefetchBlocks ahead (0: none).
+// A row's blocks lie kTileRows blocks apart there, which the hardware prefetchers follow poorly;
+// on AVX2 (Zen 3, expert shape 768 × 2048, 1 thread; docs/benchmarks.md, session 16) the row
+// tiles' 1 × 4 read 1.8 GB/s of weights at 16 tokens and 3.9 at 4 against 2.4 and 8.0 row-major,
+// 4 × 2 over single 8-row tiles with the prefetch 2.2 and 7.3 (2 tokens: as fast as row-major).
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+constexpr size_t kTiledPrefillRows = kPrefillRows, kTiledTokenTile = kTokenTile;
+constexpr size_t kTiledBlockRows = 16, kTiledPrefetchBlocks = 0;
+#else
+constexpr size_t kTiledPrefillRows = 4, kTiledTokenTile = 2;
+constexpr size_t kTiledBlockRows = kTileRows, kTiledPrefetchBlocks = 4;
+#endif
+
 template <size_t kR, size_t kT, WeightType kW, bool kTiled>
 HWY_INLINE void Tile(const QAArgs& a, size_t r, size_t t) {
   const D16 d16;
@@ -170,6 +192,12 @@ HWY_INLINE void Tile(const QAArgs& a, size_t r, size_t t) {
   const uint8_t* next = a.w + (r + kR) * a.row_bytes;
   for (size_t b = 0; b < a.n_blocks; ++b) {
     if constexpr (kT == 1 && !kTiled) PrefetchL2(next + b * kR * bb, kR * bb);
+    if constexpr (kTiled && kT > 1 && kTiledPrefetchBlocks > 0) {
+      // The whole block group (all kTileRows rows of block b + distance) of r's tile.
+      if (b + kTiledPrefetchBlocks < a.n_blocks) {
+        PrefetchL2(w[0] - (r % kTileRows) * bb + (b + kTiledPrefetchBlocks) * bs, bs);
+      }
+    }
     V32 s0[kR][kT], s1[kR][kT];
     MOE_UNROLL
     for (size_t i = 0; i < kR; ++i) {
@@ -210,27 +238,27 @@ HWY_INLINE void Tile(const QAArgs& a, size_t r, size_t t) {
   }
 }
 
-// Register budget of Tile: 2·kR·kT accumulators (acc, s0; s1 is unused and removed on x86) +
-// kT x vectors + 1 weight vector, within 16 vector registers on AVX2/SSE4, 32 on AVX-512.
+// Decode of a tiled matrix: DecodeStreams<kW>() tiles from far-apart parts of the row range per
+// pass (simd-inl.h ForEachTiledDecodePass), as matmul.cc does. Within each block the streams run
+// one after another with the same x; each row's sequence is Tile's, so results are
+// bit-identical. 4 streams hold 32 accumulators + one tile's 8 block sums + x + w, more than
+// AVX-512's 32 registers, and still stream fastest: q8 lm_head shape (decode_stream_bench --type
+// q8 --layout tiles, 2 threads, Zen 5) 1 stream 75-83 % of the memory probe, 2: 83-97 %, 4:
+// 84-101 % (docs/benchmarks.md, session 14). On AVX2 (16 registers: the accumulators spill to
+// L1, touched once per block) q8 with 3 streams read 91-110 % of the probe against 79-87 % for
+// the 6-row row-major tiles, 5 rounds of 5 on Zen 3 (session 16); q4, bound by its unpacking,
+// lost (63-82 % against 71-89 %) and stays row-major there. 0: no tiled decode kernel (a tiled
+// matrix then runs the row tiles, which read its 8-row tiles kDecodeRows rows at a time).
+template <WeightType kW>
+constexpr size_t DecodeStreams() {
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
-constexpr size_t kDecodeRows = 8, kPrefillRows = 2;
+  return 4;
+#elif HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+  return kW == WeightType::kQ8 ? 3 : 0;
 #else
-constexpr size_t kDecodeRows = 6, kPrefillRows = 1;
+  return 0;
 #endif
-constexpr size_t kTokenTile = 4;
-
-// Decode of a tiled matrix: kDecodeStreams tiles from far-apart parts of the row range per pass
-// (simd-inl.h ForEachTiledDecodePass), as matmul.cc does. Within each block the streams run one
-// after another with the same x; each row's sequence is Tile's, so results are bit-identical.
-// 4 streams hold 32 accumulators + one tile's 8 block sums + x + w, more than AVX-512's 32
-// registers, and still stream fastest: q8 lm_head shape (decode_stream_bench --type q8 --layout
-// tiles, 2 threads, Zen 5) 1 stream 75-83 % of the memory probe, 2: 83-97 %, 4: 84-101 %
-// (docs/benchmarks.md, session 14). q4 is bound by its unpacking (57-63 % either way).
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
-constexpr size_t kDecodeStreams = 4;
-#else
-constexpr size_t kDecodeStreams = 1;  // 16 registers: the 6-row decode tile does not tile
-#endif
+}
 
 template <size_t kS, WeightType kW>
 HWY_INLINE void TiledDecodeStreams(const QAArgs& a, const size_t (&r)[kS]) {
@@ -288,22 +316,28 @@ void MatMulQA(const QAArgs& a, bool tiled, size_t n_tokens, size_t row_begin, si
   const auto tile = [&]<size_t kR, size_t kT, bool kTiled>(size_t r, size_t t) HWY_ATTR {
     Tile<kR, kT, kW, kTiled>(a, r, t);
   };
-  if (kDecodeStreams > 1 && tiled && n_tokens == 1) {
-    ForEachTiledDecodePass<kDecodeStreams>(
-        row_begin, row_end,
-        [&](const size_t (&r)[kDecodeStreams]) HWY_ATTR {
-          TiledDecodeStreams<kDecodeStreams, kW>(a, r);
-        },
-        tile);
-    return;
+  constexpr size_t kS = DecodeStreams<kW>();
+  if constexpr (kS > 0) {
+    if (tiled && n_tokens == 1) {
+      ForEachTiledDecodePass<kS>(
+          row_begin, row_end,
+          [&](const size_t (&r)[kS]) HWY_ATTR { TiledDecodeStreams<kS, kW>(a, r); }, tile);
+      return;
+    }
   }
-  ForEachTileOf<kDecodeRows, kPrefillRows, kTokenTile, kPrefillRows, kTokenTile>(
+  ForEachTileOf<kDecodeRows, kPrefillRows, kTokenTile, kTiledPrefillRows, kTiledTokenTile,
+                kTiledBlockRows>(
       tiled, n_tokens, row_begin, row_end, tile);
 }
 
 }  // namespace
 
-size_t QuantDecodeRowsImpl() { return kDecodeRows; }
+// Whether decode reads a tiled matrix of type t faster than a row-major one: where a tiled
+// decode kernel exists for it.
+bool QuantTilingPaysImpl(WeightType t) {
+  return t == WeightType::kQ8 ? DecodeStreams<WeightType::kQ8>() > 0
+                              : DecodeStreams<WeightType::kQ4>() > 0;
+}
 
 void MatMulQuantizedActsImpl(const WeightView& w, const int16_t* xq, const float* xd,
                              size_t n_tokens, float* y, size_t y_stride, size_t row_begin,
@@ -327,7 +361,7 @@ namespace moe::kernels {
 
 HWY_EXPORT(QuantizeActsImpl);
 HWY_EXPORT(MatMulQuantizedActsImpl);
-HWY_EXPORT(QuantDecodeRowsImpl);
+HWY_EXPORT(QuantTilingPaysImpl);
 
 [[maybe_unused]] static const bool kTargetFromEnv = ApplyTargetFromEnv();
 
@@ -338,7 +372,7 @@ void QuantizeActs(const float* x, size_t n_tokens, size_t x_stride, size_t cols,
 
 bool TilingPays(WeightType t, size_t rows, size_t cols) {
   return CanTile(t, rows, cols) &&
-         (!IsQuantized(t) || HWY_DYNAMIC_DISPATCH(QuantDecodeRowsImpl)() % kTileRows == 0);
+         (!IsQuantized(t) || HWY_DYNAMIC_DISPATCH(QuantTilingPaysImpl)(t));
 }
 
 void MatMulQuantizedActs(const WeightView& w, const int16_t* xq, const float* xd, size_t n_tokens,

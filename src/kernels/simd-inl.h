@@ -86,10 +86,11 @@ HWY_INLINE float ReduceSum(DF df, VF v) { return hn::GetLane(hn::SumOfLanes(df, 
 // The tile schedule of every MatMul kernel (float, quantized, quantized-activation). `tile` is
 // a generic lambda, called as tile.template operator()<kR, kT>(r, t) for rows [r, r + kR) and
 // tokens [t, t + kT). Rows go in tiles of kR and then one at a time. Decode (one token) runs
-// kDecodeR-row tiles over the whole range. Prefill keeps row blocks of 16 outermost so that a
+// kDecodeR-row tiles over the whole range. Prefill keeps row blocks outermost so that a
 // block's weights stay in L1/L2 while every token tile (kPrefillR rows × kTokenT tokens)
-// reuses them; the tokens left over run one at a time.
-template <size_t kDecodeR, size_t kPrefillR, size_t kTokenT, class TileFn>
+// reuses them (kBlockRows rows: 16 unless given); the tokens left over run one at a time.
+template <size_t kDecodeR, size_t kPrefillR, size_t kTokenT, size_t kBlockRows = 16,
+          class TileFn>
 HWY_INLINE void ForEachTile(size_t n_tokens, size_t row_begin, size_t row_end,
                             const TileFn& tile) {
   const auto rows = [&]<size_t kR, size_t kT>(size_t rb, size_t re, size_t t) HWY_ATTR {
@@ -101,7 +102,6 @@ HWY_INLINE void ForEachTile(size_t n_tokens, size_t row_begin, size_t row_end,
     rows.template operator()<kDecodeR, 1>(row_begin, row_end, 0);
     return;
   }
-  constexpr size_t kBlockRows = 16;
   for (size_t rb = row_begin; rb < row_end; rb += kBlockRows) {
     const size_t re = HWY_MIN(row_end, rb + kBlockRows);
     size_t t = 0;
@@ -154,11 +154,11 @@ constexpr size_t QuantBlockStride(size_t block_bytes) {
 // tile.template operator()<kR, kT, kTiled>(r, t), and tiled matrices take kTiledPrefillR ×
 // kTiledTokenT prefill tiles (a whole 8-row tile per pass, see matmul.cc).
 template <size_t kDecodeR, size_t kPrefillR, size_t kTokenT, size_t kTiledPrefillR,
-          size_t kTiledTokenT, class TileFn>
+          size_t kTiledTokenT, size_t kTiledBlockRows = 16, class TileFn>
 HWY_INLINE void ForEachTileOf(bool tiled, size_t n_tokens, size_t row_begin, size_t row_end,
                               const TileFn& tile) {
   if (tiled) {
-    ForEachTile<kDecodeR, kTiledPrefillR, kTiledTokenT>(
+    ForEachTile<kDecodeR, kTiledPrefillR, kTiledTokenT, kTiledBlockRows>(
         n_tokens, row_begin, row_end, [&]<size_t kR, size_t kT>(size_t r, size_t t) HWY_ATTR {
           tile.template operator()<kR, kT, true>(r, t);
         });

@@ -165,7 +165,7 @@ TEST_P(QuantActsMatMulTest, BitIdenticalAcrossTokenCountsRowRangesAndThreads) {
 // row-major ones, for decode and prefill token counts and row ranges inside tiles; any cols.
 TEST_P(QuantActsMatMulTest, TiledLayoutIsBitIdenticalToRowMajor) {
   // 24 and 104 rows: 3 and 13 tiles, decode passes of several tiles with parts of unequal
-  // length (kDecodeStreams), and single tiles.
+  // length (matmul_qacts.cc DecodeStreams), and single tiles.
   for (auto [rows, cols] : {std::pair<size_t, size_t>{24, 32}, {24, 67}, {24, 2048}, {104, 67}}) {
     const size_t max_tokens = 9;
     ASSERT_TRUE(CanTile(type(), rows, cols));

@@ -152,7 +152,8 @@ constexpr size_t QuantBlockStride(size_t block_bytes) {
 
 // ForEachTile over a row-major or tiled (kernels.h) matrix: `tile` is called as
 // tile.template operator()<kR, kT, kTiled>(r, t), and tiled matrices take kTiledPrefillR ×
-// kTiledTokenT prefill tiles (a whole 8-row tile per pass, see matmul.cc).
+// kTiledTokenT prefill tiles over row blocks of kTiledBlockRows (matmul.cc: a whole 8-row tile
+// per pass; matmul_qacts.cc on 16-register targets: 4 × 2 over single tiles).
 template <size_t kDecodeR, size_t kPrefillR, size_t kTokenT, size_t kTiledPrefillR,
           size_t kTiledTokenT, size_t kTiledBlockRows = 16, class TileFn>
 HWY_INLINE void ForEachTileOf(bool tiled, size_t n_tokens, size_t row_begin, size_t row_end,

@@ -19,23 +19,21 @@
 namespace moe {
 
 class RouterLookahead {
-public:
-  RouterLookahead(const ModelWeights &w, const RouterOptions &router,
-                  int64_t max_batch);
+ public:
+  RouterLookahead(const ModelWeights& w, const RouterOptions& router, int64_t max_batch);
   // xn: [n, hidden] f32 rows (post-attention-norm of `layer`). No-op when no
   // MoE layer follows.
-  void Hint(int64_t layer, const float *xn, int64_t n,
-            ExpertProvider &provider);
+  void Hint(int64_t layer, const float* xn, int64_t n, ExpertProvider& provider);
 
-private:
-  const ModelWeights &w_;
+ private:
+  const ModelWeights& w_;
   RouterOptions router_;
-  std::vector<int64_t> next_moe_; // [layer] → next MoE layer after it, or -1
-  std::vector<float> logits_;     // [E]
-  std::vector<int32_t> idx_;      // [k]
-  std::vector<float> wts_;        // [k]
-  std::vector<float> score_;      // [E] routing weight summed over the rows
-  std::vector<int32_t> set_;      // [E] predicted experts, most likely first
+  std::vector<int64_t> next_moe_;  // [layer] → next MoE layer after it, or -1
+  std::vector<float> logits_;      // [E]
+  std::vector<int32_t> idx_;       // [k]
+  std::vector<float> wts_;         // [k]
+  std::vector<float> score_;       // [E] routing weight summed over the rows
+  std::vector<int32_t> set_;       // [E] predicted experts, most likely first
 };
 
-} // namespace moe
+}  // namespace moe

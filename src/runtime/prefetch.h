@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-// Router lookahead: after layer L's attention, apply the NEXT MoE layer's
-// router to the current normalised hidden rows, take the union of the per-token
-// top-k, most likely first (routing weight summed over the rows), and Hint() it
-// to the expert provider so the cache starts those reads while layer L's
-// experts compute. The prediction only decides what is loaded early, never what
-// is computed, so logits stay bit-identical. Precision/recall of the predicted
-// sets are counted by the cache (CacheStats). Owns its scratch (allocated at
-// construction; Hint allocates nothing). Not thread-safe: one per Session.
+// Router lookahead: after layer L's attention, apply the NEXT MoE layer's router to the current
+// normalised hidden rows, take the union of the per-token top-k, most likely first (routing
+// weight summed over the rows), and Hint() it to the expert provider so the cache starts those
+// reads while layer L's experts compute. The prediction only decides what is loaded early, never
+// what is computed, so logits stay bit-identical.
+// Precision/recall of the predicted sets are counted by the cache (CacheStats).
+// Owns its scratch (allocated at construction; Hint allocates nothing). Not thread-safe: one per
+// Session.
 #pragma once
 
 #include <cstdint>
@@ -21,8 +21,7 @@ namespace moe {
 class RouterLookahead {
  public:
   RouterLookahead(const ModelWeights& w, const RouterOptions& router, int64_t max_batch);
-  // xn: [n, hidden] f32 rows (post-attention-norm of `layer`). No-op when no
-  // MoE layer follows.
+  // xn: [n, hidden] f32 rows (post-attention-norm of `layer`). No-op when no MoE layer follows.
   void Hint(int64_t layer, const float* xn, int64_t n, ExpertProvider& provider);
 
  private:

@@ -38,6 +38,16 @@ void ModelFlags::RegisterExpertFlags(Flags& f) {
              return Status::Ok();
            },
            "expert cache replacement: lru (default), lfu, layer", "POLICY");
+  f.Custom("cache-fill",
+           [this](const std::string& v) -> Status {
+             if (v != "on" && v != "off") {
+               return Error(StatusCode::kUsage, "--cache-fill '{}': expected on or off", v);
+             }
+             engine.cache_fill = v == "on";
+             return Status::Ok();
+           },
+           "while the expert cache has free slots, read the most requested experts not yet "
+           "cached in the background, below every other read: on (default) or off", "MODE");
   f.Custom("dense-quant",
            [this](const std::string& v) -> Status {
              if (v == "q8") {

@@ -17,7 +17,9 @@ all compute:
   T = head / memory + bound of one layer without prediction
       + (L − 1) · max((layer dense + experts) / memory, layer reads / device).
 All three count the bytes a token needs: bytes read minus those a prefetch read and nobody used
-(--prefetch's wrong guesses), so speculation cannot lower its own bar.
+(--prefetch's wrong guesses), so speculation cannot lower its own bar, and minus every read of
+the background fill (--cache-fill: its blocks used later are hits, its reads are not counted),
+which can only raise the bar.
   moestream bench ... --measure-memory | roofline.py SOURCE DEVICE_GB_S"""
 import json
 import sys
@@ -32,7 +34,8 @@ def main():
     j = json.load(sys.stdin)
     src, dev = sys.argv[1], float(sys.argv[2])
     mem = j["measured_memory_gb_s"] * 1e9 / j["weight_bytes_per_decode_token"]
-    per_tok = j["bytes_read_per_token"] - j.get("prefetch_unused_bytes_per_token", 0)
+    per_tok = (j["bytes_read_per_token"] - j.get("prefetch_unused_bytes_per_token", 0) -
+               j.get("fill_bytes_per_token", 0))
     disk = dev * 1e9 / per_tok if per_tok > 0 else float("inf")
     roof = min(mem, disk)
     share = j["decode_tok_s"] / roof if roof > 0 else 0

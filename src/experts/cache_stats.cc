@@ -19,11 +19,12 @@ std::string LayerJson(const LayerCacheStats& s) {
       "{{\"hits\":{},\"joins\":{},\"misses\":{},\"evictions\":{},\"bytes_read\":{},"
       "\"read_ms\":{:.3f},\"read_gb_per_s\":{:.3f},\"wait_ms\":{:.3f},\"prefetch_issued\":{},"
       "\"prefetch_used\":{},\"prefetch_cancelled\":{},\"prefetch_skipped\":{},"
-      "\"prefetch_precision\":{:.4f},\"prefetch_recall\":{:.4f}}}",
+      "\"prefetch_precision\":{:.4f},\"prefetch_recall\":{:.4f},\"fill_issued\":{},"
+      "\"fill_used\":{}}}",
       s.hits, s.joins, s.misses, s.evictions, s.bytes_read, s.read_ns / 1e6,
       Ratio(s.bytes_read, s.read_ns), s.wait_ns / 1e6, s.prefetch_issued, s.prefetch_used,
       s.prefetch_cancelled, s.prefetch_skipped, Ratio(s.predicted_and_actual, s.predicted),
-      Ratio(s.predicted_and_actual, s.actual));
+      Ratio(s.predicted_and_actual, s.actual), s.fill_issued, s.fill_used);
 }
 
 // Every counter of LayerCacheStats, for Add and Sub.
@@ -35,7 +36,8 @@ constexpr uint64_t LayerCacheStats::*kCounters[] = {
     &LayerCacheStats::prefetch_used,  &LayerCacheStats::prefetch_cancelled,
     &LayerCacheStats::prefetch_skipped,
     &LayerCacheStats::predicted,      &LayerCacheStats::actual,
-    &LayerCacheStats::predicted_and_actual};
+    &LayerCacheStats::predicted_and_actual,
+    &LayerCacheStats::fill_issued,    &LayerCacheStats::fill_used};
 static_assert(sizeof(kCounters) / sizeof(kCounters[0]) * sizeof(uint64_t) ==
                   sizeof(LayerCacheStats),
               "a LayerCacheStats counter is missing from kCounters");
@@ -66,6 +68,9 @@ std::string CacheStats::Summary() const {
                      t.prefetch_issued, t.prefetch_used, t.prefetch_cancelled, t.prefetch_skipped,
                      100.0 * Ratio(t.predicted_and_actual, t.predicted),
                      100.0 * Ratio(t.predicted_and_actual, t.actual));
+  }
+  if (t.fill_issued > 0) {
+    s += fmt::format("; fill read {}, used {}", t.fill_issued, t.fill_used);
   }
   return s;
 }

@@ -44,6 +44,18 @@ Result<std::unique_ptr<ExpertCache>> ExpertCache::Create(const ExpertSource& sou
   MOE_ASSIGN_OR_RETURN(c->policy_, MakeCachePolicy(c->universe_, opts.policy));
   c->loader_ = std::make_unique<Loader>(source, static_cast<LoadSink&>(*c), opts.io_threads, n,
                                         opts.io_depth);
+  if (opts.fill) {
+    for (int32_t e = 0; e < c->universe_.n_experts; ++e) {
+      for (int32_t l = 0; l < c->universe_.n_layers; ++l) {
+        if (source.has_experts(l)) {
+          c->fill_order_.push_back(static_cast<uint32_t>(c->universe_.Index({l, e})));
+        }
+      }
+    }
+    if (n < c->fill_order_.size()) c->fill_reserve_ = 2 * need;  // evictions will come
+    std::lock_guard<std::mutex> lock(c->mu_);
+    c->FillLocked();
+  }
   return c;
 }
 
@@ -57,10 +69,16 @@ ExpertCache::ExpertCache(const ExpertSource& source, const ExpertCacheOptions& o
 }
 
 ExpertCache::~ExpertCache() {
+  {
+    // A read ending while the loader goes must not top the fill up (loader_ is null then).
+    std::lock_guard<std::mutex> lock(mu_);
+    fill_stopped_ = true;
+  }
   loader_.reset();  // joins the I/O threads before the arena goes
 }
 
-uint32_t ExpertCache::StartLoadLocked(ExpertKey key, bool prefetch) {
+uint32_t ExpertCache::StartLoadLocked(ExpertKey key, LoadPriority priority) {
+  const bool prefetch = priority != LoadPriority::kDemand;
   uint32_t s = kNoSlot;
   if (!free_.empty()) {
     s = free_.back();
@@ -81,15 +99,31 @@ uint32_t ExpertCache::StartLoadLocked(ExpertKey key, bool prefetch) {
   slot.state = SlotState::kLoading;
   slot.key = key;
   slot.prefetched = prefetch;
+  slot.fill = slot.fill_read = priority == LoadPriority::kBackground;
   slot.started = !prefetch;
   slot.cancelled = false;
   slot.error = Status::Ok();
   map_[universe_.Index(key)] = s;
   policy_->OnInsert(key);
   LoadJob job{key.layer, key.expert, s, arena_.get() + static_cast<uint64_t>(s) * slot_bytes_};
-  MOE_CHECK(loader_->Submit(job, prefetch ? LoadPriority::kSpeculative : LoadPriority::kDemand),
-            "loader queue larger than the slot count");
+  MOE_CHECK(loader_->Submit(job, priority), "loader queue larger than the slot count");
   return s;
+}
+
+void ExpertCache::FillLocked() {
+  if (fill_stopped_) return;
+  while (fill_in_flight_ < kFillReads && free_.size() > fill_reserve_) {
+    // One walk through the order: an expert passed (cached then, or filled) is not revisited
+    // when it is evicted or dropped later.
+    while (fill_next_ < fill_order_.size() && map_[fill_order_[fill_next_]] != kNoSlot) {
+      ++fill_next_;
+    }
+    if (fill_next_ == fill_order_.size()) return;
+    const ExpertKey key = universe_.Key(fill_order_[fill_next_++]);
+    StartLoadLocked(key, LoadPriority::kBackground);  // a free slot: cannot fail
+    ++fill_in_flight_;
+    ++LayerStats(key.layer).fill_issued;
+  }
 }
 
 uint32_t ExpertCache::TryAcquire(ExpertKey key) {
@@ -105,13 +139,13 @@ uint32_t ExpertCache::TryAcquire(ExpertKey key) {
       ++st.joins;
     }
     if (slot.prefetched) {
-      ++st.prefetch_used;
-      slot.prefetched = false;
+      ++(slot.fill ? st.fill_used : st.prefetch_used);
+      slot.prefetched = slot.fill = false;
       // Someone waits for it now: a speculative read still queued goes to the demand queue.
       if (!slot.started) loader_->Promote(s);
     }
   } else {
-    s = StartLoadLocked(key, false);
+    s = StartLoadLocked(key, LoadPriority::kDemand);
     if (s == kNoSlot) return kNoSlot;
     ++st.misses;
   }
@@ -181,8 +215,15 @@ void ExpertCache::Release(uint32_t s) {
 void ExpertCache::Prefetch(ExpertKey key) {
   std::lock_guard<std::mutex> lock(mu_);
   policy_->OnHint(key);
-  if (map_[universe_.Index(key)] != kNoSlot) return;
-  if (StartLoadLocked(key, true) != kNoSlot) ++LayerStats(key.layer).prefetch_issued;
+  const uint32_t s = map_[universe_.Index(key)];
+  if (s != kNoSlot) {
+    // Queued by the fill: predicted now, so it goes before the other fill reads.
+    if (slots_[s].fill && !slots_[s].started) loader_->Promote(s, LoadPriority::kSpeculative);
+    return;
+  }
+  if (StartLoadLocked(key, LoadPriority::kSpeculative) != kNoSlot) {
+    ++LayerStats(key.layer).prefetch_issued;
+  }
 }
 
 void ExpertCache::CancelPrefetch(ExpertKey key) {
@@ -190,7 +231,7 @@ void ExpertCache::CancelPrefetch(ExpertKey key) {
   const uint32_t s = map_[universe_.Index(key)];
   if (s == kNoSlot) return;
   Slot& slot = slots_[s];
-  if (!slot.prefetched || slot.started || slot.pins > 0) return;
+  if (!slot.prefetched || slot.fill || slot.started || slot.pins > 0) return;
   // Forget the key now (a later request reads it afresh); the loader frees the slot when it
   // reaches the job (ShouldStart).
   slot.cancelled = true;
@@ -219,6 +260,11 @@ void ExpertCache::OnLoaded(const LoadJob& job, Status status, uint64_t read_ns) 
     Slot& slot = slots_[job.slot];
     LayerCacheStats& st = LayerStats(job.layer);
     st.read_ns += read_ns;
+    if (slot.fill_read) {
+      slot.fill_read = false;
+      --fill_in_flight_;
+      fill_stopped_ |= !status.ok();  // a failing device gets no more background reads
+    }
     if (status.ok()) {
       slot.state = SlotState::kReady;
       st.bytes_read += source_.dst_bytes();
@@ -232,6 +278,7 @@ void ExpertCache::OnLoaded(const LoadJob& job, Status status, uint64_t read_ns) 
       slot.error = std::move(status);
       if (slot.pins == 0) FreeLocked(job.slot);
     }
+    FillLocked();
   }
   ready_cv_.notify_all();
 }

@@ -37,6 +37,11 @@ struct ExpertCacheOptions {
   size_t io_depth = 0;          // device reads at once (Loader's device_reads); 0 = io_threads
   int64_t top_k = 1;            // a budget below top_k slots is refused (kUsage)
   int64_t wait_timeout_ms = 120000;  // bound on any wait for a read or a free slot
+  // Fill: while slots are free, keep kFillReads background reads of experts not yet cached in
+  // flight, expert by expert across the layers ((layer 0, expert 0), (1, 0), …, (0, 1), …), at
+  // the lowest priority (Loader: kBackground). It never evicts; unless the cache holds every
+  // expert it leaves 2 × top_k slots free; it stops for good at its first failed read.
+  bool fill = false;
 };
 
 struct LayerCacheStats {
@@ -52,6 +57,8 @@ struct LayerCacheStats {
   uint64_t prefetch_cancelled = 0;  // dropped before their read started (wrong predictions)
   uint64_t prefetch_skipped = 0;  // predicted but not read: the layer's recent precision was low
   uint64_t predicted = 0, actual = 0, predicted_and_actual = 0;  // lookahead precision/recall
+  uint64_t fill_issued = 0;  // background reads into free slots (ExpertCacheOptions::fill)
+  uint64_t fill_used = 0;    // filled blocks later requested
   void Add(const LayerCacheStats& o);
   void Sub(const LayerCacheStats& o);  // o's counters taken out (o counted before this)
   // Reads a prefetch completed that no request used (yet): the speculative bytes wasted.
@@ -132,7 +139,9 @@ class ExpertCache final : private LoadSink {
   enum class SlotState : uint8_t { kEmpty, kLoading, kReady, kFailed };
   struct Slot {
     SlotState state = SlotState::kEmpty;
-    bool prefetched = false;  // loaded by Prefetch and not requested since
+    bool prefetched = false;  // loaded by Prefetch or the fill and not requested since
+    bool fill = false;        // ... by the fill (prefetched is set too)
+    bool fill_read = false;   // the fill's read has not ended (counted in fill_in_flight_)
     bool started = false;     // the read began (Loader asked ShouldStart, or a demand read)
     bool cancelled = false;   // CancelPrefetch: dropped when the loader reaches it
     int32_t pins = 0;
@@ -143,8 +152,12 @@ class ExpertCache final : private LoadSink {
   ExpertCache(const ExpertSource& source, const ExpertCacheOptions& opts);
   bool ShouldStart(const LoadJob& job) override;
   void OnLoaded(const LoadJob& job, Status status, uint64_t read_ns) override;
-  // With mu_ held: a slot for `key` (free or evicted), or kNoSlot; issues its read.
-  uint32_t StartLoadLocked(ExpertKey key, bool prefetch);
+  // With mu_ held: a slot for `key` (free or evicted), or kNoSlot; issues its read (kDemand:
+  // a request; kSpeculative: Prefetch; kBackground: the fill, which passes only free slots).
+  uint32_t StartLoadLocked(ExpertKey key, LoadPriority priority);
+  // With mu_ held: tops the fill up to kFillReads reads (ExpertCacheOptions::fill).
+  void FillLocked();
+  static constexpr size_t kFillReads = 2;
   void FreeLocked(uint32_t slot);
   LayerCacheStats& LayerStats(int32_t layer) { return stats_[static_cast<size_t>(layer)]; }
 
@@ -165,6 +178,11 @@ class ExpertCache final : private LoadSink {
   std::unique_ptr<CachePolicy> policy_;
   std::vector<LayerCacheStats> stats_;
   uint64_t read_errors_ = 0;
+  std::vector<uint32_t> fill_order_;  // universe indices with experts, expert by expert
+  size_t fill_next_ = 0;              // fill_order_[0, fill_next_) are cached or were
+  size_t fill_reserve_ = 0;           // free slots the fill leaves
+  size_t fill_in_flight_ = 0;
+  bool fill_stopped_ = false;         // a fill read failed
   std::unique_ptr<Loader> loader_;    // last: its threads stop before the rest is destroyed
 };
 

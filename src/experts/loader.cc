@@ -16,6 +16,7 @@ Loader::Loader(const ExpertSource& source, LoadSink& sink, size_t n_threads, siz
       max_speculative_(std::max<size_t>(1, std::min(n_threads, device_reads_) / 2)) {
   demand_.ring.resize(std::max<size_t>(1, max_queued));
   speculative_.ring.resize(demand_.ring.size());
+  background_.ring.resize(demand_.ring.size());
   for (size_t i = 0; i < std::max<size_t>(1, n_threads); ++i) threads_.emplace_back([this] { Run(); });
 }
 
@@ -55,20 +56,25 @@ bool Loader::Queue::Remove(uint32_t slot, LoadJob* out) {
 bool Loader::Submit(const LoadJob& job, LoadPriority priority) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    Queue& q = priority == LoadPriority::kDemand ? demand_ : speculative_;
+    Queue& q = priority == LoadPriority::kDemand        ? demand_
+               : priority == LoadPriority::kSpeculative ? speculative_
+                                                        : background_;
     if (!q.Push(job)) return false;
   }
   cv_.notify_one();
   return true;
 }
 
-bool Loader::Promote(uint32_t slot) {
+bool Loader::Promote(uint32_t slot, LoadPriority to) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     LoadJob job;
-    if (!speculative_.Remove(slot, &job)) return false;
-    // Capacity: the two queues together never hold more than max_queued jobs (one per slot).
-    MOE_CHECK(demand_.Push(job), "loader queue larger than the slot count");
+    const bool found = (to == LoadPriority::kDemand && speculative_.Remove(slot, &job)) ||
+                       (to != LoadPriority::kBackground && background_.Remove(slot, &job));
+    if (!found) return false;
+    // Capacity: the queues together never hold more than max_queued jobs (one per slot).
+    MOE_CHECK((to == LoadPriority::kDemand ? demand_ : speculative_).Push(job),
+              "loader queue larger than the slot count");
   }
   cv_.notify_one();
   return true;
@@ -84,14 +90,11 @@ void Loader::Run() {
       // the disk's idle time and never shares the device with a read someone waits for), and
       // at most half the threads (and device turns) take one, so a new demand read finds a
       // free thread and a free turn.
-      cv_.wait(lock, [&] {
-        if (stop_ || demand_.count > 0) return true;
-        return speculative_.count > 0 && demand_in_flight_ == 0 &&
-               spec_in_flight_ < max_speculative_;
-      });
+      Queue* q = nullptr;
+      cv_.wait(lock, [&] { return stop_ || (q = NextQueue()) != nullptr; });
       if (stop_) return;  // queued jobs are dropped: only the owner's destructor stops us
-      speculative = demand_.count == 0;
-      job = speculative ? speculative_.Pop() : demand_.Pop();
+      speculative = q != &demand_;
+      job = q->Pop();
       // Counted in flight from here (a speculative job the sink drops ends its busy period at
       // once), so busy_ns never has a gap between a pop and its read.
       Account(std::chrono::steady_clock::now());
@@ -115,13 +118,20 @@ void Loader::Run() {
   }
 }
 
+Loader::Queue* Loader::NextQueue() {
+  if (demand_.count > 0) return &demand_;
+  if (demand_in_flight_ > 0 || spec_in_flight_ >= max_speculative_) return nullptr;
+  if (speculative_.count > 0) return &speculative_;
+  return background_.count > 0 ? &background_ : nullptr;
+}
+
 void Loader::EndRead(std::chrono::steady_clock::time_point now, bool speculative) {
   bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     Account(now);
     --(speculative ? spec_in_flight_ : demand_in_flight_);
-    wake = speculative_.count > 0;  // a waiting speculative job may be allowed now
+    wake = speculative_.count + background_.count > 0;  // a waiting one may be allowed now
   }
   if (wake) cv_.notify_all();
 }

@@ -37,8 +37,10 @@ class LoadSink {
 
 // Demand reads are waited on now; speculative ones (prefetch) run only while no demand read is
 // queued or in flight, on at most half the threads (and half the device turns), and may be
-// dropped before they start (LoadSink::ShouldStart).
-enum class LoadPriority : uint8_t { kDemand, kSpeculative };
+// dropped before they start (LoadSink::ShouldStart). Background ones (cache fill) run like
+// speculative ones, and only while no speculative read is queued either; they share its
+// threads and turns.
+enum class LoadPriority : uint8_t { kDemand, kSpeculative, kBackground };
 
 class Loader {
  public:
@@ -56,9 +58,10 @@ class Loader {
   // Queues a read; never blocks on I/O. Returns false only when max_queued jobs are waiting
   // (a caller bug: the cache sizes the queue to its slots).
   bool Submit(const LoadJob& job, LoadPriority priority = LoadPriority::kDemand);
-  // Moves the queued speculative job for `slot` behind the queued demand jobs (someone now
-  // waits for it). False when it is not queued (already started or dropped).
-  bool Promote(uint32_t slot);
+  // Moves the queued speculative or background job for `slot` behind the queued jobs of
+  // priority `to` (kDemand: someone now waits for it). False when it is not queued at a lower
+  // priority (already started, dropped, or queued at `to` or above).
+  bool Promote(uint32_t slot, LoadPriority to = LoadPriority::kDemand);
   size_t n_threads() const { return threads_.size(); }
   size_t device_reads() const { return device_reads_; }
   // Wall time, since construction, during which at least one read was in flight (the current
@@ -94,8 +97,13 @@ class Loader {
     LoadJob Pop();
     bool Remove(uint32_t slot, LoadJob* out);  // keeps the others' order
   };
-  Queue demand_, speculative_;
-  size_t demand_in_flight_ = 0, spec_in_flight_ = 0;  // guarded by mu_
+  Queue demand_, speculative_, background_;
+  // The queue a free thread takes its next job from (mu_ held), or nullptr: demand first;
+  // speculative and then background ones only while no demand read is queued or in flight and
+  // fewer than max_speculative_ of them are in flight.
+  Queue* NextQueue();
+  // Guarded by mu_; spec_in_flight_ counts speculative and background reads.
+  size_t demand_in_flight_ = 0, spec_in_flight_ = 0;
   size_t InFlight() const { return demand_in_flight_ + spec_in_flight_; }  // mu_ held
   // Adds the time since the last change of InFlight() to its bucket; called (mu_ held) right
   // before each change.

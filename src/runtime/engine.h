@@ -57,6 +57,9 @@ struct EngineOptions {
   // kAuto (default) reads a layer's hints while its recent lookahead precision is at least
   // kAutoPrefetchMinPrecision (ExpertCache::NewProvider), and only judges them otherwise.
   PrefetchMode prefetch = PrefetchMode::kAuto;
+  // --cache-fill: ExpertCacheOptions::fill (free slots filled in the background). Decides only
+  // what is read when, never what is computed.
+  bool cache_fill = true;
   // Bound on any wait for an expert read or a free cache slot; a stalled disk then fails the
   // request with an error naming the layer and expert instead of hanging it (F12).
   int64_t io_timeout_ms = 120000;

@@ -35,6 +35,7 @@ Status Engine::OpenExperts() {
   co.top_k = top_k();
   co.policy.kind = opts_.cache_policy;
   co.io_threads = static_cast<size_t>(opts_.io_threads);
+  co.fill = opts_.cache_fill;
   if (opts_.io_depth < 0 || opts_.io_depth > 16) {
     return Error(StatusCode::kUsage, "--io-depth {}: expected 0..16", opts_.io_depth);
   }

@@ -136,15 +136,16 @@ TEST_F(AnalysisCliTest, LossyKnobsWarnAndChangePerplexity) {
 }
 
 // The runtime's LRU cache counts exactly what cache-sim replays from the same run's trace
-// (demand reads only: the simulator does not model --prefetch).
+// (demand reads only: the simulator models neither --prefetch nor --cache-fill).
 TEST_F(AnalysisCliTest, RuntimeHitsMatchSimulator) {
   for (const int slots : {6, 40}) {
     for (const int batch : {1, 32}) {
       SCOPED_TRACE(::testing::Message() << slots << " slots, batch " << batch);
       CliResult r = Run({"perplexity", text_, "--model", kModel, "--expert-cache",
                          std::to_string(slots * 96) + "K", "--cache-policy", "lru", "--batch",
-                         std::to_string(batch), "--prefetch", "off", "--stats-json",
-                         dir_ + "/stats.json", "--trace-out", dir_ + "/trace.jsonl"});
+                         std::to_string(batch), "--prefetch", "off", "--cache-fill", "off",
+                         "--stats-json", dir_ + "/stats.json", "--trace-out",
+                         dir_ + "/trace.jsonl"});
       ASSERT_EQ(r.exit_code, 0) << r.err;
       const Json stats = ReadJson(dir_ + "/stats.json");
       ASSERT_EQ(stats["n_slots"].get<int>(), slots);

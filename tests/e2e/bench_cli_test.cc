@@ -213,6 +213,25 @@ TEST(BenchCliTest, PrefetchCountersAreConsistent) {
   EXPECT_NE(bad.err.find("--prefetch 'yes'"), std::string::npos) << bad.err;
 }
 
+// --cache-fill: reads into free slots in the background change what is read when, never the
+// decoded ids; its decode counters are per token and consistent with each other.
+TEST(BenchCliTest, CacheFillKeepsTheIdsAndReportsItsReads) {
+  Scratch s;
+  const auto off = RunBench({"--expert-cache", "64M", "--cache-fill", "off"}, s);
+  EXPECT_EQ(off["cache_fill"], "off");
+  EXPECT_EQ(off["fill_issued_per_token"].get<double>(), 0);
+  const auto on = RunBench({"--expert-cache", "64M"}, s);  // the default
+  EXPECT_EQ(on["cache_fill"], "on");
+  EXPECT_EQ(on["decoded_ids"], off["decoded_ids"]);
+  const double block = on["expert_block_bytes"].get<double>();
+  EXPECT_NEAR(on["fill_bytes_per_token"].get<double>() / block,
+              on["fill_issued_per_token"].get<double>(), 0.01);
+  EXPECT_LE(on["fill_bytes_per_token"].get<double>(), on["bytes_read_per_token"].get<double>());
+  const auto bad = testing::RunCli({"bench", "--cache-fill", "yes"}, s.path);
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--cache-fill 'yes': expected on or off"), std::string::npos) << bad.err;
+}
+
 // A run from a converted store names the store's format version and block hash, as its header
 // says (read here from the file), so results from v1 and v2 stores are never confused.
 TEST(BenchCliTest, StreamingFromAStoreReportsItsFormatVersion) {

@@ -302,6 +302,119 @@ TEST(ExpertCacheTest, SpeculativeReadsYieldToDemandAndWrongOnesAreDroppedUnread)
   EXPECT_EQ(cache->Stats().layers[1].misses, 1u);
 }
 
+std::unique_ptr<ExpertCache> MakeFillCache(const ExpertSource& src, uint64_t n_blocks, int64_t k,
+                                           size_t io_threads) {
+  ExpertCacheOptions o;
+  o.budget_bytes = n_blocks * 4096;
+  o.top_k = k;
+  o.io_threads = io_threads;
+  o.fill = true;
+  o.wait_timeout_ms = 20000;
+  auto c = ExpertCache::Create(src, o);
+  EXPECT_TRUE(c.ok()) << c.status().message();
+  return c.ok() ? std::move(c).value() : nullptr;
+}
+
+// The cache-wide counters a fill test checks; evictions and cancelled prefetches must be 0.
+struct FillTotals {
+  uint64_t hits, misses, fill_issued, fill_used, prefetch_issued, prefetch_used;
+};
+void ExpectTotals(const ExpertCache& cache, const FillTotals& want) {
+  const LayerCacheStats t = cache.Stats().total;
+  EXPECT_EQ(t.hits, want.hits);
+  EXPECT_EQ(t.misses, want.misses);
+  EXPECT_EQ(t.fill_issued, want.fill_issued);
+  EXPECT_EQ(t.fill_used, want.fill_used);
+  EXPECT_EQ(t.prefetch_issued, want.prefetch_issued);
+  EXPECT_EQ(t.prefetch_used, want.prefetch_used);
+  EXPECT_EQ(t.evictions, 0u);
+  EXPECT_EQ(t.prefetch_cancelled, 0u);
+}
+
+// The fill reads experts into free slots in its order, one at a time with two I/O threads,
+// leaves 2 × top_k slots free when the cache cannot hold every expert, and evicts nothing; a
+// filled block is served as a hit with the source's bytes.
+TEST(ExpertCacheTest, FillReadsFreeSlotsExpertByExpertAcrossLayers) {
+  FakeSource src(2, 8);
+  std::mutex mu;
+  std::vector<std::pair<int64_t, int64_t>> order;
+  src.SetVerifyHook([&](int64_t l, int64_t e) {
+    std::lock_guard<std::mutex> lock(mu);
+    order.emplace_back(l, e);
+  });
+  auto cache = MakeFillCache(src, 10, 2, /*io_threads=*/2);  // 10 slots, 4 left free
+  ASSERT_TRUE(PollUntil([&] { return src.total_reads() == 6; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(src.total_reads(), 6) << "the fill took a reserved slot";
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(order, (std::vector<std::pair<int64_t, int64_t>>{
+                         {0, 0}, {1, 0}, {0, 1}, {1, 1}, {0, 2}, {1, 2}}));
+  }
+  auto prov = cache->NewProvider();
+  UseLayer(*prov, src, 1, {1, 2});
+  EXPECT_EQ(src.total_reads(), 6);
+  UseLayer(*prov, src, 0, {7, 2});
+  EXPECT_EQ(src.total_reads(), 7);
+  ExpectTotals(*cache, {.hits = 3, .misses = 1, .fill_issued = 6, .fill_used = 3,
+                        .prefetch_issued = 0, .prefetch_used = 0});
+}
+
+// Room for every expert: the fill reads all of them (no slot kept free), at most kFillReads at
+// once, and every later request is a hit.
+TEST(ExpertCacheTest, FillWarmsACacheThatHoldsEveryExpert) {
+  FakeSource src(3, 8);
+  src.SetRawDelayMs(2);
+  auto cache = MakeFillCache(src, 64, 2, /*io_threads=*/4);
+  ASSERT_TRUE(PollUntil([&] { return src.total_reads() == 24; }));
+  EXPECT_LE(src.raw_max(), 2);
+  auto prov = cache->NewProvider();
+  for (int64_t l = 0; l < 3; ++l) UseLayer(*prov, src, l, {0, 1, 2, 3, 4, 5, 6, 7});
+  EXPECT_EQ(src.total_reads(), 24);
+  ExpectTotals(*cache, {.hits = 24, .misses = 0, .fill_issued = 24, .fill_used = 24,
+                        .prefetch_issued = 0, .prefetch_used = 0});
+}
+
+// A failed fill read stops the fill (the read queued beside it still runs); the failure is
+// forgotten, so a request reads the expert again.
+TEST(ExpertCacheTest, AFailedFillReadStopsTheFill) {
+  FakeSource src(1, 8);
+  src.Fail(0, 0, true);
+  auto cache = MakeFillCache(src, 8, 1, /*io_threads=*/2);
+  ASSERT_TRUE(PollUntil([&] { return src.total_reads() == 2; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(src.total_reads(), 2) << "the fill went on after a failed read";
+  EXPECT_EQ(src.reads(0, 1), 1);
+  EXPECT_EQ(cache->Stats().read_errors, 1u);
+  src.Fail(0, 0, false);
+  auto prov = cache->NewProvider();
+  UseLayer(*prov, src, 0, {0, 1});
+  EXPECT_EQ(src.reads(0, 0), 2);
+  EXPECT_EQ(src.total_reads(), 3);
+}
+
+// A prefetch of an expert whose fill read is queued reads it once (the job moves up, Loader
+// test), and cancelling that prediction never drops the fill read.
+TEST(ExpertCacheTest, APrefetchJoinsAQueuedFillReadAndCannotCancelIt) {
+  FakeSource src(1, 8);
+  src.Block(true);
+  auto cache = MakeFillCache(src, 8, 1, /*io_threads=*/2);  // one fill read at a time
+  ASSERT_TRUE(PollUntil([&] { return src.total_reads() == 1; }));  // (0, 0) held; (0, 1) queued
+  cache->Prefetch({0, 5});
+  cache->Prefetch({0, 1});
+  cache->CancelPrefetch({0, 1});
+  src.Block(false);
+  ASSERT_TRUE(PollUntil([&] { return src.total_reads() == 8; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(src.total_reads(), 8);
+  auto prov = cache->NewProvider();
+  UseLayer(*prov, src, 0, {0, 1, 2, 3, 4, 5, 6, 7});
+  EXPECT_EQ(src.total_reads(), 8);
+  // (0, 5) was prefetched; (0, 1) stayed the fill's.
+  ExpectTotals(*cache, {.hits = 8, .misses = 0, .fill_issued = 7, .fill_used = 7,
+                        .prefetch_issued = 1, .prefetch_used = 1});
+}
+
 TEST(ExpertCacheTest, PrefetchNeverEvictsAResidentExpertOfTheHintedLayer) {
   FakeSource src(3, 8);
   auto cache = MakeCache(src, 4, 1);

@@ -114,6 +114,44 @@ TEST(LoaderTest, ADemandReadFindsADeviceTurnWhileSpeculativeReadsHoldTheirs) {
   }
 }
 
+// Demand reads first, then speculative ones, then background ones; a queued job moves up by
+// Promote. Two threads: one speculative or background read at a time, so the order in which
+// blocks are verified is the order their reads started.
+TEST(LoaderTest, BackgroundReadsGoLastAndPromoteMovesAJobUp) {
+  FakeSource src(1, 8);
+  std::mutex mu;
+  std::vector<int64_t> order;
+  src.SetVerifyHook([&](int64_t, int64_t expert) {
+    std::lock_guard<std::mutex> lock(mu);
+    order.push_back(expert);
+  });
+  src.Block(true);
+  CountingSink sink;
+  std::vector<std::vector<char>> bufs(8, std::vector<char>(src.geometry().block_bytes()));
+  {
+    Loader loader(src, sink, /*threads=*/2, /*max_queued=*/8);
+    const auto submit = [&](int e, LoadPriority p) {
+      return loader.Submit({0, e, static_cast<uint32_t>(e), bufs[static_cast<size_t>(e)].data()},
+                           p);
+    };
+    ASSERT_TRUE(submit(0, LoadPriority::kDemand));
+    ASSERT_TRUE(PollUntil([&] { return src.raw_started() == 1; }));
+    for (int e : {1, 3, 4}) ASSERT_TRUE(submit(e, LoadPriority::kBackground));
+    ASSERT_TRUE(submit(2, LoadPriority::kSpeculative));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_EQ(src.raw_started(), 1) << "a read started beside a demand read in flight";
+    EXPECT_TRUE(loader.Promote(3, LoadPriority::kSpeculative));  // behind 2
+    EXPECT_TRUE(loader.Promote(4));                               // demand: starts now
+    EXPECT_TRUE(PollUntil([&] { return src.raw_started() == 2; }));
+    EXPECT_FALSE(loader.Promote(4)) << "already started";
+    EXPECT_FALSE(loader.Promote(1, LoadPriority::kBackground)) << "not a move up";
+    src.Block(false);
+    ASSERT_EQ(sink.WaitFor(5), 5);
+  }
+  ASSERT_EQ(order.size(), 5u);
+  EXPECT_EQ(std::vector<int64_t>(order.begin() + 2, order.end()), (std::vector<int64_t>{2, 3, 1}));
+}
+
 TEST(LoaderTest, InFlightTimeIsSplitByTheNumberOfReadsInFlight) {
   FakeSource src(1, 4);
   src.Block(true);

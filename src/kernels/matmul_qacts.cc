@@ -190,12 +190,14 @@ HWY_INLINE void Tile(const QAArgs& a, size_t r, size_t t) {
   // per block, as matmul.cc does: short rows end before the hardware prefetchers ramp up.
   // Tiled, a tile is one sequential stream.
   const uint8_t* next = a.w + (r + kR) * a.row_bytes;
+  // Tiled prefill: the first row of r's tile, whose block groups are prefetched.
+  const uint8_t* tile = a.w + QuantRowBase<kTiled>(r - r % kTileRows, a.row_bytes, bb);
   for (size_t b = 0; b < a.n_blocks; ++b) {
     if constexpr (kT == 1 && !kTiled) PrefetchL2(next + b * kR * bb, kR * bb);
     if constexpr (kTiled && kT > 1 && kTiledPrefetchBlocks > 0) {
       // The whole block group (all kTileRows rows of block b + distance) of r's tile.
       if (b + kTiledPrefetchBlocks < a.n_blocks) {
-        PrefetchL2(w[0] - (r % kTileRows) * bb + (b + kTiledPrefetchBlocks) * bs, bs);
+        PrefetchL2(tile + (b + kTiledPrefetchBlocks) * bs, bs);
       }
     }
     V32 s0[kR][kT], s1[kR][kT];

@@ -16,7 +16,8 @@ void ModelFlags::Register(Flags& f) {
   f.String("model", &engine.model_dir, "Hugging Face model folder or converted store (default: the bundled models/qwen3-moe-ref)");
   f.Int("threads", &threads, "compute threads (default: all CPUs)");
   f.Int("ctx", &session.max_context, "maximum context length in tokens (default 4096)");
-  f.Int("batch", &session.max_batch, "prefill batch size in tokens (default 32)");
+  f.Int("batch", &session.max_batch,
+        "prefill batch size in tokens (default 512): a streamed expert is read once per batch");
   f.Custom("expert-mask",
            [this](const std::string& v) -> Status {
              MOE_ASSIGN_OR_RETURN(engine.expert_mask, ParseRangeList(v, "expert-mask"));

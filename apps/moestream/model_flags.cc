@@ -47,8 +47,8 @@ void ModelFlags::RegisterExpertFlags(Flags& f) {
              engine.cache_fill = v == "on";
              return Status::Ok();
            },
-           "while the expert cache has free slots, read the most requested experts not yet "
-           "cached in the background, below every other read: on (default) or off", "MODE");
+           "while the expert cache has free slots, read experts not yet cached into them in the "
+           "background, below every other read: on (default) or off", "MODE");
   f.Custom("dense-quant",
            [this](const std::string& v) -> Status {
              if (v == "q8") {

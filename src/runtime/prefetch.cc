@@ -35,8 +35,7 @@ void RouterLookahead::Hint(int64_t layer, const float* xn, int64_t n, ExpertProv
   for (int64_t t = 0; t < n; ++t) {
     kernels::MatMul(router, xn + static_cast<size_t>(t) * H, 1, H, logits_.data(), E, 0, E);
     Route(logits_.data(), static_cast<int64_t>(E), router_, idx_.data(), wts_.data());
-    // An expert's score: its routing weights summed over the rows (> 0 once
-    // chosen).
+    // An expert's score: its routing weights summed over the rows (> 0 once chosen).
     for (size_t j = 0; j < idx_.size(); ++j) {
       score_[static_cast<size_t>(idx_[j])] += std::max(wts_[j], 1e-30f);
     }
@@ -45,13 +44,13 @@ void RouterLookahead::Hint(int64_t layer, const float* xn, int64_t n, ExpertProv
   for (size_t e = 0; e < E; ++e) {
     if (score_[e] > 0.f) set_[m++] = static_cast<int32_t>(e);
   }
-  // Most likely first: the provider reads hints in this order, so a wrong guess
-  // is more often still queued (and dropped) when the layer's true experts are
-  // known.
-  std::stable_sort(set_.begin(), set_.begin() + static_cast<std::ptrdiff_t>(m),
-                   [&](int32_t a, int32_t b) {
-                     return score_[static_cast<size_t>(a)] > score_[static_cast<size_t>(b)];
-                   });
+  // Most likely first: the provider reads hints in this order, so a wrong guess is more often
+  // still queued (and dropped) when the layer's true experts are known. Ties by expert id;
+  // std::sort, unlike std::stable_sort, allocates nothing on the decode path.
+  std::sort(set_.begin(), set_.begin() + static_cast<std::ptrdiff_t>(m), [&](int32_t a, int32_t b) {
+    const float sa = score_[static_cast<size_t>(a)], sb = score_[static_cast<size_t>(b)];
+    return sa != sb ? sa > sb : a < b;
+  });
   provider.Hint(next, {set_.data(), m});
 }
 

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <new>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "runtime/engine.h"
@@ -44,10 +45,18 @@ void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); 
 namespace moe {
 namespace {
 
+// Resident, and streamed with the router lookahead on: through a small cache (reads, hints,
+// prefetches and evictions every step) and through one that holds every expert (the fill).
 TEST(NoAllocTest, DecodeStepDoesNotAllocate) {
-  for (const char* model : {"base", "tied"}) {
+  const std::pair<const char*, const char*> runs[] = {{"base", ""},    {"base", "96K"},
+                                                      {"base", "64M"}, {"tied", ""},
+                                                      {"tied", "96K"}, {"tied", "64M"}};
+  for (const auto& [model, cache] : runs) {
+    SCOPED_TRACE(std::string(model) + " cache '" + cache + "'");
     EngineOptions o;
     o.model_dir = std::string(MOE_SOURCE_DIR) + "/tests/data/models/" + model;
+    o.expert_cache = cache;
+    o.prefetch = PrefetchMode::kOn;
     auto engine = Engine::Open(o);
     ASSERT_TRUE(engine.ok()) << engine.status().message();
     ThreadPool pool(2);

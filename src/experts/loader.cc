@@ -13,7 +13,7 @@ Loader::Loader(const ExpertSource& source, LoadSink& sink, size_t n_threads, siz
     : source_(source), sink_(sink),
       device_reads_(std::clamp<size_t>(device_reads ? device_reads : n_threads, 1, 64)),
       device_(static_cast<std::ptrdiff_t>(device_reads_)),
-      max_speculative_(std::max<size_t>(1, std::min(n_threads, device_reads_) / 2)) {
+      max_ahead_(std::max<size_t>(1, std::min(n_threads, device_reads_) / 2)) {
   demand_.ring.resize(std::max<size_t>(1, max_queued));
   speculative_.ring.resize(demand_.ring.size());
   background_.ring.resize(demand_.ring.size());
@@ -83,7 +83,7 @@ bool Loader::Promote(uint32_t slot, LoadPriority to) {
 void Loader::Run() {
   for (;;) {
     LoadJob job;
-    bool speculative = false;
+    bool ahead = false;  // a speculative or background read: nobody waits for it yet
     {
       std::unique_lock<std::mutex> lock(mu_);
       // A speculative read starts only while no demand read is queued or in flight (it uses
@@ -93,15 +93,15 @@ void Loader::Run() {
       Queue* q = nullptr;
       cv_.wait(lock, [&] { return stop_ || (q = NextQueue()) != nullptr; });
       if (stop_) return;  // queued jobs are dropped: only the owner's destructor stops us
-      speculative = q != &demand_;
+      ahead = q != &demand_;
       job = q->Pop();
-      // Counted in flight from here (a speculative job the sink drops ends its busy period at
+      // Counted in flight from here (a read-ahead job the sink drops ends its busy period at
       // once), so busy_ns never has a gap between a pop and its read.
       Account(std::chrono::steady_clock::now());
-      ++(speculative ? spec_in_flight_ : demand_in_flight_);
+      ++(ahead ? ahead_in_flight_ : demand_in_flight_);
     }
-    if (speculative && !sink_.ShouldStart(job)) {
-      EndRead(std::chrono::steady_clock::now(), speculative);
+    if (ahead && !sink_.ShouldStart(job)) {
+      EndRead(std::chrono::steady_clock::now(), ahead);
       continue;
     }
     // No lock held during I/O. The device limit covers moving the bytes only: while this
@@ -112,7 +112,7 @@ void Loader::Run() {
     device_.release();
     if (st.ok()) st = source_.Verify(job.layer, job.expert, job.dst);
     const auto t1 = std::chrono::steady_clock::now();
-    EndRead(t1, speculative);
+    EndRead(t1, ahead);
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count();
     sink_.OnLoaded(job, std::move(st), static_cast<uint64_t>(ns));
   }
@@ -120,17 +120,17 @@ void Loader::Run() {
 
 Loader::Queue* Loader::NextQueue() {
   if (demand_.count > 0) return &demand_;
-  if (demand_in_flight_ > 0 || spec_in_flight_ >= max_speculative_) return nullptr;
+  if (demand_in_flight_ > 0 || ahead_in_flight_ >= max_ahead_) return nullptr;
   if (speculative_.count > 0) return &speculative_;
   return background_.count > 0 ? &background_ : nullptr;
 }
 
-void Loader::EndRead(std::chrono::steady_clock::time_point now, bool speculative) {
+void Loader::EndRead(std::chrono::steady_clock::time_point now, bool ahead) {
   bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     Account(now);
-    --(speculative ? spec_in_flight_ : demand_in_flight_);
+    --(ahead ? ahead_in_flight_ : demand_in_flight_);
     wake = speculative_.count + background_.count > 0;  // a waiting one may be allowed now
   }
   if (wake) cv_.notify_all();

@@ -29,8 +29,8 @@ struct LoadJob {
 class LoadSink {
  public:
   virtual ~LoadSink() = default;
-  // Asked just before a speculative job's read starts: false drops the job (no read, no
-  // OnLoaded; the sink takes its memory back). Demand jobs always start.
+  // Asked just before a read-ahead (speculative or background) job's read starts: false drops
+  // the job (no read, no OnLoaded; the sink takes its memory back). Demand jobs always start.
   virtual bool ShouldStart(const LoadJob& job) { return (void)job, true; }
   virtual void OnLoaded(const LoadJob& job, Status status, uint64_t read_ns) = 0;
 };
@@ -76,16 +76,18 @@ class Loader {
 
  private:
   void Run();
-  // One read (or a dropped speculative job) ended: in-flight counts down, busy period closed.
-  void EndRead(std::chrono::steady_clock::time_point now, bool speculative);
+  // One read (or a dropped read-ahead job) ended: in-flight counts down, busy period closed.
+  // `ahead`: it was a speculative or background job.
+  void EndRead(std::chrono::steady_clock::time_point now, bool ahead);
 
   const ExpertSource& source_;
   LoadSink& sink_;
   const size_t device_reads_;
   std::counting_semaphore<64> device_;  // a thread holds one while in ReadRaw
-  // Speculative reads in flight at once: half of the threads or device turns, whichever is
-  // fewer, so a new demand read always finds both a free thread and a free turn.
-  const size_t max_speculative_;
+  // Read-ahead (speculative and background) reads in flight at once: half of the threads or
+  // device turns, whichever is fewer, so a new demand read always finds both a free thread and
+  // a free turn.
+  const size_t max_ahead_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   // Fixed-capacity FIFOs (no allocation per job). A slot is in at most one of them.
@@ -100,11 +102,11 @@ class Loader {
   Queue demand_, speculative_, background_;
   // The queue a free thread takes its next job from (mu_ held), or nullptr: demand first;
   // speculative and then background ones only while no demand read is queued or in flight and
-  // fewer than max_speculative_ of them are in flight.
+  // fewer than max_ahead_ of them are in flight.
   Queue* NextQueue();
-  // Guarded by mu_; spec_in_flight_ counts speculative and background reads.
-  size_t demand_in_flight_ = 0, spec_in_flight_ = 0;
-  size_t InFlight() const { return demand_in_flight_ + spec_in_flight_; }  // mu_ held
+  // Guarded by mu_; ahead_in_flight_ counts speculative and background reads.
+  size_t demand_in_flight_ = 0, ahead_in_flight_ = 0;
+  size_t InFlight() const { return demand_in_flight_ + ahead_in_flight_; }  // mu_ held
   // Adds the time since the last change of InFlight() to its bucket; called (mu_ held) right
   // before each change.
   void Account(std::chrono::steady_clock::time_point now);

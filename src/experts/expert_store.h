@@ -18,9 +18,6 @@ namespace moe {
 // pread(2)'s signature: the test hook for injecting EIO, EINTR, short reads and delays.
 using PreadFn = ssize_t (*)(int fd, void* buf, size_t count, off_t offset);
 
-enum class IoMode { kAuto, kDirect, kBuffered };
-Result<IoMode> ParseIoMode(const std::string& s);
-
 // Which reads of a block hash it. kFirst: a block's checksum is computed until it has matched
 // once in this process, then its later reads (re-reads after eviction) skip the hash; corruption
 // on disk is still caught on the first read (bad-inputs.md F5), and the CPU time of hashing every

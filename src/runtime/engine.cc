@@ -51,7 +51,9 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& opts) {
   g.intermediate = static_cast<uint64_t>(c.moe_intermediate_size);
   g.type = ToWeightType(e->weights_->expert_dtype());
   if (bind.locate_experts) {
-    e->expert_source_ = MakeHfExpertSource(e->weights_->expert_table(), g);
+    MOE_ASSIGN_OR_RETURN(const IoMode io, ParseIoMode(opts.io_mode));
+    MOE_ASSIGN_OR_RETURN(e->expert_source_,
+                         MakeHfExpertSource(e->weights_->expert_table(), g, io));
   } else {
     MOE_TRY(e->OpenStoreSource(g));  // engine_experts.cc
   }

@@ -50,7 +50,9 @@ struct EngineOptions {
   // 0 = io_threads. Which is faster depends on the misses per layer (docs/benchmarks.md,
   // session 6: 2 wins at high hit rates, loses where many reads queue), so 0 is the default.
   int64_t io_depth = 0;
-  std::string io_mode = "auto";  // converted store reads: direct | buffered | auto
+  // Expert reads (HF shards or a converted store): direct | buffered | auto (O_DIRECT where
+  // the file system allows it).
+  std::string io_mode = "auto";
   // Converted store reads: hash each block on its first read only (default) or on every read.
   VerifyReads verify_reads = VerifyReads::kFirst;
   // Router-lookahead prefetch (runtime/prefetch.h) when streaming: kOn reads every hint early;

@@ -59,7 +59,9 @@ struct Source {
     g.hidden = static_cast<uint64_t>(cfg.hidden_size);
     g.intermediate = static_cast<uint64_t>(cfg.moe_intermediate_size);
     g.type = ToWeightType(weights->expert_dtype());
-    experts = MakeHfExpertSource(weights->expert_table(), g);
+    auto src = MakeHfExpertSource(weights->expert_table(), g);
+    EXPECT_TRUE(src.ok()) << src.status().message();
+    experts = std::move(src).value();
   }
   StoreWriterInput Input(const std::string& out) const {
     StoreWriterInput in;

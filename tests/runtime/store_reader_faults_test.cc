@@ -81,6 +81,53 @@ TEST_F(StoreReaderFaults, F7TruncatedWhileOpenFailsTheReadWithAClearError) {
   }
 }
 
+// F7 for HF shards, read through the page cache and with O_DIRECT (whose reads cover whole
+// 4 KiB blocks, so a cut inside the last one must still be caught).
+TEST_F(StoreReaderFaults, F7ShardTruncatedWhileOpenFailsTheReadWithAClearError) {
+  for (const char* io : {"buffered", "direct"}) {
+    const std::string model = dir_ + "/hf_" + io;
+    fs::copy(ModelDir("base"), model, fs::copy_options::recursive);
+    EngineOptions o;
+    o.model_dir = model;
+    o.io_mode = io;
+    o.expert_cache = "1M";
+    o.cache_fill = false;
+    auto e = Engine::Open(o);
+    if (!e.ok() && std::string(io) == "direct") {
+      EXPECT_NE(e.status().message().find("--io direct: cannot open with O_DIRECT"),
+                std::string::npos) << e.status().message();
+      continue;  // this file system refuses O_DIRECT
+    }
+    ASSERT_TRUE(e.ok()) << e.status().message();
+    const ExpertSource& s = (*e)->expert_source();
+    EXPECT_EQ(s.format().find("O_DIRECT") != std::string::npos, std::string(io) == "direct");
+    int64_t last_layer = -1;
+    for (int64_t l = 0; l < s.n_layers(); ++l) last_layer = s.has_experts(l) ? l : last_layer;
+    const int64_t last_expert = s.n_experts() - 1;
+    std::vector<char> buf(s.dst_bytes());
+    ASSERT_TRUE(s.Read(last_layer, last_expert, buf.data()).ok());
+    // Cut every shard by one byte: whichever holds the last expert, its last tensor is short.
+    for (const auto& f : fs::directory_iterator(model)) {
+      if (f.path().extension() == ".safetensors") fs::resize_file(f, fs::file_size(f) - 1);
+    }
+    int64_t shortened = 0;  // experts whose read reaches a shard's (new) end
+    for (int64_t l = 0; l < s.n_layers(); ++l) {
+      for (int64_t x = 0; s.has_experts(l) && x < s.n_experts(); ++x) {
+        const Status st = s.Read(l, x, buf.data());
+        if (st.ok()) continue;
+        ++shortened;
+        EXPECT_EQ(ExitCodeFor(st.code()), 4) << st.message();
+        EXPECT_NE(st.message().find(fmt::format("layer {} expert {}", l, x)), std::string::npos)
+            << st.message();
+        EXPECT_NE(st.message().find(model + "/model-"), std::string::npos) << st.message();
+        EXPECT_NE(st.message().find("file changed or truncated while in use"), std::string::npos)
+            << st.message();
+      }
+    }
+    EXPECT_GE(shortened, 1) << io;
+  }
+}
+
 TEST_F(StoreReaderFaults, F16DeletedWhileOpenKeepsServingThroughTheOpenFds) {
   EngineOptions o;
   o.model_dir = store_;

@@ -128,6 +128,35 @@ TEST_P(StreamingFixtureTest, RouterLookaheadPrefetchKeepsBitsAndMeasuresPredicti
   }
 }
 
+// Shards read with O_DIRECT (each matrix's 4 KiB-aligned cover into a per-thread buffer, the
+// bytes copied out; a shard's last tensor's cover runs past its end) give the same bits as
+// through the page cache, streamed and resident.
+TEST_P(StreamingFixtureTest, DirectShardReadsAreBitIdenticalToBuffered) {
+  const std::string dir = ModelDir(GetParam());
+  const std::vector<int32_t> prompt = Prompt(dir);
+  EngineOptions ro;
+  ro.model_dir = dir;
+  ro.io_mode = "buffered";
+  auto buffered = Engine::Open(ro);
+  ASSERT_TRUE(buffered.ok()) << buffered.status().message();
+  EXPECT_EQ((*buffered)->expert_source().format().find("O_DIRECT"), std::string::npos);
+  const std::vector<float> want = RunLogits(**buffered, prompt, 32, false);
+  const uint64_t slot = RoundUp((*buffered)->expert_source().geometry().block_bytes(), 4096);
+  for (const char* cache : {"", "small"}) {
+    EngineOptions o = ro;
+    o.io_mode = "auto";
+    if (*cache) o.expert_cache = std::to_string(((*buffered)->top_k() + 1) * slot);
+    auto e = Engine::Open(o);
+    ASSERT_TRUE(e.ok()) << e.status().message();
+    if ((*e)->expert_source().format().find("O_DIRECT") == std::string::npos) {
+      GTEST_SKIP() << "this file system refuses O_DIRECT";
+    }
+    const std::vector<float> got = RunLogits(**e, prompt, 3, false);
+    ASSERT_EQ(got.size(), want.size());
+    EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * 4)) << cache;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, StreamingFixtureTest,
                          ::testing::Values("base", "tied", "mha_yarn", "omni", "fused", "fused_t"));
 

@@ -67,7 +67,7 @@ class CacheProvider final : public ExpertProvider {
       IssueFrom(i + 1);
     }
     MOE_ASSIGN_OR_RETURN(const void* block, cache_.WaitReady(slot_of_[i], Key(i)));
-    return MakeExpertView(cache_.geometry(), block);
+    return cache_.source().CacheView(layer_, list_[i], block);
   }
 
   bool Ready(size_t i) override { return i < issued_ && cache_.IsReady(slot_of_[i]); }

@@ -63,9 +63,13 @@ ExpertCache::ExpertCache(const ExpertSource& source, const ExpertCacheOptions& o
     : source_(source), opts_(opts) {
   universe_.n_layers = static_cast<int32_t>(source.n_layers());
   universe_.n_experts = static_cast<int32_t>(source.n_experts());
-  slot_bytes_ = RoundUp(std::max(source.geometry().block_bytes(), source.dst_bytes()), 4096);
+  slot_bytes_ = SlotBytes(source);
   map_.assign(universe_.size(), kNoSlot);
   stats_.resize(static_cast<size_t>(universe_.n_layers));
+}
+
+uint64_t ExpertCache::SlotBytes(const ExpertSource& source) {
+  return RoundUp(std::max(source.geometry().block_bytes(), source.cache_dst_bytes()), 4096);
 }
 
 ExpertCache::~ExpertCache() {

@@ -96,6 +96,9 @@ class ExpertCache final : private LoadSink {
   int32_t n_experts() const { return universe_.n_experts; }
   uint64_t slot_bytes() const { return slot_bytes_; }
   const ExpertGeometry& geometry() const { return source_.geometry(); }
+  const ExpertSource& source() const { return source_; }
+  // The bytes of one slot for `source`: its largest read into a slot, rounded up to 4 KiB.
+  static uint64_t SlotBytes(const ExpertSource& source);
   CacheStats Stats() const;
   // Blocks until the background prefault is done (benchmarks time the steady state). Not
   // thread-safe against itself: call from the cache's owner.

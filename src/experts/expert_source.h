@@ -75,6 +75,19 @@ class ExpertSource {
   virtual uint64_t blocks_hashed() const { return 0; }
   // Bytes Read may write at dst: ≥ block_bytes (a store reads whole 4 KiB-padded blocks).
   virtual uint64_t dst_bytes() const { return geometry().block_bytes(); }
+
+  // The streaming cache's reads (Loader, then Verify): like ReadRaw, but the block may keep its
+  // layout in the file, so a source can read straight into the slot; CacheView says where each
+  // matrix is. `dst` is 4 KiB aligned with room for cache_dst_bytes(). Default: ReadRaw.
+  virtual Status ReadRawForCache(int64_t layer, int64_t expert, void* dst) const {
+    return ReadRaw(layer, expert, dst);
+  }
+  virtual uint64_t cache_dst_bytes() const { return dst_bytes(); }
+  // The matrices of a block ReadRawForCache wrote at `block`. Default: MakeExpertView.
+  virtual ExpertView CacheView(int64_t layer, int64_t expert, const void* block) const {
+    (void)layer, (void)expert;
+    return MakeExpertView(geometry(), block);
+  }
   // True when reads go through the page cache (HF shards; a store read buffered).
   virtual bool reads_page_cache() const { return false; }
   // With `on`, every read through the page cache drops the bytes it read from it: the expert
@@ -87,9 +100,10 @@ class ExpertSource {
 // Experts straight from the HF safetensors shards (no conversion): pread of each matrix, one
 // read when gate|up|down happen to be adjacent; transposed fused layouts are transposed on read.
 // With O_DIRECT (`io`: kAuto where the file system allows it, kDirect or an error naming the
-// shard) a matrix's 4 KiB-aligned cover is read into a per-thread huge-page buffer and copied
-// out (tensor offsets are not aligned): the one copy a buffered read makes too, without the
-// page cache filling the memory the expert cache leaves (docs/benchmarks.md, session 19).
+// shard; tensor offsets are not aligned) the cache's reads of an expert whose three tensors
+// form one gapless span take the span's 4 KiB-aligned cover straight into the slot, and
+// CacheView points into it; other reads take a matrix's (or span's) cover into a per-thread
+// huge-page buffer and copy the bytes out (docs/benchmarks.md, session 19).
 Result<std::unique_ptr<ExpertSource>> MakeHfExpertSource(
     std::vector<std::vector<ExpertSlices>> table, ExpertGeometry geometry,
     IoMode io = IoMode::kBuffered);

@@ -34,28 +34,21 @@ namespace {
 
 constexpr uint64_t kDirectAlign = 4096;
 
-// Reads [offset, offset + size) of an O_DIRECT descriptor: its 4 KiB-aligned cover into this
-// thread's aligned buffer (grown as needed, kept for the thread's life). Returns where the
-// bytes start in it, valid until this thread's next read.
-Result<const char*> ReadDirect(int fd, const std::string& path, uint64_t offset, uint64_t size) {
-  thread_local HugeBuffer buf;
-  thread_local uint64_t buf_bytes = 0;
-  const uint64_t a0 = offset / kDirectAlign * kDirectAlign;
+uint64_t AlignDown(uint64_t v) { return v / kDirectAlign * kDirectAlign; }
+uint64_t AlignUp(uint64_t v) { return (v + kDirectAlign - 1) / kDirectAlign * kDirectAlign; }
+
+// Reads [offset, offset + size) of an O_DIRECT descriptor as its 4 KiB-aligned cover
+// [AlignDown(offset), AlignUp(offset + size)) into `dst` (4 KiB aligned, room for the cover).
+Status ReadCover(int fd, const std::string& path, uint64_t offset, uint64_t size, char* dst) {
+  const uint64_t a0 = AlignDown(offset);
   const uint64_t need = offset + size - a0;
-  const uint64_t cover = (need + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
-  if (buf_bytes < cover) {
-    buf = AllocateHugeBuffer(cover, /*prefault=*/true);
-    buf_bytes = buf ? cover : 0;
-    if (!buf) {
-      return Error(StatusCode::kResourceExhausted, "{}: no memory for a {}-byte read buffer",
-                   path, cover);
-    }
-  }
+  const uint64_t cover = AlignUp(need);
+  char* const buf = dst;
   uint64_t done = 0;
   int retries = 0;
   while (done < need) {
     // Whole aligned blocks each time; past the end of the file a read returns short.
-    const ssize_t n = ::pread(fd, buf.get() + done, cover - done, static_cast<off_t>(a0 + done));
+    const ssize_t n = ::pread(fd, buf + done, cover - done, static_cast<off_t>(a0 + done));
     if (n < 0) {
       if ((errno == EINTR || errno == EAGAIN) && ++retries < 1000) continue;
       return Error(StatusCode::kIoError, "{}: offset {}: O_DIRECT read of {} bytes failed: {}",
@@ -68,13 +61,31 @@ Result<const char*> ReadDirect(int fd, const std::string& path, uint64_t offset,
     }
     done += static_cast<uint64_t>(n);
   }
-  return static_cast<const char*>(buf.get() + (offset - a0));
+  return Status::Ok();
+}
+
+// ReadCover into this thread's aligned buffer (grown as needed, kept for the thread's life).
+// Returns where the bytes start in it, valid until this thread's next read.
+Result<const char*> ReadDirect(int fd, const std::string& path, uint64_t offset, uint64_t size) {
+  thread_local HugeBuffer buf;
+  thread_local uint64_t buf_bytes = 0;
+  const uint64_t cover = AlignUp(offset + size - AlignDown(offset));
+  if (buf_bytes < cover) {
+    buf = AllocateHugeBuffer(cover, /*prefault=*/true);
+    buf_bytes = buf ? cover : 0;
+    if (!buf) {
+      return Error(StatusCode::kResourceExhausted, "{}: no memory for a {}-byte read buffer",
+                   path, cover);
+    }
+  }
+  MOE_TRY(ReadCover(fd, path, offset, size, buf.get()));
+  return static_cast<const char*>(buf.get() + (offset - AlignDown(offset)));
 }
 
 class HfExpertSource final : public ExpertSource {
  public:
   HfExpertSource(std::vector<std::vector<ExpertSlices>> table, ExpertGeometry g)
-      : table_(std::move(table)), g_(g) {
+      : table_(std::move(table)), g_(g), cache_dst_bytes_(g.block_bytes()) {
     for (const auto& layer : table_) {
       if (!layer.empty()) n_experts_ = static_cast<int64_t>(layer.size());
     }
@@ -102,6 +113,15 @@ class HfExpertSource final : public ExpertSource {
         }
       }
     }
+    cache_dst_bytes_ = g_.block_bytes();
+    for (const auto& layer : table_) {
+      for (const ExpertSlices& e : layer) {
+        if (Direct(e.gate.file) < 0 || !Contiguous(e)) continue;
+        const uint64_t start = SpanStart(e);
+        const uint64_t cover = AlignUp(start + SpanBytes(e)) - AlignDown(start);
+        cache_dst_bytes_ = std::max(cache_dst_bytes_, cover);
+      }
+    }
     return Status::Ok();
   }
 
@@ -119,7 +139,7 @@ class HfExpertSource final : public ExpertSource {
   }
 
   Status ReadRaw(int64_t layer, int64_t expert, void* dst) const override {
-    const ExpertSlices& s = table_[static_cast<size_t>(layer)][static_cast<size_t>(expert)];
+    const ExpertSlices& s = Slices(layer, expert);
     char* out = static_cast<char*>(dst);
     const uint64_t m = g_.matrix_bytes();
     Status st;
@@ -136,7 +156,44 @@ class HfExpertSource final : public ExpertSource {
     return Status::Ok();
   }
 
+  // An expert whose span InPlace allows is read into the slot as its aligned cover, copied
+  // nowhere: CacheView points into it (the file's matrix order, the span's offset in the cover).
+  uint64_t cache_dst_bytes() const override { return cache_dst_bytes_; }
+  Status ReadRawForCache(int64_t layer, int64_t expert, void* dst) const override {
+    const ExpertSlices& s = Slices(layer, expert);
+    if (!InPlace(s, dst)) return ReadRaw(layer, expert, dst);
+    const Status st = ReadCover(Direct(s.gate.file), s.gate.file->path(), SpanStart(s),
+                                SpanBytes(s), static_cast<char*>(dst));
+    if (!st.ok()) return st.WithContext(fmt::format("layer {} expert {}", layer, expert));
+    return Status::Ok();
+  }
+  ExpertView CacheView(int64_t layer, int64_t expert, const void* block) const override {
+    const ExpertSlices& s = Slices(layer, expert);
+    ExpertView v = MakeExpertView(g_, block);
+    if (!InPlace(s, block)) return v;
+    const char* span = static_cast<const char*>(block) - AlignDown(SpanStart(s));
+    v.gate.data = span + s.gate.file_offset;
+    v.up.data = span + s.up.file_offset;
+    v.down.data = span + s.down.file_offset;
+    return v;
+  }
+
  private:
+  const ExpertSlices& Slices(int64_t layer, int64_t expert) const {
+    return table_[static_cast<size_t>(layer)][static_cast<size_t>(expert)];
+  }
+  uint64_t SpanStart(const ExpertSlices& s) const {
+    return std::min({s.gate.file_offset, s.up.file_offset, s.down.file_offset});
+  }
+  uint64_t SpanBytes(const ExpertSlices& s) const {
+    return SliceBytes(s.gate) + SliceBytes(s.up) + SliceBytes(s.down);
+  }
+  // Read with O_DIRECT as one span, into a 4 KiB-aligned slot (cache slots always are).
+  bool InPlace(const ExpertSlices& s, const void* dst) const {
+    return Direct(s.gate.file) >= 0 && Contiguous(s) &&
+           reinterpret_cast<uintptr_t>(dst) % kDirectAlign == 0;
+  }
+
   bool Adjacent(const ExpertSlices& s) const {
     const uint64_t m = g_.matrix_bytes();
     return !s.gate.transposed && !s.up.transposed && !s.down.transposed &&
@@ -163,9 +220,8 @@ class HfExpertSource final : public ExpertSource {
   }
 
   Status ReadSpanDirect(int fd, const ExpertSlices& s, char* out) const {
-    const uint64_t lo = std::min({s.gate.file_offset, s.up.file_offset, s.down.file_offset});
-    const uint64_t bytes = SliceBytes(s.gate) + SliceBytes(s.up) + SliceBytes(s.down);
-    MOE_ASSIGN_OR_RETURN(const char* p, ReadDirect(fd, s.gate.file->path(), lo, bytes));
+    const uint64_t lo = SpanStart(s);
+    MOE_ASSIGN_OR_RETURN(const char* p, ReadDirect(fd, s.gate.file->path(), lo, SpanBytes(s)));
     const uint64_t m = g_.matrix_bytes();
     std::memcpy(out, p + (s.gate.file_offset - lo), SliceBytes(s.gate));
     std::memcpy(out + m, p + (s.up.file_offset - lo), SliceBytes(s.up));
@@ -208,6 +264,7 @@ class HfExpertSource final : public ExpertSource {
   int64_t n_experts_ = 0;
   std::map<const SafetensorsFile*, int> direct_;  // shard → its O_DIRECT descriptor
   std::set<const SafetensorsFile*> buffered_;     // shards the file system kept from O_DIRECT
+  uint64_t cache_dst_bytes_;                      // ≥ the largest in-place cover (OpenDirect)
 };
 
 }  // namespace

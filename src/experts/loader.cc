@@ -108,7 +108,7 @@ void Loader::Run() {
     // thread verifies them, another thread's read keeps the device busy.
     device_.acquire();
     const auto t0 = std::chrono::steady_clock::now();
-    Status st = source_.ReadRaw(job.layer, job.expert, job.dst);
+    Status st = source_.ReadRawForCache(job.layer, job.expert, job.dst);
     device_.release();
     if (st.ok()) st = source_.Verify(job.layer, job.expert, job.dst);
     const auto t1 = std::chrono::steady_clock::now();

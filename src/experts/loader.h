@@ -22,7 +22,7 @@ struct LoadJob {
   int32_t layer = 0;
   int32_t expert = 0;
   uint32_t slot = 0;     // the caller's tag, handed back in OnLoaded
-  void* dst = nullptr;   // source.dst_bytes() bytes, stays valid until OnLoaded
+  void* dst = nullptr;   // source.cache_dst_bytes() bytes, stays valid until OnLoaded
 };
 
 // Receives callbacks on an I/O thread. Must not call back into the Loader.

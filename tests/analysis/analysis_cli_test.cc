@@ -97,13 +97,14 @@ TEST_F(AnalysisCliTest, PerplexityMatchesEvalLogits) {
   EXPECT_EQ(r.err.find("not exact"), std::string::npos);
 }
 
-// Every budget gives bit-identical per-token NLLs (resident, 4 slots, 24 slots).
+// Every budget gives bit-identical per-token NLLs (resident, 4 slots, 24 slots). Buffered
+// reads: slots of exactly one 96 KiB block (O_DIRECT shard reads add a page to each).
 TEST_F(AnalysisCliTest, PerplexityIdenticalAtEveryCacheBudget) {
   std::vector<std::string> nll, sums;
   for (const std::string budget : {"", "384K", "2304K"}) {
     std::vector<std::string> args = {"perplexity", text_, "--model", kModel, "--nll-out",
                                      dir_ + "/nll.bin", "--json-out", dir_ + "/p.json"};
-    if (!budget.empty()) args.insert(args.end(), {"--expert-cache", budget});
+    if (!budget.empty()) args.insert(args.end(), {"--expert-cache", budget, "--io", "buffered"});
     CliResult r = Run(args);
     ASSERT_EQ(r.exit_code, 0) << budget << ": " << r.err;
     nll.push_back(Slurp(dir_ + "/nll.bin"));
@@ -142,7 +143,8 @@ TEST_F(AnalysisCliTest, RuntimeHitsMatchSimulator) {
     for (const int batch : {1, 32}) {
       SCOPED_TRACE(::testing::Message() << slots << " slots, batch " << batch);
       CliResult r = Run({"perplexity", text_, "--model", kModel, "--expert-cache",
-                         std::to_string(slots * 96) + "K", "--cache-policy", "lru", "--batch",
+                         std::to_string(slots * 96) + "K", "--io", "buffered",  // 96 KiB slots
+                         "--cache-policy", "lru", "--batch",
                          std::to_string(batch), "--prefetch", "off", "--cache-fill", "off",
                          "--stats-json", dir_ + "/stats.json", "--trace-out",
                          dir_ + "/trace.jsonl"});

@@ -66,7 +66,7 @@ TEST_P(StoreFixtureTest, StoreIsBitIdenticalToHfShardsAtEveryBudget) {
   ASSERT_TRUE(res.ok()) << res.status().message();
   EXPECT_EQ(0, std::memcmp(RunLogits(**res, prompt, 32, false).data(), want.data(), want.size() * 4));
   const ExpertSource& src = (*res)->expert_source();
-  const uint64_t slot = RoundUp(src.geometry().block_bytes(), 4096);
+  const uint64_t slot = ExpertCache::SlotBytes(src);
   int64_t n_total = 0;
   for (int64_t l = 0; l < src.n_layers(); ++l) n_total += src.has_experts(l) ? src.n_experts() : 0;
   for (int64_t n = (*res)->top_k(); n <= n_total; ++n) {

@@ -36,7 +36,7 @@ TEST_P(StreamingFixtureTest, EveryBudgetIsBitIdenticalToResident) {
   ASSERT_TRUE(resident.ok()) << resident.status().message();
   const std::vector<float> want = RunLogits(**resident, prompt, 32, false);
   const ExpertSource& src = (*resident)->expert_source();
-  const uint64_t slot = RoundUp(src.geometry().block_bytes(), 4096);
+  const uint64_t slot = ExpertCache::SlotBytes(src);
   int64_t n_total = 0;
   for (int64_t l = 0; l < src.n_layers(); ++l) n_total += src.has_experts(l) ? src.n_experts() : 0;
   const int64_t k = (*resident)->top_k();
@@ -59,7 +59,10 @@ TEST_P(StreamingFixtureTest, EveryBudgetIsBitIdenticalToResident) {
     const CacheStats st = (*e)->expert_cache()->Stats();
     EXPECT_EQ(st.read_errors, 0u);
     if (n >= n_total) {
-      EXPECT_EQ(st.total.evictions, 0u);
+      // Room for every expert: only a cancelled prediction whose read is still queued holds a
+      // slot a request may then need (ExpertCache::CancelPrefetch frees it when the loader
+      // reaches the job), so each eviction needs one; under load CI saw 1.
+      EXPECT_LE(st.total.evictions, st.total.prefetch_cancelled);
     }
     if (n == k) {
       EXPECT_GT(st.total.evictions, 0u);
@@ -109,7 +112,7 @@ TEST_P(StreamingFixtureTest, RouterLookaheadPrefetchKeepsBitsAndMeasuresPredicti
   ASSERT_TRUE(resident.ok());
   const std::vector<float> want = RunLogits(**resident, prompt, 32, false);
   const ExpertSource& src = (*resident)->expert_source();
-  const uint64_t slot = RoundUp(src.geometry().block_bytes(), 4096);
+  const uint64_t slot = ExpertCache::SlotBytes(src);
   for (int64_t n : {(*resident)->top_k() + 1, int64_t{1000}}) {
     o.expert_cache = std::to_string(n * static_cast<int64_t>(slot));
     o.prefetch = PrefetchMode::kOn;
@@ -141,11 +144,11 @@ TEST_P(StreamingFixtureTest, DirectShardReadsAreBitIdenticalToBuffered) {
   ASSERT_TRUE(buffered.ok()) << buffered.status().message();
   EXPECT_EQ((*buffered)->expert_source().format().find("O_DIRECT"), std::string::npos);
   const std::vector<float> want = RunLogits(**buffered, prompt, 32, false);
-  const uint64_t slot = RoundUp((*buffered)->expert_source().geometry().block_bytes(), 4096);
+  const uint64_t slot = ExpertCache::SlotBytes((*buffered)->expert_source());
   for (const char* cache : {"", "small"}) {
     EngineOptions o = ro;
     o.io_mode = "auto";
-    if (*cache) o.expert_cache = std::to_string(((*buffered)->top_k() + 1) * slot);
+    if (*cache) o.expert_cache = std::to_string(((*buffered)->top_k() + 1) * (slot + 8192));
     auto e = Engine::Open(o);
     ASSERT_TRUE(e.ok()) << e.status().message();
     if ((*e)->expert_source().format().find("O_DIRECT") == std::string::npos) {

@@ -234,17 +234,24 @@ void ExpertCache::Prefetch(ExpertKey key) {
 }
 
 void ExpertCache::CancelPrefetch(ExpertKey key) {
-  std::lock_guard<std::mutex> lock(mu_);
-  const uint32_t s = map_[universe_.Index(key)];
-  if (s == kNoSlot) return;
-  Slot& slot = slots_[s];
-  if (!slot.prefetched || slot.fill || slot.started || slot.pins > 0) return;
-  // Forget the key now (a later request reads it afresh); the loader frees the slot when it
-  // reaches the job (ShouldStart).
-  slot.cancelled = true;
-  policy_->OnEvict(key);
-  map_[universe_.Index(key)] = kNoSlot;
-  ++LayerStats(key.layer).prefetch_cancelled;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const uint32_t s = map_[universe_.Index(key)];
+    if (s == kNoSlot) return;
+    Slot& slot = slots_[s];
+    if (!slot.prefetched || slot.fill || slot.started || slot.pins > 0) return;
+    // Forget the key now (a later request reads it afresh). A job still queued leaves the
+    // queue and its slot is free at once; one a thread has just taken frees it in ShouldStart.
+    policy_->OnEvict(key);
+    map_[universe_.Index(key)] = kNoSlot;
+    ++LayerStats(key.layer).prefetch_cancelled;
+    if (!loader_->DropSpeculative(s)) {
+      slot.cancelled = true;
+      return;
+    }
+    FreeLocked(s);
+  }
+  ready_cv_.notify_all();  // a slot came free (AcquireBlocking)
 }
 
 bool ExpertCache::ShouldStart(const LoadJob& job) {

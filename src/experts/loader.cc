@@ -80,6 +80,12 @@ bool Loader::Promote(uint32_t slot, LoadPriority to) {
   return true;
 }
 
+bool Loader::DropSpeculative(uint32_t slot) {
+  std::lock_guard<std::mutex> lock(mu_);
+  LoadJob job;
+  return speculative_.Remove(slot, &job);
+}
+
 void Loader::Run() {
   for (;;) {
     LoadJob job;

@@ -62,6 +62,9 @@ class Loader {
   // priority `to` (kDemand: someone now waits for it). False when it is not queued at a lower
   // priority (already started, dropped, or queued at `to` or above).
   bool Promote(uint32_t slot, LoadPriority to = LoadPriority::kDemand);
+  // Removes the queued speculative job for `slot`: it will not be read. False when it is not
+  // queued as speculative (already taken by a thread, or never queued so).
+  bool DropSpeculative(uint32_t slot);
   size_t n_threads() const { return threads_.size(); }
   size_t device_reads() const { return device_reads_; }
   // Wall time, since construction, during which at least one read was in flight (the current

@@ -426,6 +426,33 @@ TEST(ExpertCacheTest, APrefetchJoinsAQueuedFillReadAndCannotCancelIt) {
                         .prefetch_issued = 1, .prefetch_used = 1});
 }
 
+// A prediction cancelled while its read is still queued gives its slot back at once (the job
+// leaves the loader's queue): a request finds it free while a demand read, in flight, keeps
+// every speculative read from starting. It used to hold the slot until a thread reached the
+// job, and with all other slots busy a request found nothing to take.
+TEST(ExpertCacheTest, ACancelledQueuedPredictionFreesItsSlotAtOnce) {
+  FakeSource src(1, 8);
+  auto cache = MakeCache(src, 2, 1, PolicyKind::kLru, /*io_depth=*/0);
+  src.Block(true);
+  const uint32_t a = cache->TryAcquire({0, 0});  // a demand read, held in the source
+  ASSERT_NE(a, ExpertCache::kNoSlot);
+  ASSERT_TRUE(PollUntil([&] { return src.total_reads() == 1; }));
+  cache->Prefetch({0, 1});  // queued behind the demand read, in the other slot
+  cache->CancelPrefetch({0, 1});
+  const uint32_t b = cache->TryAcquire({0, 2});
+  EXPECT_NE(b, ExpertCache::kNoSlot) << "the cancelled prediction still holds its slot";
+  src.Block(false);
+  for (const auto& [s, e] : {std::pair{a, 0}, std::pair{b, 2}}) {
+    if (s == ExpertCache::kNoSlot) continue;
+    ASSERT_TRUE(cache->WaitReady(s, {0, e}).ok());
+    cache->Release(s);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(src.reads(0, 1), 0) << "a cancelled prediction was read";
+  EXPECT_EQ(cache->Stats().layers[0].prefetch_cancelled, 1u);
+  EXPECT_EQ(cache->Stats().total.evictions, 0u);
+}
+
 TEST(ExpertCacheTest, PrefetchNeverEvictsAResidentExpertOfTheHintedLayer) {
   FakeSource src(3, 8);
   auto cache = MakeCache(src, 4, 1);

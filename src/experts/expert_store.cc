@@ -135,28 +135,6 @@ bool IsExpertStore(const std::string& dir) {
          fs::exists(fs::path(dir) / store::kExpertsFile, ec);
 }
 
-Status PreadFully(PreadFn fn, int fd, uint64_t off, void* dst, size_t n, const std::string& path) {
-  auto* out = static_cast<char*>(dst);
-  size_t done = 0;
-  int retries = 0;
-  while (done < n) {
-    const ssize_t r = fn(fd, out + done, n - done, static_cast<off_t>(off + done));
-    if (r < 0) {
-      const int err = errno;
-      if ((err == EINTR || err == EAGAIN) && ++retries < 1000) continue;
-      return Error(StatusCode::kIoError, "{}: offset {}: read of {} bytes failed: {}", path,
-                   off + done, n - done, std::strerror(err));
-    }
-    if (r == 0) {
-      return Error(StatusCode::kIoError,
-                   "{}: offset {}: file changed or truncated while in use (needed {} more bytes)",
-                   path, off + done, n - done);
-    }
-    done += static_cast<size_t>(r);
-  }
-  return Status::Ok();
-}
-
 Result<std::unique_ptr<ExpertSource>> OpenExpertStore(const std::string& dir,
                                                       const ExpertGeometry& expect,
                                                       int64_t n_layers, int64_t n_experts,

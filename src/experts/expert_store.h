@@ -11,12 +11,10 @@
 #include <string>
 
 #include "experts/expert_source.h"
+#include "util/file.h"
 #include "util/status.h"
 
 namespace moe {
-
-// pread(2)'s signature: the test hook for injecting EIO, EINTR, short reads and delays.
-using PreadFn = ssize_t (*)(int fd, void* buf, size_t count, off_t offset);
 
 // Which reads of a block hash it. kFirst: a block's checksum is computed until it has matched
 // once in this process, then its later reads (re-reads after eviction) skip the hash; corruption
@@ -50,9 +48,5 @@ Result<std::unique_ptr<ExpertSource>> OpenExpertStore(const std::string& dir,
 // Reads every block and checks its checksum (a source opened with VerifyReads::kFirst skips the
 // blocks it has already checked). Returns the number of blocks read.
 Result<uint64_t> VerifyExpertStore(const ExpertSource& store);
-
-// Reads exactly n bytes at off through fn, retrying EINTR/EAGAIN (bounded) and continuing short
-// reads; EOF → kIoError "truncated". `path` labels errors.
-Status PreadFully(PreadFn fn, int fd, uint64_t off, void* dst, size_t n, const std::string& path);
 
 }  // namespace moe

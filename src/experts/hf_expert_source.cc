@@ -42,26 +42,7 @@ uint64_t AlignUp(uint64_t v) { return (v + kDirectAlign - 1) / kDirectAlign * kD
 Status ReadCover(int fd, const std::string& path, uint64_t offset, uint64_t size, char* dst) {
   const uint64_t a0 = AlignDown(offset);
   const uint64_t need = offset + size - a0;
-  const uint64_t cover = AlignUp(need);
-  char* const buf = dst;
-  uint64_t done = 0;
-  int retries = 0;
-  while (done < need) {
-    // Whole aligned blocks each time; past the end of the file a read returns short.
-    const ssize_t n = ::pread(fd, buf + done, cover - done, static_cast<off_t>(a0 + done));
-    if (n < 0) {
-      if ((errno == EINTR || errno == EAGAIN) && ++retries < 1000) continue;
-      return Error(StatusCode::kIoError, "{}: offset {}: O_DIRECT read of {} bytes failed: {}",
-                   path, a0 + done, cover - done, std::strerror(errno));
-    }
-    if (n == 0) {
-      return Error(StatusCode::kIoError,
-                   "{}: offset {}: file changed or truncated while in use (needed {} more bytes)",
-                   path, a0 + done, need - done);
-    }
-    done += static_cast<uint64_t>(n);
-  }
-  return Status::Ok();
+  return PreadAtLeast(::pread, fd, a0, dst, AlignUp(need), need, path);
 }
 
 // ReadCover into this thread's aligned buffer (grown as needed, kept for the thread's life).

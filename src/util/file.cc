@@ -194,6 +194,29 @@ Status File::Truncate(uint64_t size) {
   return Status::Ok();
 }
 
+Status PreadAtLeast(PreadFn fn, int fd, uint64_t off, void* dst, size_t want, size_t need,
+                    const std::string& path) {
+  auto* out = static_cast<char*>(dst);
+  size_t done = 0;
+  int retries = 0;
+  while (done < need) {
+    const ssize_t r = fn(fd, out + done, want - done, static_cast<off_t>(off + done));
+    if (r < 0) {
+      const int err = errno;
+      if ((err == EINTR || err == EAGAIN) && ++retries < 1000) continue;
+      return Error(StatusCode::kIoError, "{}: offset {}: read of {} bytes failed: {}", path,
+                   off + done, want - done, std::strerror(err));
+    }
+    if (r == 0) {
+      return Error(StatusCode::kIoError,
+                   "{}: offset {}: file changed or truncated while in use (needed {} more bytes)",
+                   path, off + done, need - done);
+    }
+    done += static_cast<size_t>(r);
+  }
+  return Status::Ok();
+}
+
 Result<std::string> ReadFileToString(const std::string& path, uint64_t max_bytes) {
   MOE_ASSIGN_OR_RETURN(File f, File::OpenRead(path));
   if (f.size() > max_bytes) {

@@ -4,6 +4,8 @@
 // SIGBUS, and the caller controls what memory holds the bytes (bad-inputs.md rule 7).
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -81,6 +83,21 @@ class File {
   uint64_t size_ = 0;
   std::string path_;
 };
+
+// pread(2)'s signature: the test hook for injecting EIO, EINTR, short reads and delays.
+using PreadFn = ssize_t (*)(int fd, void* buf, size_t count, off_t offset);
+
+// Reads up to `want` bytes at `off` through `fn` until at least `need` (≤ want) are in, retrying
+// EINTR/EAGAIN (bounded) and continuing short reads (an O_DIRECT read asks for whole aligned
+// blocks, and past the end of the file returns short). End of file first → kIoError "file
+// changed or truncated while in use"; `path` labels errors.
+Status PreadAtLeast(PreadFn fn, int fd, uint64_t off, void* dst, size_t want, size_t need,
+                    const std::string& path);
+// Exactly n bytes: PreadAtLeast(fn, fd, off, dst, n, n, path).
+inline Status PreadFully(PreadFn fn, int fd, uint64_t off, void* dst, size_t n,
+                         const std::string& path) {
+  return PreadAtLeast(fn, fd, off, dst, n, n, path);
+}
 
 // Reads a whole (small) file into a string; `max_bytes` guards against giant inputs.
 Result<std::string> ReadFileToString(const std::string& path, uint64_t max_bytes);

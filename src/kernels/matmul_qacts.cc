@@ -22,6 +22,7 @@
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
 #include "kernels/simd-inl.h"
+#include "kernels/q4_avx3-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace moe::kernels {
@@ -344,6 +345,12 @@ bool QuantTilingPaysImpl(WeightType t) {
 void MatMulQuantizedActsImpl(const WeightView& w, const int16_t* xq, const float* xd,
                              size_t n_tokens, float* y, size_t y_stride, size_t row_begin,
                              size_t row_end) {
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+  if (w.type == WeightType::kQ4) {  // bytes × split activations (q4_avx3-inl.h)
+    return q4avx3::MatMul(static_cast<const uint8_t*>(w.data), w.cols, w.tiled, xq, xd,
+                          n_tokens, y, y_stride, row_begin, row_end);
+  }
+#endif
   const QAArgs a{static_cast<const uint8_t*>(w.data), QuantRowBytes(w.type, w.cols),
                  ActBlocks(w.cols), xq, xd, y, y_stride};
   if (w.type == WeightType::kQ8) {

@@ -9,6 +9,8 @@
 // Per output element the sequence is fixed whatever n_tokens, the row range or the thread
 // split: for each block b, a lane-wise int32 sum of the block's products (exact), converted to
 // f32 and accumulated as acc = MulAdd(f32(sum), d_w·d_x, acc); then a fixed lane reduction.
+// On the AVX3 targets q4 takes its own kernel, q4_avx3-inl.h (nibble bytes times the
+// activations' high and low bytes), with the same guarantees.
 #include "kernels/targets.h"
 
 #include <cmath>
@@ -34,9 +36,7 @@ namespace {
 // int16 lanes, their pairwise int32 sums, and f32 lanes of the same count. A lane group is half
 // a 32-value block (16 lanes), or on AVX-512 the whole block (32 lanes: one widening multiply-add
 // and one scale FMA per block instead of two and one; measured in docs/benchmarks.md, session 9).
-#undef MOE_QA_WHOLE_BLOCK  // foreach_target.h includes this file once per target
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
-#define MOE_QA_WHOLE_BLOCK 1
 using D16 = hn::CappedTag<int16_t, 32>;
 #else
 using D16 = hn::CappedTag<int16_t, 16>;
@@ -117,27 +117,11 @@ HWY_INLINE V16 LoadW16(D16 d16, const uint8_t* HWY_RESTRICT blk, size_t k) {
   if constexpr (kW == WeightType::kQ8) {
     const hn::Rebind<int8_t, D16> d8;
     return hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(blk + 4 + k)));
-  } else {
-#ifdef MOE_QA_WHOLE_BLOCK
-    // The whole block (k = 0): low nibbles of its 16 bytes are values 0-15, high nibbles 16-31.
-    // With the nibble's top bit flipped, its value as a signed 4-bit number is q − 8. The 16
-    // bytes go to both halves as words, shifted left by 12 (lanes 0-15: the low nibble on top)
-    // or 8 (lanes 16-31: the high nibble), then arithmetic-shifted right by 12: 5 operations.
-    (void)k;
-    const hn::Full256<uint8_t> d8;
-    const hn::RebindToUnsigned<D16> du16;
-    HWY_ALIGN static constexpr uint16_t kShl[32] = {12, 12, 12, 12, 12, 12, 12, 12, 12, 12, 12,
-                                                    12, 12, 12, 12, 12, 8,  8,  8,  8,  8,  8,
-                                                    8,  8,  8,  8,  8,  8,  8,  8,  8,  8};
-    const auto b = hn::Xor(hn::LoadDup128(d8, blk + 4), hn::Set(d8, 0x88));
-    const auto words = hn::PromoteTo(du16, b) << hn::Load(du16, kShl);
-    return hn::ShiftRight<12>(hn::BitCast(d16, words));
-#else
+  } else {  // AVX3 targets run q4 in q4_avx3-inl.h instead
     const hn::Rebind<uint8_t, D16> du8;
     auto v = hn::PromoteTo(d16, hn::LoadU(du8, blk + 4 + (k & 15)));
     v = k < 16 ? hn::And(v, hn::Set(d16, 15)) : hn::ShiftRight<4>(v);
     return hn::Sub(v, hn::Set(d16, 8));
-#endif
   }
 }
 
@@ -345,18 +329,17 @@ bool QuantTilingPaysImpl(WeightType t) {
 void MatMulQuantizedActsImpl(const WeightView& w, const int16_t* xq, const float* xd,
                              size_t n_tokens, float* y, size_t y_stride, size_t row_begin,
                              size_t row_end) {
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
-  if (w.type == WeightType::kQ4) {  // bytes × split activations (q4_avx3-inl.h)
-    return q4avx3::MatMul(static_cast<const uint8_t*>(w.data), w.cols, w.tiled, xq, xd,
-                          n_tokens, y, y_stride, row_begin, row_end);
-  }
-#endif
   const QAArgs a{static_cast<const uint8_t*>(w.data), QuantRowBytes(w.type, w.cols),
                  ActBlocks(w.cols), xq, xd, y, y_stride};
   if (w.type == WeightType::kQ8) {
     return MatMulQA<WeightType::kQ8>(a, w.tiled, n_tokens, row_begin, row_end);
   }
-  return MatMulQA<WeightType::kQ4>(a, w.tiled, n_tokens, row_begin, row_end);
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+  // Nibble bytes × the activations' high and low bytes (q4_avx3-inl.h).
+  q4avx3::MatMul(a.w, w.cols, w.tiled, xq, xd, n_tokens, y, y_stride, row_begin, row_end);
+#else
+  MatMulQA<WeightType::kQ4>(a, w.tiled, n_tokens, row_begin, row_end);
+#endif
 }
 
 }  // namespace HWY_NAMESPACE

@@ -7,9 +7,11 @@
 // activation rounding of the exact-dequantization MatMul.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <thread>
 #include <tuple>
 #include <vector>
@@ -230,6 +232,41 @@ TEST_P(QuantActsMatMulTest, NonFiniteActivationBlockGivesNaN) {
   MatMulQuantizedActs({w.data(), type(), rows, cols}, a.q.data(), a.d.data(), 1, y.data(), rows,
                       0, rows);
   for (float v : y) EXPECT_TRUE(std::isnan(v));
+}
+
+// The x86 q4 kernels (q4_x86-inl.h) compute each row the same way at both vector widths: two
+// rows per AVX2 vector, four per AVX-512 vector, one row per 128-bit lane. Decode and prefill,
+// row-major and tiled, row ranges inside groups and tiles.
+TEST(QuantActsCrossTargetTest, Q4IsBitIdenticalOnAvx2AndAvx512) {
+  const std::vector<std::string> targets = AvailableTargets();
+  const auto has = [&](const char* t) {
+    return std::find(targets.begin(), targets.end(), t) != targets.end();
+  };
+  if (!has("AVX2") || !has("AVX3")) GTEST_SKIP() << "needs a CPU with AVX2 and AVX-512";
+  for (auto [rows, cols] : {std::pair<size_t, size_t>{24, 67}, {40, 2048}, {104, 96}}) {
+    const auto w = QuantizeRows(RandomFloats(rows * cols, 61), rows, cols, WeightType::kQ4);
+    std::vector<uint8_t> tiled(w.begin(), w.end());
+    TileMatrix(tiled.data(), WeightType::kQ4, rows, cols);
+    const size_t max_tokens = 9;
+    const Acts a = Quantized(RandomFloats(max_tokens * cols, 62, -3.f, 3.f), max_tokens, cols, cols);
+    for (bool is_tiled : {false, true}) {
+      WeightView view{is_tiled ? tiled.data() : w.data(), WeightType::kQ4, rows, cols};
+      view.tiled = is_tiled;
+      for (size_t n : {1u, 2u, 5u, 9u}) {
+        for (auto [b, e] : {std::pair<size_t, size_t>{0, rows}, {3, rows - 3}, {5, 6}}) {
+          std::vector<float> avx2(n * rows, -1.f), avx3(n * rows, -1.f);
+          ASSERT_TRUE(ForceTarget("AVX2"));
+          MatMulQuantizedActs(view, a.q.data(), a.d.data(), n, avx2.data(), rows, b, e);
+          ASSERT_TRUE(ForceTarget("AVX3"));
+          MatMulQuantizedActs(view, a.q.data(), a.d.data(), n, avx3.data(), rows, b, e);
+          ASSERT_TRUE(ForceTarget(""));
+          ASSERT_EQ(0, std::memcmp(avx2.data(), avx3.data(), avx2.size() * 4))
+              << rows << "x" << cols << (is_tiled ? " tiled" : " rows") << " n " << n << " ["
+              << b << ", " << e << ")";
+        }
+      }
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllTargets, QuantActsTest, ::testing::ValuesIn(AvailableTargets()),

@@ -1,0 +1,375 @@
+// SPDX-License-Identifier: Apache-2.0
+// q4 weights × int16 activations on x86 AVX2 and AVX-512 (AVX512BW): the kQ4 half of
+// MatMulQuantizedActs there (matmul_qacts.cc), about half the vector instructions per weight
+// block of the generic int16 kernel, whose nibble unpacking bound q4 decode (AVX-512, Zen 4:
+// 45–74 % of the memory probe at 2 threads against q8's 95–97 %; docs/kernels.md, session 20).
+//
+// The idea: keep the nibbles as bytes and multiply them with bytes of the activations, 32 (AVX2)
+// or 64 (AVX-512) products per vpmaddubsw (u8 × s8 → s16 pairs). An int16 activation x is
+// 256·xh + xl with xh = x >> 8 (s8) and xl = x & 255 (u8), so for a nibble n (0..15, weight
+// n − 8)
+//   Σ (n − 8)·x = 256·Σ n·xh + Σ xl·n − 8·Σ x
+// where n·xh is u8 × s8 and xl·n is u8 × s8 (n < 128): both fit vpmaddubsw, whose s16 pair
+// sums (≤ 3840 and 7650 in magnitude) never saturate, nor do the sums of two (≤ 15300); 8·Σ x
+// is computed once per activation block. The block sums are exact int32, as before.
+//
+// Each row's block takes one 128-bit lane (2 rows per AVX2 vector, 4 per AVX-512 vector): byte
+// j holds its block's elements j (low nibble) and 16 + j (high nibble). Each row's block sum is
+// kept in 4 int32 lanes, lane q holding elements {4q..4q+3} ∪ {16+4q..16+4q+3}; per block the
+// lanes are converted to f32 and accumulated as acc = fma(f32(s), d_w·d_x, acc), and at the end
+// y = (acc0 + acc1) + (acc2 + acc3). Every path (tiled decode streams, tiles of any size, any
+// layout, duplicated rows in a partial group) and both vector widths compute a row the same
+// way: results are bit-identical for any n_tokens, row range, thread split or layout (kernels.h
+// contract), and between the AVX2 and AVX-512 targets (tests).
+
+// Per-target include guard, the Highway idiom: toggled by foreach_target.h for each target.
+#if defined(MOE_KERNELS_Q4_X86_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef MOE_KERNELS_Q4_X86_INL_H_
+#undef MOE_KERNELS_Q4_X86_INL_H_
+#else
+#define MOE_KERNELS_Q4_X86_INL_H_
+#endif
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "hwy/highway.h"
+#include "kernels/kernels.h"
+#include "kernels/simd-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace moe::kernels {
+namespace HWY_NAMESPACE {
+
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+namespace q4x86 {
+
+// One activation block of one token, split for vpmaddubsw (80 bytes).
+struct Act {
+  int8_t xh[32];    // x >> 8
+  uint8_t xl[32];   // x & 255
+  int32_t corr[4];  // 8 · Σ x over the elements of int32 lane q (see the top)
+};
+static_assert(sizeof(Act) == 80);
+
+HWY_INLINE __m128i Load128(const void* p) {
+  return _mm_loadu_si128(static_cast<const __m128i*>(p));
+}
+
+// Splits n blocks of QuantizeActs' int16 values (32 each, consecutive) into `out` (AVX2
+// instructions on both targets).
+HWY_INLINE void SplitActs(const int16_t* HWY_RESTRICT xq, size_t n, Act* HWY_RESTRICT out) {
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  for (size_t i = 0; i < n; ++i) {
+    const int16_t* q = xq + i * kQuantBlock;
+    const __m256i q0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q));
+    const __m256i q1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 16));
+    // The packs interleave 64-bit quarters as (q0 lo, q1 lo, q0 hi, q1 hi): 0xD8 restores the
+    // order. Neither saturates: x >> 8 is in [-128, 127], x & 255 in [0, 255].
+    const __m256i xh = _mm256_packs_epi16(_mm256_srai_epi16(q0, 8), _mm256_srai_epi16(q1, 8));
+    const __m256i m255 = _mm256_set1_epi16(255);
+    const __m256i xl =
+        _mm256_packus_epi16(_mm256_and_si256(q0, m255), _mm256_and_si256(q1, m255));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[i].xh), _mm256_permute4x64_epi64(xh, 0xD8));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[i].xl), _mm256_permute4x64_epi64(xl, 0xD8));
+    // 8 · Σ x per int32 lane: pair k (elements 2k, 2k + 1) is lane k of madd(q0) for k < 8 and
+    // lane k − 8 of madd(q1); lane q of a row takes pairs 2q, 2q + 1, 8 + 2q and 9 + 2q.
+    const __m256i m = _mm256_add_epi32(_mm256_madd_epi16(q0, ones16), _mm256_madd_epi16(q1, ones16));
+    const __m256i h = _mm256_hadd_epi32(m, m);  // lanes 0, 1 of each half: m[2q] + m[2q + 1]
+    const __m128i corr =
+        _mm_unpacklo_epi64(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out[i].corr), _mm_slli_epi32(corr, 3));
+  }
+}
+
+#if HWY_TARGET <= HWY_AVX3
+// AVX-512: 4 rows per vector.
+struct V {
+  using I = __m512i;
+  using F = __m512;
+  static constexpr size_t kRows = 4;
+  static HWY_INLINE I Bcast(const void* p) { return _mm512_broadcast_i32x4(Load128(p)); }
+  static HWY_INLINE I Set8(int8_t v) { return _mm512_set1_epi8(v); }
+  static HWY_INLINE I Set16(int16_t v) { return _mm512_set1_epi16(v); }
+  static HWY_INLINE I And(I a, I b) { return _mm512_and_si512(a, b); }
+  static HWY_INLINE I Srl4(I a) { return _mm512_srli_epi16(a, 4); }
+  static HWY_INLINE I Maddubs(I u8, I s8) { return _mm512_maddubs_epi16(u8, s8); }
+  static HWY_INLINE I Add16(I a, I b) { return _mm512_add_epi16(a, b); }
+  static HWY_INLINE I Madd(I a, I b) { return _mm512_madd_epi16(a, b); }
+  static HWY_INLINE I Add32(I a, I b) { return _mm512_add_epi32(a, b); }
+  static HWY_INLINE I Sub32(I a, I b) { return _mm512_sub_epi32(a, b); }
+  static HWY_INLINE F Zero() { return _mm512_setzero_ps(); }
+  static HWY_INLINE F Cvt(I a) { return _mm512_cvtepi32_ps(a); }
+  static HWY_INLINE F Scale(F dw, float xd) { return _mm512_mul_ps(dw, _mm512_set1_ps(xd)); }
+  static HWY_INLINE F Fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+
+  // Rows whose block lies in 80 contiguous bytes at p (4 rows of a tiled matrix's 8-row tile,
+  // starting at row 0 or 4 of the tile): 2 loads, one word permute, one dword permute.
+  static HWY_INLINE void LoadContiguous(const uint8_t* HWY_RESTRICT p, I* nib, F* dw) {
+    // Word k of lane i: byte 4 + 20·i + 2k of p; lane 3's bytes (64..79) come from b (p + 16).
+    alignas(64) static constexpr uint16_t kNib[32] = {
+        2,  3,  4,  5,  6,  7,  8,  9,  12, 13, 14, 15, 16, 17, 18, 19,
+        22, 23, 24, 25, 26, 27, 28, 29, 56, 57, 58, 59, 60, 61, 62, 63};
+    alignas(64) static constexpr int32_t kDw[16] = {0, 0, 0, 0, 5,  5,  5,  5,
+                                                    10, 10, 10, 10, 15, 15, 15, 15};
+    const I a = _mm512_loadu_si512(p), b = _mm512_loadu_si512(p + 16);
+    *nib = _mm512_permutex2var_epi16(a, _mm512_load_si512(kNib), b);
+    *dw = _mm512_permutexvar_ps(_mm512_load_si512(kDw), _mm512_castsi512_ps(a));
+  }
+  // Rows anywhere: p[i] is row i's block (scale, then 16 bytes of nibbles).
+  static HWY_INLINE void LoadRows(const uint8_t* const* p, I* nib, F* dw) {
+    I v = _mm512_castsi128_si512(Load128(p[0] + 4));
+    v = _mm512_inserti32x4(v, Load128(p[1] + 4), 1);
+    v = _mm512_inserti32x4(v, Load128(p[2] + 4), 2);
+    *nib = _mm512_inserti32x4(v, Load128(p[3] + 4), 3);
+    float d[4];
+    for (size_t i = 0; i < 4; ++i) std::memcpy(&d[i], p[i], 4);
+    alignas(64) static constexpr int32_t kDw[16] = {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3};
+    *dw = _mm512_permutexvar_ps(_mm512_load_si512(kDw), _mm512_castps128_ps512(_mm_loadu_ps(d)));
+  }
+  // Stores the first n ≤ 4 rows' results to y[0, n): row i's is (a0 + a1) + (a2 + a3).
+  static HWY_INLINE void StoreRows(F acc, size_t n, float* HWY_RESTRICT y) {
+    const F pairs = _mm512_add_ps(acc, _mm512_permute_ps(acc, 0xB1));  // a0+a1 .. a2+a3
+    const F sums = _mm512_add_ps(pairs, _mm512_permute_ps(pairs, 0x4E));
+    alignas(64) static constexpr int32_t kFirst[16] = {0, 4, 8, 12};
+    const __m128 v = _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_load_si512(kFirst), sums));
+    _mm_mask_storeu_ps(y, static_cast<__mmask8>((1u << n) - 1), v);
+  }
+};
+// Decode tiles of 8 rows; prefill tiles of 8 rows × 4 tokens; 4 tiled decode streams.
+constexpr size_t kDecodeRows = 8, kPrefillRows = 8, kTokens = 4, kStreams = 4;
+#else
+// AVX2: 2 rows per vector.
+struct V {
+  using I = __m256i;
+  using F = __m256;
+  static constexpr size_t kRows = 2;
+  static HWY_INLINE I Bcast(const void* p) { return _mm256_broadcastsi128_si256(Load128(p)); }
+  static HWY_INLINE I Set8(int8_t v) { return _mm256_set1_epi8(v); }
+  static HWY_INLINE I Set16(int16_t v) { return _mm256_set1_epi16(v); }
+  static HWY_INLINE I And(I a, I b) { return _mm256_and_si256(a, b); }
+  static HWY_INLINE I Srl4(I a) { return _mm256_srli_epi16(a, 4); }
+  static HWY_INLINE I Maddubs(I u8, I s8) { return _mm256_maddubs_epi16(u8, s8); }
+  static HWY_INLINE I Add16(I a, I b) { return _mm256_add_epi16(a, b); }
+  static HWY_INLINE I Madd(I a, I b) { return _mm256_madd_epi16(a, b); }
+  static HWY_INLINE I Add32(I a, I b) { return _mm256_add_epi32(a, b); }
+  static HWY_INLINE I Sub32(I a, I b) { return _mm256_sub_epi32(a, b); }
+  static HWY_INLINE F Zero() { return _mm256_setzero_ps(); }
+  static HWY_INLINE F Cvt(I a) { return _mm256_cvtepi32_ps(a); }
+  static HWY_INLINE F Scale(F dw, float xd) { return _mm256_mul_ps(dw, _mm256_set1_ps(xd)); }
+  static HWY_INLINE F Fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+
+  // Two rows whose block lies in 40 contiguous bytes at p.
+  static HWY_INLINE void LoadContiguous(const uint8_t* HWY_RESTRICT p, I* nib, F* dw) {
+    *nib = _mm256_inserti128_si256(_mm256_castsi128_si256(Load128(p + 4)), Load128(p + 24), 1);
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    *dw = _mm256_permutevar8x32_ps(_mm256_castsi256_ps(a), _mm256_setr_epi32(0, 0, 0, 0, 5, 5, 5, 5));
+  }
+  static HWY_INLINE void LoadRows(const uint8_t* const* p, I* nib, F* dw) {
+    *nib = _mm256_inserti128_si256(_mm256_castsi128_si256(Load128(p[0] + 4)), Load128(p[1] + 4), 1);
+    float d0, d1;
+    std::memcpy(&d0, p[0], 4);
+    std::memcpy(&d1, p[1], 4);
+    *dw = _mm256_set_m128(_mm_set1_ps(d1), _mm_set1_ps(d0));
+  }
+  static HWY_INLINE void StoreRows(F acc, size_t n, float* HWY_RESTRICT y) {
+    const F pairs = _mm256_add_ps(acc, _mm256_permute_ps(acc, 0xB1));
+    const F sums = _mm256_add_ps(pairs, _mm256_permute_ps(pairs, 0x4E));
+    y[0] = _mm256_cvtss_f32(sums);
+    if (n == 2) y[1] = _mm_cvtss_f32(_mm256_extractf128_ps(sums, 1));
+  }
+};
+// Decode tiles of 6 rows; prefill tiles of 2 rows × 4 tokens (16 vector registers); no tiled
+// decode streams (matmul_qacts.cc DecodeStreams: tiled q4 did not pay on AVX2).
+constexpr size_t kDecodeRows = 6, kPrefillRows = 2, kTokens = 4;
+#endif
+constexpr size_t kR4 = V::kRows;  // rows per vector
+
+// An activation block broadcast to every row's 128-bit lane.
+struct ActV {
+  V::I xh_lo, xh_hi, xl_lo, xl_hi, corr;
+};
+HWY_INLINE ActV LoadAct(const Act& a) {
+  return {V::Bcast(a.xh), V::Bcast(a.xh + 16), V::Bcast(a.xl), V::Bcast(a.xl + 16),
+          V::Bcast(a.corr)};
+}
+
+// kR4 rows' block: nibbles split (one row per 128-bit lane) and each row's scale in its lane.
+struct W {
+  V::I lo, hi;  // elements j and 16 + j of the lane's row, 0..15
+  V::F dw;
+};
+HWY_INLINE W Unpack(V::I nib, V::F dw) {
+  const V::I m = V::Set8(0x0F);
+  return {V::And(nib, m), V::And(V::Srl4(nib), m), dw};
+}
+template <bool kContiguous>
+HWY_INLINE W LoadW(const uint8_t* const* p) {
+  V::I nib;
+  V::F dw;
+  if constexpr (kContiguous) {
+    V::LoadContiguous(p[0], &nib, &dw);
+  } else {
+    V::LoadRows(p, &nib, &dw);
+  }
+  return Unpack(nib, dw);
+}
+
+// acc += f32(exact block sums, 4 lanes per row) · (d_w · d_x).
+HWY_INLINE V::F Accumulate(const W& w, const ActV& x, float xd, V::F acc) {
+  const V::I t1 = V::Add16(V::Maddubs(w.lo, x.xh_lo), V::Maddubs(w.hi, x.xh_hi));
+  const V::I t2 = V::Add16(V::Maddubs(x.xl_lo, w.lo), V::Maddubs(x.xl_hi, w.hi));
+  const V::I s = V::Add32(V::Madd(t1, V::Set16(256)), V::Madd(t2, V::Set16(1)));
+  return V::Fma(V::Cvt(V::Sub32(s, x.corr)), V::Scale(w.dw, xd), acc);
+}
+
+#define MOE_Q4_UNROLL HWY_UNROLL(16)
+
+struct Args {
+  const uint8_t* w;
+  size_t row_bytes, n_blocks;
+  const Act* act;  // n_tokens × n_blocks
+  const float* xd;
+  float* y;
+  size_t y_stride;
+};
+constexpr size_t kBlockBytes = QuantBlockBytes(WeightType::kQ4);
+
+// Rows [r, r + kR) × tokens [t, t + kT); kR a multiple of kR4, or 1 (its row in every lane).
+// kContiguous: each group of kR4 rows is one run of bytes per block (LoadContiguous).
+template <size_t kR, size_t kT, bool kTiled, bool kContiguous>
+HWY_INLINE void TileRun(const Args& a, size_t r, size_t t) {
+  static_assert(kR == 1 || kR % kR4 == 0);
+  constexpr size_t kG = (kR + kR4 - 1) / kR4;
+  constexpr size_t bs = QuantBlockStride<kTiled>(kBlockBytes);
+  const uint8_t* row[kG * kR4];
+  MOE_Q4_UNROLL
+  for (size_t i = 0; i < kG * kR4; ++i) {
+    row[i] = a.w + QuantRowBase<kTiled>(r + HWY_MIN(i, kR - 1), a.row_bytes, kBlockBytes);
+  }
+  V::F acc[kG][kT];
+  MOE_Q4_UNROLL
+  for (size_t g = 0; g < kG; ++g) {
+    MOE_Q4_UNROLL
+    for (size_t j = 0; j < kT; ++j) acc[g][j] = V::Zero();
+  }
+  // Row-major decode prefetches the next tile's rows (matmul_qacts.cc Tile).
+  const uint8_t* next = a.w + (r + kR) * a.row_bytes;
+  for (size_t b = 0; b < a.n_blocks; ++b) {
+    if constexpr (kT == 1 && !kTiled) PrefetchL2(next + b * kR * kBlockBytes, kR * kBlockBytes);
+    W w[kG];
+    MOE_Q4_UNROLL
+    for (size_t g = 0; g < kG; ++g) {
+      const uint8_t* p[kR4];
+      MOE_Q4_UNROLL
+      for (size_t i = 0; i < kR4; ++i) p[i] = row[g * kR4 + i] + b * bs;
+      w[g] = LoadW<kContiguous>(p);
+    }
+    MOE_Q4_UNROLL
+    for (size_t j = 0; j < kT; ++j) {
+      const size_t ab = (t + j) * a.n_blocks + b;
+      const ActV x = LoadAct(a.act[ab]);
+      MOE_Q4_UNROLL
+      for (size_t g = 0; g < kG; ++g) acc[g][j] = Accumulate(w[g], x, a.xd[ab], acc[g][j]);
+    }
+  }
+  MOE_Q4_UNROLL
+  for (size_t j = 0; j < kT; ++j) {
+    MOE_Q4_UNROLL
+    for (size_t g = 0; g < kG; ++g) {
+      V::StoreRows(acc[g][j], HWY_MIN(kR - kR4 * g, kR4), a.y + (t + j) * a.y_stride + r + kR4 * g);
+    }
+  }
+}
+template <size_t kR, size_t kT, bool kTiled>
+HWY_INLINE void Tile(const Args& a, size_t r, size_t t) {
+  // A tiled matrix's rows r .. r + kR4 − 1 with r % kR4 == 0 are one contiguous run per block.
+  if (kTiled && kR % kR4 == 0 && r % kR4 == 0) {
+    TileRun<kR, kT, kTiled, kTiled && kR % kR4 == 0>(a, r, t);
+  } else {
+    TileRun<kR, kT, kTiled, false>(a, r, t);
+  }
+}
+
+// Decode of kS tiles' worth of rows of a tiled matrix, 8 rows per stream (simd-inl.h
+// ForEachTiledDecodePass): the activation block is loaded once for all kS · 8 rows.
+template <size_t kS, bool kContiguous>
+HWY_INLINE void DecodeStreamsRun(const Args& a, const size_t (&r)[kS]) {
+  constexpr size_t bs = QuantBlockStride<true>(kBlockBytes);
+  constexpr size_t kG = kTileRows / kR4;
+  const uint8_t* row[kS][kTileRows];
+  V::F acc[kS][kG];
+  MOE_Q4_UNROLL
+  for (size_t s = 0; s < kS; ++s) {
+    MOE_Q4_UNROLL
+    for (size_t i = 0; i < kTileRows; ++i) {
+      row[s][i] = a.w + QuantRowBase<true>(r[s] + i, a.row_bytes, kBlockBytes);
+    }
+    MOE_Q4_UNROLL
+    for (size_t g = 0; g < kG; ++g) acc[s][g] = V::Zero();
+  }
+  for (size_t b = 0; b < a.n_blocks; ++b) {
+    const ActV x = LoadAct(a.act[b]);
+    const float xd = a.xd[b];
+    MOE_Q4_UNROLL
+    for (size_t s = 0; s < kS; ++s) {
+      MOE_Q4_UNROLL
+      for (size_t g = 0; g < kG; ++g) {
+        const uint8_t* p[kR4];
+        MOE_Q4_UNROLL
+        for (size_t i = 0; i < kR4; ++i) p[i] = row[s][g * kR4 + i] + b * bs;
+        acc[s][g] = Accumulate(LoadW<kContiguous>(p), x, xd, acc[s][g]);
+      }
+    }
+  }
+  MOE_Q4_UNROLL
+  for (size_t s = 0; s < kS; ++s) {
+    MOE_Q4_UNROLL
+    for (size_t g = 0; g < kG; ++g) V::StoreRows(acc[s][g], kR4, a.y + r[s] + g * kR4);
+  }
+}
+// Streams start on a tile (every group contiguous) unless the row range does not.
+template <size_t kS>
+HWY_INLINE void DecodeStreams(const Args& a, const size_t (&r)[kS]) {
+  bool contiguous = true;
+  for (size_t s = 0; s < kS; ++s) contiguous = contiguous && r[s] % kR4 == 0;
+  if (contiguous) {
+    DecodeStreamsRun<kS, true>(a, r);
+  } else {
+    DecodeStreamsRun<kS, false>(a, r);
+  }
+}
+
+// MatMulQuantizedActs for a kQ4 matrix (kernels.h), rows [row_begin, row_end).
+inline void MatMul(const uint8_t* w, size_t cols, bool tiled, const int16_t* xq, const float* xd,
+                   size_t n_tokens, float* y, size_t y_stride, size_t row_begin, size_t row_end) {
+  const size_t nb = ActBlocks(cols);
+  thread_local std::vector<Act> acts;
+  if (acts.size() < n_tokens * nb) acts.resize(n_tokens * nb);
+  SplitActs(xq, n_tokens * nb, acts.data());
+  const Args a{w, QuantRowBytes(WeightType::kQ4, cols), nb, acts.data(), xd, y, y_stride};
+  const auto tile = [&]<size_t kR, size_t kT, bool kTiled>(size_t r, size_t t) HWY_ATTR {
+    Tile<kR, kT, kTiled>(a, r, t);
+  };
+#if HWY_TARGET <= HWY_AVX3
+  if (tiled && n_tokens == 1) {
+    ForEachTiledDecodePass<kStreams>(
+        row_begin, row_end,
+        [&](const size_t (&r)[kStreams]) HWY_ATTR { DecodeStreams<kStreams>(a, r); }, tile);
+    return;
+  }
+#endif
+  ForEachTileOf<kDecodeRows, kPrefillRows, kTokens, kPrefillRows, kTokens, 16>(
+      tiled, n_tokens, row_begin, row_end, tile);
+}
+
+#undef MOE_Q4_UNROLL
+}  // namespace q4x86
+#endif  // HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+
+}  // namespace HWY_NAMESPACE
+}  // namespace moe::kernels
+HWY_AFTER_NAMESPACE();
+
+#endif  // MOE_KERNELS_Q4_X86_INL_H_

@@ -75,7 +75,8 @@ HWY_INLINE void SplitActs(const int16_t* HWY_RESTRICT xq, size_t n, Act* HWY_RES
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[i].xl), _mm256_permute4x64_epi64(xl, 0xD8));
     // 8 · Σ x per int32 lane: pair k (elements 2k, 2k + 1) is lane k of madd(q0) for k < 8 and
     // lane k − 8 of madd(q1); lane q of a row takes pairs 2q, 2q + 1, 8 + 2q and 9 + 2q.
-    const __m256i m = _mm256_add_epi32(_mm256_madd_epi16(q0, ones16), _mm256_madd_epi16(q1, ones16));
+    const __m256i m =
+        _mm256_add_epi32(_mm256_madd_epi16(q0, ones16), _mm256_madd_epi16(q1, ones16));
     const __m256i h = _mm256_hadd_epi32(m, m);  // lanes 0, 1 of each half: m[2q] + m[2q + 1]
     const __m128i corr =
         _mm_unpacklo_epi64(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
@@ -164,7 +165,8 @@ struct V {
   static HWY_INLINE void LoadContiguous(const uint8_t* HWY_RESTRICT p, I* nib, F* dw) {
     *nib = _mm256_inserti128_si256(_mm256_castsi128_si256(Load128(p + 4)), Load128(p + 24), 1);
     const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    *dw = _mm256_permutevar8x32_ps(_mm256_castsi256_ps(a), _mm256_setr_epi32(0, 0, 0, 0, 5, 5, 5, 5));
+    *dw = _mm256_permutevar8x32_ps(_mm256_castsi256_ps(a),
+                                   _mm256_setr_epi32(0, 0, 0, 0, 5, 5, 5, 5));
   }
   static HWY_INLINE void LoadRows(const uint8_t* const* p, I* nib, F* dw) {
     *nib = _mm256_inserti128_si256(_mm256_castsi128_si256(Load128(p[0] + 4)), Load128(p[1] + 4), 1);
@@ -184,7 +186,7 @@ struct V {
 // decode streams (matmul_qacts.cc DecodeStreams: tiled q4 did not pay on AVX2).
 constexpr size_t kDecodeRows = 6, kPrefillRows = 2, kTokens = 4;
 #endif
-constexpr size_t kR4 = V::kRows;  // rows per vector
+constexpr size_t kVecRows = V::kRows;  // rows per vector
 
 // An activation block broadcast to every row's 128-bit lane.
 struct ActV {
@@ -195,7 +197,7 @@ HWY_INLINE ActV LoadAct(const Act& a) {
           V::Bcast(a.corr)};
 }
 
-// kR4 rows' block: nibbles split (one row per 128-bit lane) and each row's scale in its lane.
+// kVecRows rows' block: nibbles split (a row per 128-bit lane) and each row's scale in its lane.
 struct W {
   V::I lo, hi;  // elements j and 16 + j of the lane's row, 0..15
   V::F dw;
@@ -236,16 +238,17 @@ struct Args {
 };
 constexpr size_t kBlockBytes = QuantBlockBytes(WeightType::kQ4);
 
-// Rows [r, r + kR) × tokens [t, t + kT); kR a multiple of kR4, or 1 (its row in every lane).
-// kContiguous: each group of kR4 rows is one run of bytes per block (LoadContiguous).
+// Rows [r, r + kR) × tokens [t, t + kT); kR a multiple of kVecRows, or 1 (the row in every
+// lane).
+// kContiguous: each group of kVecRows rows is one run of bytes per block (LoadContiguous).
 template <size_t kR, size_t kT, bool kTiled, bool kContiguous>
 HWY_INLINE void TileRun(const Args& a, size_t r, size_t t) {
-  static_assert(kR == 1 || kR % kR4 == 0);
-  constexpr size_t kG = (kR + kR4 - 1) / kR4;
+  static_assert(kR == 1 || kR % kVecRows == 0);
+  constexpr size_t kG = (kR + kVecRows - 1) / kVecRows;
   constexpr size_t bs = QuantBlockStride<kTiled>(kBlockBytes);
-  const uint8_t* row[kG * kR4];
+  const uint8_t* row[kG * kVecRows];
   MOE_Q4_UNROLL
-  for (size_t i = 0; i < kG * kR4; ++i) {
+  for (size_t i = 0; i < kG * kVecRows; ++i) {
     row[i] = a.w + QuantRowBase<kTiled>(r + HWY_MIN(i, kR - 1), a.row_bytes, kBlockBytes);
   }
   V::F acc[kG][kT];
@@ -261,9 +264,9 @@ HWY_INLINE void TileRun(const Args& a, size_t r, size_t t) {
     W w[kG];
     MOE_Q4_UNROLL
     for (size_t g = 0; g < kG; ++g) {
-      const uint8_t* p[kR4];
+      const uint8_t* p[kVecRows];
       MOE_Q4_UNROLL
-      for (size_t i = 0; i < kR4; ++i) p[i] = row[g * kR4 + i] + b * bs;
+      for (size_t i = 0; i < kVecRows; ++i) p[i] = row[g * kVecRows + i] + b * bs;
       w[g] = LoadW<kContiguous>(p);
     }
     MOE_Q4_UNROLL
@@ -278,15 +281,17 @@ HWY_INLINE void TileRun(const Args& a, size_t r, size_t t) {
   for (size_t j = 0; j < kT; ++j) {
     MOE_Q4_UNROLL
     for (size_t g = 0; g < kG; ++g) {
-      V::StoreRows(acc[g][j], HWY_MIN(kR - kR4 * g, kR4), a.y + (t + j) * a.y_stride + r + kR4 * g);
+      V::StoreRows(acc[g][j], HWY_MIN(kR - kVecRows * g, kVecRows),
+                   a.y + (t + j) * a.y_stride + r + kVecRows * g);
     }
   }
 }
 template <size_t kR, size_t kT, bool kTiled>
 HWY_INLINE void Tile(const Args& a, size_t r, size_t t) {
-  // A tiled matrix's rows r .. r + kR4 − 1 with r % kR4 == 0 are one contiguous run per block.
-  if (kTiled && kR % kR4 == 0 && r % kR4 == 0) {
-    TileRun<kR, kT, kTiled, kTiled && kR % kR4 == 0>(a, r, t);
+  // A tiled matrix's rows r .. r + kVecRows − 1 with r % kVecRows == 0 are one contiguous run
+  // per block.
+  if (kTiled && kR % kVecRows == 0 && r % kVecRows == 0) {
+    TileRun<kR, kT, kTiled, kTiled && kR % kVecRows == 0>(a, r, t);
   } else {
     TileRun<kR, kT, kTiled, false>(a, r, t);
   }
@@ -297,7 +302,7 @@ HWY_INLINE void Tile(const Args& a, size_t r, size_t t) {
 template <size_t kS, bool kContiguous>
 HWY_INLINE void DecodeStreamsRun(const Args& a, const size_t (&r)[kS]) {
   constexpr size_t bs = QuantBlockStride<true>(kBlockBytes);
-  constexpr size_t kG = kTileRows / kR4;
+  constexpr size_t kG = kTileRows / kVecRows;
   const uint8_t* row[kS][kTileRows];
   V::F acc[kS][kG];
   MOE_Q4_UNROLL
@@ -316,9 +321,9 @@ HWY_INLINE void DecodeStreamsRun(const Args& a, const size_t (&r)[kS]) {
     for (size_t s = 0; s < kS; ++s) {
       MOE_Q4_UNROLL
       for (size_t g = 0; g < kG; ++g) {
-        const uint8_t* p[kR4];
+        const uint8_t* p[kVecRows];
         MOE_Q4_UNROLL
-        for (size_t i = 0; i < kR4; ++i) p[i] = row[s][g * kR4 + i] + b * bs;
+        for (size_t i = 0; i < kVecRows; ++i) p[i] = row[s][g * kVecRows + i] + b * bs;
         acc[s][g] = Accumulate(LoadW<kContiguous>(p), x, xd, acc[s][g]);
       }
     }
@@ -326,14 +331,14 @@ HWY_INLINE void DecodeStreamsRun(const Args& a, const size_t (&r)[kS]) {
   MOE_Q4_UNROLL
   for (size_t s = 0; s < kS; ++s) {
     MOE_Q4_UNROLL
-    for (size_t g = 0; g < kG; ++g) V::StoreRows(acc[s][g], kR4, a.y + r[s] + g * kR4);
+    for (size_t g = 0; g < kG; ++g) V::StoreRows(acc[s][g], kVecRows, a.y + r[s] + g * kVecRows);
   }
 }
 // Streams start on a tile (every group contiguous) unless the row range does not.
 template <size_t kS>
 HWY_INLINE void DecodeStreams(const Args& a, const size_t (&r)[kS]) {
   bool contiguous = true;
-  for (size_t s = 0; s < kS; ++s) contiguous = contiguous && r[s] % kR4 == 0;
+  for (size_t s = 0; s < kS; ++s) contiguous = contiguous && r[s] % kVecRows == 0;
   if (contiguous) {
     DecodeStreamsRun<kS, true>(a, r);
   } else {

@@ -248,7 +248,8 @@ TEST(QuantActsCrossTargetTest, Q4IsBitIdenticalOnAvx2AndAvx512) {
     std::vector<uint8_t> tiled(w.begin(), w.end());
     TileMatrix(tiled.data(), WeightType::kQ4, rows, cols);
     const size_t max_tokens = 9;
-    const Acts a = Quantized(RandomFloats(max_tokens * cols, 62, -3.f, 3.f), max_tokens, cols, cols);
+    const Acts a =
+        Quantized(RandomFloats(max_tokens * cols, 62, -3.f, 3.f), max_tokens, cols, cols);
     for (bool is_tiled : {false, true}) {
       WeightView view{is_tiled ? tiled.data() : w.data(), WeightType::kQ4, rows, cols};
       view.tiled = is_tiled;

@@ -43,6 +43,32 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   return true;
 }
 
+// AVX3_VNNI: the AVX3 target plus AVX512-VNNI instructions in the kernels that have a use for
+// them (q4_x86-inl.h). Highway 1.0.3 has no such target (its AVX3_DL asks for the VEX-encoded
+// avxvnni, which Zen 4 lacks, and is not compiled, targets.h), so it is a flag over AVX3.
+constexpr std::string_view kVnniName = "AVX3_VNNI";
+
+bool CpuHasVnni() {
+#if HWY_ARCH_X86 && (HWY_TARGETS & HWY_AVX3) && (defined(__GNUC__) || defined(__clang__))
+  static const bool has = [] {
+    __builtin_cpu_init();  // may run from a static initialiser, before libgcc's
+    return (CpuTargets() & HWY_AVX3) != 0 && __builtin_cpu_supports("avx512vnni");
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
+// Whether the AVX3 kernels use VNNI now, and after ForceTarget("").
+struct VnniChoice {
+  bool on, startup;
+};
+VnniChoice& Vnni() {
+  static VnniChoice v{CpuHasVnni(), CpuHasVnni()};
+  return v;
+}
+
 // The target bit for `name` among the compiled targets, or 0.
 int64_t TargetBit(std::string_view name) {
   if (EqualsIgnoreCase(name, "scalar") || EqualsIgnoreCase(name, "baseline")) {
@@ -60,22 +86,35 @@ int64_t TargetBit(std::string_view name) {
 
 int64_t AvailableTargetBits() { return CpuTargets() & HWY_TARGETS; }
 
+bool UseVnni() { return Vnni().on; }
+
 std::vector<std::string> AvailableTargets() {
   std::vector<std::string> names;
   for (int64_t bits = AvailableTargetBits(); bits != 0; bits &= bits - 1) {
-    names.emplace_back(hwy::TargetName(bits & -bits));
+    const int64_t bit = bits & -bits;
+    if (bit == HWY_AVX3 && CpuHasVnni()) names.emplace_back(kVnniName);
+    names.emplace_back(hwy::TargetName(bit));
   }
   return names;
 }
 
+// The Highway target mask for a target name (AvailableTargets, ForceTarget), or 0 where it is
+// not compiled or the CPU lacks it.
+int64_t MaskFor(std::string_view name) {
+  if (EqualsIgnoreCase(name, kVnniName)) return CpuHasVnni() ? HWY_AVX3 : 0;
+  return TargetBit(name) & CpuTargets();
+}
+
 bool ForceTarget(std::string_view name) {
-  const int64_t cpu = CpuTargets();
   int64_t mask = startup_mask;
+  bool vnni = Vnni().startup;
   if (!name.empty()) {
-    mask = TargetBit(name) & cpu;
+    mask = MaskFor(name);
     if (mask == 0) return false;
+    vnni = EqualsIgnoreCase(name, kVnniName);
   }
   ApplyMask(mask);
+  Vnni().on = vnni;
   return true;
 }
 
@@ -85,7 +124,8 @@ bool ApplyTargetFromEnv() {
     const char* env = std::getenv("MOE_FORCE_TARGET");
     if (env == nullptr || *env == '\0') return true;
     if (ForceTarget(env)) {
-      startup_mask = TargetBit(env) & CpuTargets();
+      startup_mask = MaskFor(env);
+      Vnni().startup = Vnni().on;
     } else {
       std::string names;
       for (const std::string& n : AvailableTargets()) names += " " + n;

@@ -146,8 +146,8 @@ float Dot(const float* a, const float* b, size_t n);
 // stream with independent chains, the memory-bandwidth probe of `moestream bench`.
 uint64_t XorFold(const void* p, size_t bytes);
 
-// XorFold as compiled for each target this CPU supports, best target first (AvailableTargets()
-// order), whatever target the kernels run on. How fast one read loop streams depends on its
+// XorFold as compiled for each Highway target this CPU supports, best target first
+// (AvailableTargets() order, where AVX3_VNNI shares AVX3's), whatever target the kernels run on. How fast one read loop streams depends on its
 // code, not only on the memory: on Zen 4, Highway's AVX3 loop reads ~25 % slower than its
 // AVX2 one (docs/benchmarks.md, session 9). The memory probe takes the fastest of them.
 using XorFoldFn = uint64_t (*)(const void* p, size_t bytes);
@@ -205,10 +205,14 @@ void AttentionWeightedSum(const AttentionWeightedSumArgs& args);
 // cos/sin hold h values (HF's cos/sin tensors repeat them for both halves).
 void RopeRotateHalf(float* x, const float* cos, const float* sin, size_t head_dim);
 
-// Name of the SIMD target the kernels run on (Highway's name: "AVX3", "AVX2", "SSE4", "EMU128").
+// Name of the SIMD target the kernels run on (Highway's name: "AVX3", "AVX2", "SSE4", "EMU128";
+// or "AVX3_VNNI").
 const char* TargetName();
 
-// Compiled targets this CPU supports, best first (e.g. {"AVX3", "AVX2", "SSE4", "EMU128"}).
+// Compiled targets this CPU supports, best first (e.g. {"AVX3_VNNI", "AVX3", "AVX2", "SSE4",
+// "EMU128"}). AVX3_VNNI is Highway's AVX3 plus AVX512-VNNI instructions where a kernel has a
+// use for them (q4 MatMulQuantizedActs), listed where the CPU has them (Ice Lake, Zen 4 and
+// later); AVX3 then runs the same kernels without them, with bit-identical results.
 std::vector<std::string> AvailableTargets();
 
 // Makes every kernel run on the named target (case-insensitive name from AvailableTargets(),

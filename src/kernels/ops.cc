@@ -433,7 +433,9 @@ void AttentionWeightedSum(const AttentionWeightedSumArgs& args) {
 void RopeRotateHalf(float* x, const float* cos, const float* sin, size_t head_dim) {
   HWY_DYNAMIC_DISPATCH(RopeRotateHalfImpl)(x, cos, sin, head_dim);
 }
-const char* TargetName() { return HWY_DYNAMIC_DISPATCH(TargetNameImpl)(); }
+const char* TargetName() {
+  return UseVnni() ? "AVX3_VNNI" : HWY_DYNAMIC_DISPATCH(TargetNameImpl)();
+}
 
 }  // namespace moe::kernels
 #endif  // HWY_ONCE

@@ -10,8 +10,11 @@
 // n − 8)
 //   Σ (n − 8)·x = 256·Σ n·xh + Σ xl·n − 8·Σ x
 // where n·xh is u8 × s8 and xl·n is u8 × s8 (n < 128): both fit vpmaddubsw, whose s16 pair
-// sums (≤ 3840 and 7650 in magnitude) never saturate, nor do the sums of two (≤ 15300); 8·Σ x
-// is computed once per activation block. The block sums are exact int32, as before.
+// sums (≤ 3840 and 7650 in magnitude) never saturate, nor do the sums of two (≤ 15300); −8·Σ x
+// is computed once per activation block. The block sums are exact int32, as before. On CPUs
+// with AVX512-VNNI (the AVX3_VNNI target, kernels.h) vpdpbusd sums each four u8 × s8 products
+// straight into an int32 lane, about a third fewer instructions per block (docs/kernels.md);
+// the tiles and streams are compiled once per flavour (q4_x86_tiles-inl.h).
 //
 // Each row's block takes one 128-bit lane (2 rows per AVX2 vector, 4 per AVX-512 vector): byte
 // j holds its block's elements j (low nibble) and 16 + j (high nibble). Each row's block sum is
@@ -20,7 +23,7 @@
 // y = (acc0 + acc1) + (acc2 + acc3). Every path (tiled decode streams, tiles of any size, any
 // layout, duplicated rows in a partial group) and both vector widths compute a row the same
 // way: results are bit-identical for any n_tokens, row range, thread split or layout (kernels.h
-// contract), and between the AVX2 and AVX-512 targets (tests).
+// contract), and between the AVX2, AVX3 and AVX3_VNNI targets (tests).
 
 // Per-target include guard, the Highway idiom: toggled by foreach_target.h for each target.
 #if defined(MOE_KERNELS_Q4_X86_INL_H_) == defined(HWY_TARGET_TOGGLE)
@@ -37,6 +40,7 @@
 #include "hwy/highway.h"
 #include "kernels/kernels.h"
 #include "kernels/simd-inl.h"
+#include "kernels/target_select.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace moe::kernels {
@@ -49,7 +53,7 @@ namespace q4x86 {
 struct Act {
   int8_t xh[32];    // x >> 8
   uint8_t xl[32];   // x & 255
-  int32_t corr[4];  // 8 · Σ x over the elements of int32 lane q (see the top)
+  int32_t corr[4];  // −8 · Σ x over the elements of int32 lane q (see the top)
 };
 static_assert(sizeof(Act) == 80);
 
@@ -80,7 +84,8 @@ HWY_INLINE void SplitActs(const int16_t* HWY_RESTRICT xq, size_t n, Act* HWY_RES
     const __m256i h = _mm256_hadd_epi32(m, m);  // lanes 0, 1 of each half: m[2q] + m[2q + 1]
     const __m128i corr =
         _mm_unpacklo_epi64(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out[i].corr), _mm_slli_epi32(corr, 3));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out[i].corr),
+                     _mm_sub_epi32(_mm_setzero_si128(), _mm_slli_epi32(corr, 3)));
   }
 }
 
@@ -218,14 +223,6 @@ HWY_INLINE W LoadW(const uint8_t* const* p) {
   return Unpack(nib, dw);
 }
 
-// acc += f32(exact block sums, 4 lanes per row) · (d_w · d_x).
-HWY_INLINE V::F Accumulate(const W& w, const ActV& x, float xd, V::F acc) {
-  const V::I t1 = V::Add16(V::Maddubs(w.lo, x.xh_lo), V::Maddubs(w.hi, x.xh_hi));
-  const V::I t2 = V::Add16(V::Maddubs(x.xl_lo, w.lo), V::Maddubs(x.xl_hi, w.hi));
-  const V::I s = V::Add32(V::Madd(t1, V::Set16(256)), V::Madd(t2, V::Set16(1)));
-  return V::Fma(V::Cvt(V::Sub32(s, x.corr)), V::Scale(w.dw, xd), acc);
-}
-
 #define MOE_Q4_UNROLL HWY_UNROLL(16)
 
 struct Args {
@@ -238,115 +235,21 @@ struct Args {
 };
 constexpr size_t kBlockBytes = QuantBlockBytes(WeightType::kQ4);
 
-// Rows [r, r + kR) × tokens [t, t + kT); kR a multiple of kVecRows, or 1 (the row in every
-// lane).
-// kContiguous: each group of kVecRows rows is one run of bytes per block (LoadContiguous).
-template <size_t kR, size_t kT, bool kTiled, bool kContiguous>
-HWY_INLINE void TileRun(const Args& a, size_t r, size_t t) {
-  static_assert(kR == 1 || kR % kVecRows == 0);
-  constexpr size_t kG = (kR + kVecRows - 1) / kVecRows;
-  constexpr size_t bs = QuantBlockStride<kTiled>(kBlockBytes);
-  const uint8_t* row[kG * kVecRows];
-  MOE_Q4_UNROLL
-  for (size_t i = 0; i < kG * kVecRows; ++i) {
-    row[i] = a.w + QuantRowBase<kTiled>(r + HWY_MIN(i, kR - 1), a.row_bytes, kBlockBytes);
-  }
-  V::F acc[kG][kT];
-  MOE_Q4_UNROLL
-  for (size_t g = 0; g < kG; ++g) {
-    MOE_Q4_UNROLL
-    for (size_t j = 0; j < kT; ++j) acc[g][j] = V::Zero();
-  }
-  // Row-major decode prefetches the next tile's rows (matmul_qacts.cc Tile).
-  const uint8_t* next = a.w + (r + kR) * a.row_bytes;
-  for (size_t b = 0; b < a.n_blocks; ++b) {
-    if constexpr (kT == 1 && !kTiled) PrefetchL2(next + b * kR * kBlockBytes, kR * kBlockBytes);
-    W w[kG];
-    MOE_Q4_UNROLL
-    for (size_t g = 0; g < kG; ++g) {
-      const uint8_t* p[kVecRows];
-      MOE_Q4_UNROLL
-      for (size_t i = 0; i < kVecRows; ++i) p[i] = row[g * kVecRows + i] + b * bs;
-      w[g] = LoadW<kContiguous>(p);
-    }
-    MOE_Q4_UNROLL
-    for (size_t j = 0; j < kT; ++j) {
-      const size_t ab = (t + j) * a.n_blocks + b;
-      const ActV x = LoadAct(a.act[ab]);
-      MOE_Q4_UNROLL
-      for (size_t g = 0; g < kG; ++g) acc[g][j] = Accumulate(w[g], x, a.xd[ab], acc[g][j]);
-    }
-  }
-  MOE_Q4_UNROLL
-  for (size_t j = 0; j < kT; ++j) {
-    MOE_Q4_UNROLL
-    for (size_t g = 0; g < kG; ++g) {
-      V::StoreRows(acc[g][j], HWY_MIN(kR - kVecRows * g, kVecRows),
-                   a.y + (t + j) * a.y_stride + r + kVecRows * g);
-    }
-  }
-}
-template <size_t kR, size_t kT, bool kTiled>
-HWY_INLINE void Tile(const Args& a, size_t r, size_t t) {
-  // A tiled matrix's rows r .. r + kVecRows − 1 with r % kVecRows == 0 are one contiguous run
-  // per block.
-  if (kTiled && kR % kVecRows == 0 && r % kVecRows == 0) {
-    TileRun<kR, kT, kTiled, kTiled && kR % kVecRows == 0>(a, r, t);
-  } else {
-    TileRun<kR, kT, kTiled, false>(a, r, t);
-  }
-}
+namespace plain {
+#define MOE_Q4_VNNI 0
+#include "kernels/q4_x86_tiles-inl.h"
+#undef MOE_Q4_VNNI
+}  // namespace plain
+#if HWY_TARGET <= HWY_AVX3
+namespace vnni {
+#define MOE_Q4_VNNI 1
+#include "kernels/q4_x86_tiles-inl.h"
+#undef MOE_Q4_VNNI
+}  // namespace vnni
+#endif
 
-// Decode of kS tiles' worth of rows of a tiled matrix, 8 rows per stream (simd-inl.h
-// ForEachTiledDecodePass): the activation block is loaded once for all kS · 8 rows.
-template <size_t kS, bool kContiguous>
-HWY_INLINE void DecodeStreamsRun(const Args& a, const size_t (&r)[kS]) {
-  constexpr size_t bs = QuantBlockStride<true>(kBlockBytes);
-  constexpr size_t kG = kTileRows / kVecRows;
-  const uint8_t* row[kS][kTileRows];
-  V::F acc[kS][kG];
-  MOE_Q4_UNROLL
-  for (size_t s = 0; s < kS; ++s) {
-    MOE_Q4_UNROLL
-    for (size_t i = 0; i < kTileRows; ++i) {
-      row[s][i] = a.w + QuantRowBase<true>(r[s] + i, a.row_bytes, kBlockBytes);
-    }
-    MOE_Q4_UNROLL
-    for (size_t g = 0; g < kG; ++g) acc[s][g] = V::Zero();
-  }
-  for (size_t b = 0; b < a.n_blocks; ++b) {
-    const ActV x = LoadAct(a.act[b]);
-    const float xd = a.xd[b];
-    MOE_Q4_UNROLL
-    for (size_t s = 0; s < kS; ++s) {
-      MOE_Q4_UNROLL
-      for (size_t g = 0; g < kG; ++g) {
-        const uint8_t* p[kVecRows];
-        MOE_Q4_UNROLL
-        for (size_t i = 0; i < kVecRows; ++i) p[i] = row[s][g * kVecRows + i] + b * bs;
-        acc[s][g] = Accumulate(LoadW<kContiguous>(p), x, xd, acc[s][g]);
-      }
-    }
-  }
-  MOE_Q4_UNROLL
-  for (size_t s = 0; s < kS; ++s) {
-    MOE_Q4_UNROLL
-    for (size_t g = 0; g < kG; ++g) V::StoreRows(acc[s][g], kVecRows, a.y + r[s] + g * kVecRows);
-  }
-}
-// Streams start on a tile (every group contiguous) unless the row range does not.
-template <size_t kS>
-HWY_INLINE void DecodeStreams(const Args& a, const size_t (&r)[kS]) {
-  bool contiguous = true;
-  for (size_t s = 0; s < kS; ++s) contiguous = contiguous && r[s] % kVecRows == 0;
-  if (contiguous) {
-    DecodeStreamsRun<kS, true>(a, r);
-  } else {
-    DecodeStreamsRun<kS, false>(a, r);
-  }
-}
-
-// MatMulQuantizedActs for a kQ4 matrix (kernels.h), rows [row_begin, row_end).
+// MatMulQuantizedActs for a kQ4 matrix (kernels.h), rows [row_begin, row_end): vpdpbusd where
+// the kernels run AVX3_VNNI (kernels.h AvailableTargets), else vpmaddubsw.
 inline void MatMul(const uint8_t* w, size_t cols, bool tiled, const int16_t* xq, const float* xd,
                    size_t n_tokens, float* y, size_t y_stride, size_t row_begin, size_t row_end) {
   const size_t nb = ActBlocks(cols);
@@ -354,19 +257,10 @@ inline void MatMul(const uint8_t* w, size_t cols, bool tiled, const int16_t* xq,
   if (acts.size() < n_tokens * nb) acts.resize(n_tokens * nb);
   SplitActs(xq, n_tokens * nb, acts.data());
   const Args a{w, QuantRowBytes(WeightType::kQ4, cols), nb, acts.data(), xd, y, y_stride};
-  const auto tile = [&]<size_t kR, size_t kT, bool kTiled>(size_t r, size_t t) HWY_ATTR {
-    Tile<kR, kT, kTiled>(a, r, t);
-  };
 #if HWY_TARGET <= HWY_AVX3
-  if (tiled && n_tokens == 1) {
-    ForEachTiledDecodePass<kStreams>(
-        row_begin, row_end,
-        [&](const size_t (&r)[kStreams]) HWY_ATTR { DecodeStreams<kStreams>(a, r); }, tile);
-    return;
-  }
+  if (UseVnni()) return vnni::Run(a, tiled, n_tokens, row_begin, row_end);
 #endif
-  ForEachTileOf<kDecodeRows, kPrefillRows, kTokens, kPrefillRows, kTokens, 16>(
-      tiled, n_tokens, row_begin, row_end, tile);
+  plain::Run(a, tiled, n_tokens, row_begin, row_end);
 }
 
 #undef MOE_Q4_UNROLL

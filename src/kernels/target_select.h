@@ -15,4 +15,8 @@ bool ApplyTargetFromEnv();
 // ForceTarget or MOE_FORCE_TARGET).
 int64_t AvailableTargetBits();
 
+// Whether the AVX3 kernels use AVX512-VNNI instructions: the AVX3_VNNI target (kernels.h
+// AvailableTargets) is chosen, by default where the CPU has them, or forced.
+bool UseVnni();
+
 }  // namespace moe::kernels

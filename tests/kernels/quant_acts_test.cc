@@ -235,14 +235,17 @@ TEST_P(QuantActsMatMulTest, NonFiniteActivationBlockGivesNaN) {
 }
 
 // The x86 q4 kernels (q4_x86-inl.h) compute each row the same way at both vector widths: two
-// rows per AVX2 vector, four per AVX-512 vector, one row per 128-bit lane. Decode and prefill,
-// row-major and tiled, row ranges inside groups and tiles.
-TEST(QuantActsCrossTargetTest, Q4IsBitIdenticalOnAvx2AndAvx512) {
+// rows per AVX2 vector, four per AVX-512 vector, one row per 128-bit lane; and with vpdpbusd
+// (AVX3_VNNI) as with vpmaddubsw. Decode and prefill, row-major and tiled, row ranges inside
+// groups and tiles.
+TEST(QuantActsCrossTargetTest, Q4IsBitIdenticalOnAvx2Avx512AndVnni) {
   const std::vector<std::string> targets = AvailableTargets();
   const auto has = [&](const char* t) {
     return std::find(targets.begin(), targets.end(), t) != targets.end();
   };
   if (!has("AVX2") || !has("AVX3")) GTEST_SKIP() << "needs a CPU with AVX2 and AVX-512";
+  std::vector<std::string> others = {"AVX3"};
+  if (has("AVX3_VNNI")) others.push_back("AVX3_VNNI");
   for (auto [rows, cols] : {std::pair<size_t, size_t>{24, 67}, {40, 2048}, {104, 96}}) {
     const auto w = QuantizeRows(RandomFloats(rows * cols, 61), rows, cols, WeightType::kQ4);
     std::vector<uint8_t> tiled(w.begin(), w.end());
@@ -255,15 +258,19 @@ TEST(QuantActsCrossTargetTest, Q4IsBitIdenticalOnAvx2AndAvx512) {
       view.tiled = is_tiled;
       for (size_t n : {1u, 2u, 5u, 9u}) {
         for (auto [b, e] : {std::pair<size_t, size_t>{0, rows}, {3, rows - 3}, {5, 6}}) {
-          std::vector<float> avx2(n * rows, -1.f), avx3(n * rows, -1.f);
+          std::vector<float> avx2(n * rows, -1.f);
           ASSERT_TRUE(ForceTarget("AVX2"));
           MatMulQuantizedActs(view, a.q.data(), a.d.data(), n, avx2.data(), rows, b, e);
-          ASSERT_TRUE(ForceTarget("AVX3"));
-          MatMulQuantizedActs(view, a.q.data(), a.d.data(), n, avx3.data(), rows, b, e);
+          for (const std::string& t : others) {
+            std::vector<float> y(n * rows, -1.f);
+            ASSERT_TRUE(ForceTarget(t));
+            ASSERT_EQ(TargetName(), t);
+            MatMulQuantizedActs(view, a.q.data(), a.d.data(), n, y.data(), rows, b, e);
+            ASSERT_EQ(0, std::memcmp(avx2.data(), y.data(), y.size() * 4))
+                << t << " " << rows << "x" << cols << (is_tiled ? " tiled" : " rows") << " n "
+                << n << " [" << b << ", " << e << ")";
+          }
           ASSERT_TRUE(ForceTarget(""));
-          ASSERT_EQ(0, std::memcmp(avx2.data(), avx3.data(), avx2.size() * 4))
-              << rows << "x" << cols << (is_tiled ? " tiled" : " rows") << " n " << n << " ["
-              << b << ", " << e << ")";
         }
       }
     }

@@ -392,6 +392,16 @@ int Bench(int argc, char** argv) {
       share.push_back(probe_gb_s[r] > 0 ? gb_s / probe_gb_s[r] : 0);
     }
     const double mem_gb_s = Median(probe_gb_s);
+    // Per repeat, for a roofline matched repeat by repeat (bench/scale/roofline.py): this
+    // host's memory switches rate within seconds, so one probe for a whole run can be off by 2×.
+    std::string tok_s_list, probe_list;
+    for (size_t r = 0; r < decode_s.size(); ++r) {
+      const char* sep = r ? "," : "";
+      tok_s_list += fmt::format("{}{:.3f}", sep, decode_s[r] > 0 ? D / decode_s[r] : 0.0);
+      probe_list += fmt::format("{}{:.3f}", sep, probe_gb_s[r]);
+    }
+    j += fmt::format("\"decode_tok_s_per_repeat\":[{}],\"memory_probe_per_repeat_gb_s\":[{}],",
+                     tok_s_list, probe_list);
     j += fmt::format("\"measured_memory_gb_s\":{:.3f},", mem_gb_s);
     j += fmt::format("\"memory_probe_before_gb_s\":{:.3f},\"memory_probe_after_gb_s\":{:.3f},",
                      Median(probe_before_gb_s), Median(probe_after_gb_s));

@@ -12,7 +12,9 @@
 #       [--decode 16] [--repeat 1] [--work DIR] [--bin build/moestream] [--vocab N] [--keep]
 #       [--bench-args "ARGS"]   (extra `moestream bench` flags for every run, e.g. "--prefetch on")
 #       [--arms "ARGS|ARGS"]    (variants run back to back in each cell, e.g. "--prefetch off|
-#                                --prefetch on": the row's label gets "+flag=value" per flag)
+#                                --prefetch on": the row's label gets "+flag=value" per flag;
+#                                a word VAR=value sets the run's environment instead, e.g.
+#                                "MOE_FORCE_TARGET=AVX3|MOE_FORCE_TARGET=AVX3_VNNI")
 #       [--gen-args "ARGS"]     (extra gen_qwen3_30b_a3b.py flags, e.g. "--embed-std 0.3": a
 #                                model whose routing is predictable one layer ahead like trained
 #                                MoEs; docs/benchmarks.md, session 11)
@@ -180,7 +182,12 @@ print(3*H*I*2 if t in ('hf','bf16') else 3*I*(H//32)*(36 if t=='q8' else 20))" "
       [[ $arms == *'|' ]] && arm_list+=("")  # read drops a trailing empty field
       for arm in "${arm_list[@]}"; do
         label=$src
-        for f in $arm; do if [[ $f == --* ]]; then label+="+${f#--}"; else label+="=$f"; fi; done
+        env_vars=() flags=()
+        for f in $arm; do
+          if [[ $f =~ ^[A-Z_][A-Z0-9_]*= ]]; then env_vars+=("$f"); label+="+$f"
+          elif [[ $f == --* ]]; then flags+=("$f"); label+="+${f#--}"
+          else flags+=("$f"); label+="=$f"; fi
+        done
         # Evict this source's pages from the page cache (per file, harmless to others) so every
         # run reads from the device, whatever the checkpoint size vs RAM.
         python3 -c 'import os, sys
@@ -190,9 +197,9 @@ for f in sys.argv[1:]:
         # The virtual disk's bandwidth drifts (1.2–2.8 GB/s within minutes here), so it is probed
         # right before and right after each run; the larger of the two is the run's device figure.
         dev_before=$(device_gb_s "$probe" "$block")
-        if out=$("$bin" bench --model "$dir" --expert-cache "$budget" --io "$io" \
-                   --threads "$threads" --prompt-tokens "$prompt" --decode-tokens "$decode" \
-                   --repeat "$repeat" --measure-memory $bench_args $arm 2>"$work/err"); then
+        if out=$(env "${env_vars[@]}" "$bin" bench --model "$dir" --expert-cache "$budget" \
+                   --io "$io" --threads "$threads" --prompt-tokens "$prompt" --decode-tokens "$decode" \
+                   --repeat "$repeat" --measure-memory $bench_args "${flags[@]}" 2>"$work/err"); then
           dev_after=$(device_gb_s "$probe" "$block")
           dev=$(python3 -c "print(max($dev_before, $dev_after))")
           echo "$out" | python3 bench/scale/roofline.py "$label" "$dev"

@@ -313,6 +313,26 @@ TEST(BenchCliTest, MeasureMemoryReportsARooflineFromTheProbe) {
   EXPECT_GT(share, of_medians / 10);
 }
 
+// With several repeats the JSON carries each repeat's decode rate and the larger probe around
+// it, consistent with the medians it reports.
+TEST(BenchCliTest, MeasureMemoryReportsEachRepeat) {
+  Scratch s;
+  const auto j = RunBench({"--measure-memory", "--repeat", "3"}, s);
+  const auto tok_s = j["decode_tok_s_per_repeat"].get<std::vector<double>>();
+  const auto probe = j["memory_probe_per_repeat_gb_s"].get<std::vector<double>>();
+  ASSERT_EQ(tok_s.size(), 3u);
+  ASSERT_EQ(probe.size(), 3u);
+  const auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[1];
+  };
+  EXPECT_NEAR(median(probe), j["measured_memory_gb_s"].get<double>(), 1e-3);
+  // decode_tok_s is decode tokens over the median decode time: the median of the rates.
+  EXPECT_NEAR(median(tok_s), j["decode_tok_s"].get<double>(),
+              2e-3 * j["decode_tok_s"].get<double>() + 2e-3);
+  for (double p : probe) EXPECT_GT(p, 0);
+}
+
 // `generate --stats` reports the same phase profile per decode token on stderr.
 TEST(BenchCliTest, GenerateStatsPrintsTheDecodePhases) {
   Scratch s;

@@ -11,7 +11,8 @@
 #       [--sources "hf bf16 q8 q4"] [--io "direct buffered"] [--threads 2] [--prompt 32]
 #       [--decode 16] [--repeat 1] [--work DIR] [--bin build/moestream] [--vocab N] [--keep]
 #       [--bench-args "ARGS"]   (extra `moestream bench` flags for every run, e.g. "--prefetch on")
-#       [--arms "ARGS|ARGS"]    (variants run back to back in each cell, e.g. "--prefetch off|
+#       [--arms "ARGS|ARGS"]    (variants run back to back in each cell, their order rotated
+#                                round by round, e.g. "--prefetch off|
 #                                --prefetch on": the row's label gets "+flag=value" per flag;
 #                                a word VAR=value sets the run's environment instead, e.g.
 #                                "MOE_FORCE_TARGET=AVX3|MOE_FORCE_TARGET=AVX3_VNNI")
@@ -180,7 +181,10 @@ print(3*H*I*2 if t in ('hf','bf16') else 3*I*(H//32)*(36 if t=='q8' else 20))" "
       IFS='|' read -r -a arm_list <<< "$arms"
       [[ ${#arm_list[@]} -gt 0 ]] || arm_list=("")
       [[ $arms == *'|' ]] && arm_list+=("")  # read drops a trailing empty field
-      for arm in "${arm_list[@]}"; do
+      # Rotated round by round, so no arm always runs first in its cell (session 21: the second
+      # of two arms read the device slower in every cell of a round pair).
+      for ((ai = 0; ai < ${#arm_list[@]}; ai++)); do
+        arm=${arm_list[$(( (ai + round - 1) % ${#arm_list[@]} ))]}
         label=$src
         env_vars=() flags=()
         for f in $arm; do

@@ -26,6 +26,33 @@ uint64_t FreeBytes(int fd) {
   return static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
 }
 
+// The read loop of File::ReadAt and PreadAtLeast: asks `read(buf, count, offset)` (pread(2)'s
+// contract: bytes read, 0 at end of file, -1 with errno) for up to `want` bytes at `off` until
+// at least `need` are in, retrying EINTR/EAGAIN (bounded) and continuing short reads.
+template <class ReadFn>
+Status ReadLoop(const ReadFn& read, uint64_t off, void* dst, size_t want, size_t need,
+                const std::string& path) {
+  auto* out = static_cast<char*>(dst);
+  size_t done = 0;
+  int retries = 0;
+  while (done < need) {
+    const ssize_t r = read(out + done, want - done, off + done);
+    if (r < 0) {
+      const int err = errno;
+      if ((err == EINTR || err == EAGAIN) && ++retries < 1000) continue;
+      return Error(StatusCode::kIoError, "{}: offset {}: read of {} bytes failed: {}", path,
+                   off + done, want - done, std::strerror(err));
+    }
+    if (r == 0) {
+      return Error(StatusCode::kIoError,
+                   "{}: offset {}: file changed or truncated while in use (needed {} more bytes)",
+                   path, off + done, need - done);
+    }
+    done += static_cast<size_t>(r);
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 IoFaultHook* SetIoFaultHook(IoFaultHook* hook) { return g_io_hook.exchange(hook); }
@@ -93,35 +120,20 @@ Result<File> File::OpenWrite(const std::string& path, int flags) {
 }
 
 Status File::ReadAt(uint64_t offset, void* dst, size_t size) const {
-  auto* out = static_cast<char*>(dst);
-  size_t done = 0;
-  int retries = 0;
-  while (done < size) {
-    ssize_t n;
-    size_t want = size - done;
+  // The test hook (if any) is asked before every pass: it may fail it, end the file or
+  // shorten it.
+  const auto read = [&](char* buf, size_t count, uint64_t off) -> ssize_t {
+    size_t want = count;
     IoFaultHook* hook = Hook();
-    const int injected = hook ? hook->Before(IoOp::kRead, fd_, path_, offset + done, &want) : 0;
+    const int injected = hook ? hook->Before(IoOp::kRead, fd_, path_, off, &want) : 0;
     if (injected != 0) {
       errno = injected;
-      n = -1;
-    } else if (want == 0) {
-      n = 0;  // injected end of file
-    } else {
-      n = ::pread(fd_, out + done, std::min(want, size - done), static_cast<off_t>(offset + done));
+      return -1;
     }
-    if (n < 0) {
-      if ((errno == EINTR || errno == EAGAIN) && ++retries < 1000) continue;
-      return Error(StatusCode::kIoError, "{}: offset {}: read of {} bytes failed: {}", path_,
-                   offset + done, size - done, std::strerror(errno));
-    }
-    if (n == 0) {
-      return Error(StatusCode::kIoError,
-                   "{}: offset {}: file changed or truncated while in use (needed {} more bytes)",
-                   path_, offset + done, size - done);
-    }
-    done += static_cast<size_t>(n);
-  }
-  return Status::Ok();
+    if (want == 0) return 0;  // injected end of file
+    return ::pread(fd_, buf, std::min(want, count), static_cast<off_t>(off));
+  };
+  return ReadLoop(read, offset, dst, size, size, path_);
 }
 
 Status File::WriteAt(uint64_t offset, const void* src, size_t size) {
@@ -196,25 +208,10 @@ Status File::Truncate(uint64_t size) {
 
 Status PreadAtLeast(PreadFn fn, int fd, uint64_t off, void* dst, size_t want, size_t need,
                     const std::string& path) {
-  auto* out = static_cast<char*>(dst);
-  size_t done = 0;
-  int retries = 0;
-  while (done < need) {
-    const ssize_t r = fn(fd, out + done, want - done, static_cast<off_t>(off + done));
-    if (r < 0) {
-      const int err = errno;
-      if ((err == EINTR || err == EAGAIN) && ++retries < 1000) continue;
-      return Error(StatusCode::kIoError, "{}: offset {}: read of {} bytes failed: {}", path,
-                   off + done, want - done, std::strerror(err));
-    }
-    if (r == 0) {
-      return Error(StatusCode::kIoError,
-                   "{}: offset {}: file changed or truncated while in use (needed {} more bytes)",
-                   path, off + done, need - done);
-    }
-    done += static_cast<size_t>(r);
-  }
-  return Status::Ok();
+  const auto read = [&](char* buf, size_t count, uint64_t o) {
+    return fn(fd, buf, count, static_cast<off_t>(o));
+  };
+  return ReadLoop(read, off, dst, want, need, path);
 }
 
 Result<std::string> ReadFileToString(const std::string& path, uint64_t max_bytes) {

@@ -226,6 +226,11 @@ int Bench(int argc, char** argv) {
   flags.Bool("measure-memory", &measure_memory,
              "also measure memory read bandwidth (512 MiB, --threads) before and after each "
              "repeat, the larger counting, and the decode roofline");
+  bool probe_each_token = false;
+  flags.Bool("probe-each-token", &probe_each_token,
+             "with --measure-memory: also probe 256 MiB once between decode tokens (not timed) "
+             "and report each token against the probes around it; for resident or all-cached "
+             "runs (a pause lets streamed reads catch up)");
   Status st = flags.Parse(argc, argv);
   if (flags.help_requested()) {
     flags.PrintUsage(stdout);
@@ -234,6 +239,9 @@ int Bench(int argc, char** argv) {
   if (st.ok()) st = model.ResolveModelDir();
   if (st.ok() && (prompt_tokens < 1 || decode_tokens < 1 || repeat < 1)) {
     st = Error(StatusCode::kUsage, "--prompt-tokens, --decode-tokens and --repeat must be ≥ 1");
+  }
+  if (st.ok() && probe_each_token && !measure_memory) {
+    st = Error(StatusCode::kUsage, "--probe-each-token needs --measure-memory");
   }
   if (!st.ok()) return flags.Fail(st);
   model.WarnIfLossy();
@@ -286,6 +294,17 @@ int Bench(int argc, char** argv) {
   std::unique_ptr<MemoryProbe> probe;
   if (measure_memory) probe = std::make_unique<MemoryProbe>();
   std::vector<double> prefill_s, decode_s, ttft_s, probe_before_gb_s, probe_after_gb_s;
+  // Bytes a decode token must read: weights, and K and V (f32, every layer) per position it
+  // attends to.
+  const uint64_t wbytes = WeightBytesPerDecodeToken(engine);
+  const Qwen3MoeConfig& cfg = engine.config();
+  const double kv_bytes_per_position = static_cast<double>(cfg.num_hidden_layers) *
+                                       static_cast<double>(cfg.num_key_value_heads * cfg.head_dim) *
+                                       2 * 4;
+  // --probe-each-token: per decode token, its share of the memory roofline against the larger
+  // of the quick probes just before and just after it, and that probe.
+  constexpr size_t kTokenProbeBytes = size_t{256} << 20;
+  std::vector<double> token_share, token_probe_gb_s;
   LayerCacheStats prefill_cache, decode_cache;
   uint64_t prefill_busy_ns = 0, decode_busy_ns = 0, decode_hashed = 0, decode_tail_ns = 0;
   PhaseProfile decode_phases;
@@ -311,11 +330,29 @@ int Bench(int argc, char** argv) {
     const PhaseProfile p1 = session.profile();
     const uint64_t tail1 = pool.tail_wait_ns();
     const InFlightNs f1 = IoInFlightNs(engine);
+    double probes_s = 0, quick_before = 0;  // the per-token probes' time is not decode time
+    if (probe_each_token) {
+      const auto tp = Clock::now();
+      quick_before = probe->QuickGbS(pool, kTokenProbeBytes);
+      probes_s += Seconds(tp, Clock::now());
+    }
     for (int64_t d = 0; d < decode_tokens; ++d) {
       if (r == 0) first_run_ids.push_back(next);
+      const auto td = Clock::now();
       st = session.Forward(std::span<const int32_t>(&next, 1), LogitsMode::kLast, logits.data());
       if (!st.ok()) return flags.Fail(st);
       next = static_cast<int32_t>(ArgMax(logits));
+      if (probe_each_token) {
+        const auto tp = Clock::now();
+        const double quick_after = probe->QuickGbS(pool, kTokenProbeBytes);
+        probes_s += Seconds(tp, Clock::now());
+        const double p = std::max(quick_before, quick_after);
+        token_probe_gb_s.push_back(p);
+        const double bytes = static_cast<double>(wbytes) +
+                             kv_bytes_per_position * static_cast<double>(prompt_tokens + d + 1);
+        token_share.push_back(p > 0 ? bytes / Seconds(td, tp) / 1e9 / p : 0);
+        quick_before = quick_after;
+      }
     }
     const auto t2 = Clock::now();
     if (probe) probe_after_gb_s.push_back(probe->GbS(pool));
@@ -332,21 +369,17 @@ int Bench(int argc, char** argv) {
     for (size_t i = 0; i < f2.size(); ++i) decode_in_flight_ns[i] += f2[i] - f1[i];
     prefill_s.push_back(Seconds(t0, t1));
     ttft_s.push_back(Seconds(t0, t1));
-    decode_s.push_back(Seconds(t1, t2));
+    decode_s.push_back(Seconds(t1, t2) - probes_s);
   }
   const double P = static_cast<double>(prompt_tokens), D = static_cast<double>(decode_tokens);
   const double R = static_cast<double>(repeat);
   const double pf = Median(prefill_s), dc = Median(decode_s);
   const double decode_total_s = std::accumulate(decode_s.begin(), decode_s.end(), 0.0);
   const double decode_tps = dc > 0 ? D / dc : 0;
-  const uint64_t wbytes = WeightBytesPerDecodeToken(engine);
   // KV-cache bytes a decode token reads (K and V, f32, every layer), averaged over the decode
   // steps: step i attends to P + i + 1 positions. Part of what decode must move, so part of
   // the memory roofline.
-  const Qwen3MoeConfig& cfg = engine.config();
-  const double kv_bytes = static_cast<double>(cfg.num_hidden_layers) *
-                          static_cast<double>(cfg.num_key_value_heads * cfg.head_dim) * 2 * 4 *
-                          (P + (D + 1) / 2);
+  const double kv_bytes = kv_bytes_per_position * (P + (D + 1) / 2);
   const double mbytes = static_cast<double>(wbytes) + kv_bytes;
   const LayerCacheStats& dcs = decode_cache;
   const uint64_t requests = dcs.hits + dcs.joins + dcs.misses;
@@ -407,6 +440,11 @@ int Bench(int argc, char** argv) {
                      Median(probe_before_gb_s), Median(probe_after_gb_s));
     j += fmt::format("\"memory_roofline_tok_s\":{:.3f},", mem_gb_s * 1e9 / mbytes);
     j += fmt::format("\"decode_share_of_memory_roofline\":{:.4f},", Median(share));
+    if (probe_each_token) {
+      j += fmt::format("\"memory_probe_per_token_gb_s\":{:.3f},"
+                       "\"decode_share_of_memory_roofline_per_token\":{:.4f},",
+                       Median(token_probe_gb_s), Median(token_share));
+    }
   }
   const auto per_decode_token = [&](uint64_t v) { return static_cast<double>(v) / (D * R); };
   j += fmt::format("\"bytes_read_per_token\":{:.1f},", per_decode_token(dcs.bytes_read));

@@ -29,11 +29,17 @@ class MemoryProbe {
   // Best GB/s of `passes` passes (TimeReadPass) after one warm-up pass; 0 when the buffer was
   // not allocated.
   double GbS(ThreadPool& pool, int passes = 3);
+  // GB/s over the first min(bytes, size) bytes, read as two halves (the faster counting) with
+  // the fold that was fastest in the last GbS (the first target's before any): a probe short
+  // enough (≈ 10 ms for 256 MiB) to take between decode tokens; 0 when the buffer was not
+  // allocated.
+  double QuickGbS(ThreadPool& pool, size_t bytes);
 
  private:
   HugeBuffer mem_;
   size_t bytes_;
   uint64_t sink_ = 0;
+  size_t fastest_fold_ = 0;  // index into kernels::XorFoldPerTarget()
 };
 
 }  // namespace moe

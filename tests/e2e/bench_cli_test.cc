@@ -313,6 +313,25 @@ TEST(BenchCliTest, MeasureMemoryReportsARooflineFromTheProbe) {
   EXPECT_GT(share, of_medians / 10);
 }
 
+// --probe-each-token adds a share per decode token against quick probes around it; it needs
+// --measure-memory (usage error otherwise).
+TEST(BenchCliTest, ProbeEachTokenReportsAPerTokenShare) {
+  Scratch s;
+  const auto j = RunBench({"--measure-memory", "--probe-each-token", "--repeat", "1"}, s);
+  const double probe = j["memory_probe_per_token_gb_s"].get<double>();
+  const double share = j["decode_share_of_memory_roofline_per_token"].get<double>();
+  EXPECT_GT(probe, 0);
+  EXPECT_GT(share, 0);
+  // The probes are not decode time: the per-repeat share stays of the same order.
+  const double whole = j["decode_share_of_memory_roofline"].get<double>();
+  EXPECT_LT(share, 10 * whole);
+  EXPECT_GT(share, whole / 10);
+  const auto bad = testing::RunCli({"bench", "--probe-each-token"}, s.path);
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--probe-each-token needs --measure-memory"), std::string::npos)
+      << bad.err;
+}
+
 // With several repeats the JSON carries each repeat's decode rate and the larger probe around
 // it, consistent with the medians it reports.
 TEST(BenchCliTest, MeasureMemoryReportsEachRepeat) {

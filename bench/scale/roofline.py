@@ -17,7 +17,8 @@ all compute:
   T = head / memory + bound of one layer without prediction
       + (L − 1) · max((layer dense + experts) / memory, layer reads / device).
 With several repeats the share is the median of per-repeat shares, each repeat against the
-memory probes taken around it (the other figures use the medians). All three count the bytes a
+memory probes taken around it (the other figures use the medians); in a run that read nothing,
+with --probe-each-token, the median of per-token shares against the probes between tokens. All three count the bytes a
 token needs: bytes read minus those a prefetch read and nobody used (--prefetch's wrong
 guesses), so speculation cannot lower its own bar, and minus every read of the background fill
 (--cache-fill: its blocks used later are hits, its reads are not counted), which can only raise
@@ -48,7 +49,12 @@ def main():
     reps = list(zip(j.get("decode_tok_s_per_repeat", []),
                     j.get("memory_probe_per_repeat_gb_s", [])))
     share_whole_run = share
-    if len(reps) > 1:
+    # --probe-each-token: in a run that read nothing (all cached), each token against the quick
+    # probes on either side of it (where reads stream, a probe's pause lets them catch up).
+    per_token = j.get("decode_share_of_memory_roofline_per_token")
+    if per_token is not None and per_tok == 0:
+        share = per_token
+    elif len(reps) > 1:
         shares = sorted(t / min(p * 1e9 / j["weight_bytes_per_decode_token"], disk)
                         for t, p in reps if p > 0)
         if shares:

@@ -10,7 +10,8 @@
 // split: for each block b, a lane-wise int32 sum of the block's products (exact), converted to
 // f32 and accumulated as acc = MulAdd(f32(sum), d_w·d_x, acc); then a fixed lane reduction.
 // On x86 AVX2 and AVX-512, q4 takes its own kernel, q4_x86-inl.h (nibble bytes times the
-// activations' high and low bytes), with the same guarantees.
+// activations' high and low bytes), with the same guarantees; so does q8 where the kernels run
+// AVX3_VNNI (vpdpbusd on the weights' and activations' bytes, 4 rows per vector).
 #include "kernels/targets.h"
 
 #include <cmath>
@@ -333,6 +334,13 @@ void MatMulQuantizedActsImpl(const WeightView& w, const int16_t* xq, const float
   const QAArgs a{static_cast<const uint8_t*>(w.data), QuantRowBytes(w.type, w.cols),
                  ActBlocks(w.cols), xq, xd, y, y_stride};
   if (w.type == WeightType::kQ8) {
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+    // vpdpbusd on u8/s8 halves of the weights and activations (q4_x86-inl.h q8).
+    if (UseVnni()) {
+      return q4x86::q8::MatMul(a.w, w.cols, w.tiled, xq, xd, n_tokens, y, y_stride, row_begin,
+                               row_end);
+    }
+#endif
     return MatMulQA<WeightType::kQ8>(a, w.tiled, n_tokens, row_begin, row_end);
   }
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2

@@ -53,7 +53,7 @@ namespace q4x86 {
 struct Act {
   int8_t xh[32];    // x >> 8
   uint8_t xl[32];   // x & 255
-  int32_t corr[4];  // −8 · Σ x over the elements of int32 lane q (see the top)
+  int32_t corr[4];  // q4: −8 · Σ x over the elements of int32 lane q (see the top); q8: see q8
 };
 static_assert(sizeof(Act) == 80);
 
@@ -62,7 +62,9 @@ HWY_INLINE __m128i Load128(const void* p) {
 }
 
 // Splits n blocks of QuantizeActs' int16 values (32 each, consecutive) into `out` (AVX2
-// instructions on both targets).
+// instructions on both targets). corr: −8 · Σ x per int32 lane for q4 (kQ8 false), for q8
+// −32768 · Σ xh (kQ8 true; see q8 below).
+template <bool kQ8>
 HWY_INLINE void SplitActs(const int16_t* HWY_RESTRICT xq, size_t n, Act* HWY_RESTRICT out) {
   const __m256i ones16 = _mm256_set1_epi16(1);
   for (size_t i = 0; i < n; ++i) {
@@ -71,21 +73,25 @@ HWY_INLINE void SplitActs(const int16_t* HWY_RESTRICT xq, size_t n, Act* HWY_RES
     const __m256i q1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 16));
     // The packs interleave 64-bit quarters as (q0 lo, q1 lo, q0 hi, q1 hi): 0xD8 restores the
     // order. Neither saturates: x >> 8 is in [-128, 127], x & 255 in [0, 255].
-    const __m256i xh = _mm256_packs_epi16(_mm256_srai_epi16(q0, 8), _mm256_srai_epi16(q1, 8));
+    const __m256i h0 = _mm256_srai_epi16(q0, 8), h1 = _mm256_srai_epi16(q1, 8);
+    const __m256i xh = _mm256_packs_epi16(h0, h1);
     const __m256i m255 = _mm256_set1_epi16(255);
     const __m256i xl =
         _mm256_packus_epi16(_mm256_and_si256(q0, m255), _mm256_and_si256(q1, m255));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[i].xh), _mm256_permute4x64_epi64(xh, 0xD8));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[i].xl), _mm256_permute4x64_epi64(xl, 0xD8));
-    // 8 · Σ x per int32 lane: pair k (elements 2k, 2k + 1) is lane k of madd(q0) for k < 8 and
-    // lane k − 8 of madd(q1); lane q of a row takes pairs 2q, 2q + 1, 8 + 2q and 9 + 2q.
-    const __m256i m =
-        _mm256_add_epi32(_mm256_madd_epi16(q0, ones16), _mm256_madd_epi16(q1, ones16));
+    // Σ per int32 lane (of x, or of xh for q8): pair k (elements 2k, 2k + 1) is lane k of
+    // madd(q0) for k < 8 and lane k − 8 of madd(q1); lane q of a row takes pairs 2q, 2q + 1,
+    // 8 + 2q and 9 + 2q.
+    const __m256i m = kQ8 ? _mm256_add_epi32(_mm256_madd_epi16(h0, ones16),
+                                             _mm256_madd_epi16(h1, ones16))
+                          : _mm256_add_epi32(_mm256_madd_epi16(q0, ones16),
+                                             _mm256_madd_epi16(q1, ones16));
     const __m256i h = _mm256_hadd_epi32(m, m);  // lanes 0, 1 of each half: m[2q] + m[2q + 1]
-    const __m128i corr =
+    const __m128i sum =
         _mm_unpacklo_epi64(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out[i].corr),
-                     _mm_sub_epi32(_mm_setzero_si128(), _mm_slli_epi32(corr, 3)));
+                     _mm_sub_epi32(_mm_setzero_si128(), _mm_slli_epi32(sum, kQ8 ? 15 : 3)));
   }
 }
 
@@ -202,14 +208,17 @@ HWY_INLINE ActV LoadAct(const Act& a) {
           V::Bcast(a.corr)};
 }
 
-// kVecRows rows' block: nibbles split (a row per 128-bit lane) and each row's scale in its lane.
+// kVecRows rows' block (a row per 128-bit lane) and each row's scale in its lane. Elements j
+// (lo) and 16 + j (hi) of the lane's row: as u8, the operand that multiplies xh (s8), and as
+// s8, the one that multiplies xl (u8). For q4 both are the nibble (0..15).
 struct W {
-  V::I lo, hi;  // elements j and 16 + j of the lane's row, 0..15
+  V::I ulo, uhi, slo, shi;
   V::F dw;
 };
 HWY_INLINE W Unpack(V::I nib, V::F dw) {
   const V::I m = V::Set8(0x0F);
-  return {V::And(nib, m), V::And(V::Srl4(nib), m), dw};
+  const V::I lo = V::And(nib, m), hi = V::And(V::Srl4(nib), m);
+  return {lo, hi, lo, hi, dw};
 }
 template <bool kContiguous>
 HWY_INLINE W LoadW(const uint8_t* const* p) {
@@ -235,6 +244,18 @@ struct Args {
 };
 constexpr size_t kBlockBytes = QuantBlockBytes(WeightType::kQ4);
 
+// A call's arguments over a matrix of type kW: its activations split into this thread's
+// reused buffer (SplitActs).
+template <WeightType kW>
+HWY_INLINE Args SplitArgs(const uint8_t* w, size_t cols, const int16_t* xq, const float* xd,
+                          size_t n_tokens, float* y, size_t y_stride) {
+  const size_t nb = ActBlocks(cols);
+  thread_local std::vector<Act> acts;
+  if (acts.size() < n_tokens * nb) acts.resize(n_tokens * nb);
+  SplitActs<kW == WeightType::kQ8>(xq, n_tokens * nb, acts.data());
+  return {w, QuantRowBytes(kW, cols), nb, acts.data(), xd, y, y_stride};
+}
+
 namespace plain {
 #define MOE_Q4_VNNI 0
 #include "kernels/q4_x86_tiles-inl.h"
@@ -252,16 +273,86 @@ namespace vnni {
 // the kernels run AVX3_VNNI (kernels.h AvailableTargets), else vpmaddubsw.
 inline void MatMul(const uint8_t* w, size_t cols, bool tiled, const int16_t* xq, const float* xd,
                    size_t n_tokens, float* y, size_t y_stride, size_t row_begin, size_t row_end) {
-  const size_t nb = ActBlocks(cols);
-  thread_local std::vector<Act> acts;
-  if (acts.size() < n_tokens * nb) acts.resize(n_tokens * nb);
-  SplitActs(xq, n_tokens * nb, acts.data());
-  const Args a{w, QuantRowBytes(WeightType::kQ4, cols), nb, acts.data(), xd, y, y_stride};
+  const Args a = SplitArgs<WeightType::kQ4>(w, cols, xq, xd, n_tokens, y, y_stride);
 #if HWY_TARGET <= HWY_AVX3
   if (UseVnni()) return vnni::Run(a, tiled, n_tokens, row_begin, row_end);
 #endif
   plain::Run(a, tiled, n_tokens, row_begin, row_end);
 }
+
+#if HWY_TARGET <= HWY_AVX3
+// q8 weights × int16 activations with AVX512-VNNI (the AVX3_VNNI target), through the same
+// tiles and streams. A q8 weight w is s8; vpdpbusd wants one u8 operand, so with
+// x = 256·xh + xl as above
+//   Σ w·x = 256·Σ (w + 128)·xh + Σ xl·w − 32768·Σ xh
+// where w + 128 (w XOR 0x80) is u8, each vpdpbusd term sums four products exactly into int32
+// (|256·Σ (w + 128)·xh| ≤ 256·8·255·128 < 2^31), and −32768·Σ xh per lane is the activation
+// block's corr (SplitActs<true>). Each row's block sum is kept in 4 int32 lanes of 8 elements,
+// converted to f32 per block as q4's are: a lane sum above 2^24 in magnitude (8 products near
+// 127 · 32767) rounds there, the same way on every path. On AVX3 without VNNI and on AVX2, q8
+// takes the int16 kernel (matmul_qacts.cc): vpmaddubsw cannot hold xl·w pairs (2·255·127 >
+// 32767). The block takes a 128-bit lane per row as q4's nibbles do: elements 0..15 (lo) and
+// 16..31 (hi).
+namespace q8 {
+constexpr size_t kBlockBytes = QuantBlockBytes(WeightType::kQ8);
+
+HWY_INLINE W Unpack(__m512i lo, __m512i hi, __m512 dw) {
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  return {_mm512_xor_si512(lo, flip), _mm512_xor_si512(hi, flip), lo, hi, dw};
+}
+template <bool kContiguous>
+HWY_INLINE W LoadW(const uint8_t* const* p) {
+  if constexpr (kContiguous) {
+    // 4 rows' blocks in 144 contiguous bytes at p[0] (rows 0..3 or 4..7 of a tile): row i's
+    // elements 0..15 are bytes 4 + 36·i .. 19 + 36·i, i.e. words 2 + 18·i .. 9 + 18·i of the
+    // 128 bytes at p[0]; elements 16..31 are the same words of the 128 bytes at p[0] + 16.
+    alignas(64) static constexpr uint16_t kWords[32] = {
+        2,  3,  4,  5,  6,  7,  8,  9,  20, 21, 22, 23, 24, 25, 26, 27,
+        38, 39, 40, 41, 42, 43, 44, 45, 56, 57, 58, 59, 60, 61, 62, 63};
+    // Row i's scale: dword 9·i of the 128 bytes at p[0].
+    alignas(64) static constexpr int32_t kDw[16] = {0,  0,  0,  0,  9,  9,  9,  9,
+                                                    18, 18, 18, 18, 27, 27, 27, 27};
+    const uint8_t* q = p[0];
+    const __m512i idx = _mm512_load_si512(kWords);
+    const __m512i a = _mm512_loadu_si512(q), b = _mm512_loadu_si512(q + 64);
+    const __m512i lo = _mm512_permutex2var_epi16(a, idx, b);
+    const __m512i hi = _mm512_permutex2var_epi16(_mm512_loadu_si512(q + 16), idx,
+                                                 _mm512_loadu_si512(q + 80));
+    const __m512 dw = _mm512_permutex2var_ps(_mm512_castsi512_ps(a), _mm512_load_si512(kDw),
+                                             _mm512_castsi512_ps(b));
+    return Unpack(lo, hi, dw);
+  } else {
+    __m512i lo = _mm512_castsi128_si512(Load128(p[0] + 4));
+    __m512i hi = _mm512_castsi128_si512(Load128(p[0] + 20));
+    lo = _mm512_inserti32x4(lo, Load128(p[1] + 4), 1);
+    hi = _mm512_inserti32x4(hi, Load128(p[1] + 20), 1);
+    lo = _mm512_inserti32x4(lo, Load128(p[2] + 4), 2);
+    hi = _mm512_inserti32x4(hi, Load128(p[2] + 20), 2);
+    lo = _mm512_inserti32x4(lo, Load128(p[3] + 4), 3);
+    hi = _mm512_inserti32x4(hi, Load128(p[3] + 20), 3);
+    float d[4];
+    for (size_t i = 0; i < 4; ++i) std::memcpy(&d[i], p[i], 4);
+    alignas(64) static constexpr int32_t kDw[16] = {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3};
+    const __m512 dw =
+        _mm512_permutexvar_ps(_mm512_load_si512(kDw), _mm512_castps128_ps512(_mm_loadu_ps(d)));
+    return Unpack(lo, hi, dw);
+  }
+}
+
+namespace vnni {
+#define MOE_Q4_VNNI 1
+#include "kernels/q4_x86_tiles-inl.h"
+#undef MOE_Q4_VNNI
+}  // namespace vnni
+
+// MatMulQuantizedActs for a kQ8 matrix where the kernels run AVX3_VNNI (kernels.h).
+inline void MatMul(const uint8_t* w, size_t cols, bool tiled, const int16_t* xq, const float* xd,
+                   size_t n_tokens, float* y, size_t y_stride, size_t row_begin, size_t row_end) {
+  vnni::Run(SplitArgs<WeightType::kQ8>(w, cols, xq, xd, n_tokens, y, y_stride), tiled, n_tokens,
+            row_begin, row_end);
+}
+}  // namespace q8
+#endif  // HWY_TARGET <= HWY_AVX3
 
 #undef MOE_Q4_UNROLL
 }  // namespace q4x86

@@ -18,13 +18,14 @@
 MOE_Q4_ATTR HWY_INLINE V::F Accumulate(const W& w, const ActV& x, float xd, V::F acc) {
 #if MOE_Q4_VNNI
   const __m512i h =
-      _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), w.lo, x.xh_lo), w.hi,
+      _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), w.ulo, x.xh_lo), w.uhi,
                           x.xh_hi);
-  const __m512i l = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(x.corr, x.xl_lo, w.lo), x.xl_hi, w.hi);
+  const __m512i l =
+      _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(x.corr, x.xl_lo, w.slo), x.xl_hi, w.shi);
   const V::I s = V::Add32(_mm512_slli_epi32(h, 8), l);
 #else
-  const V::I t1 = V::Add16(V::Maddubs(w.lo, x.xh_lo), V::Maddubs(w.hi, x.xh_hi));
-  const V::I t2 = V::Add16(V::Maddubs(x.xl_lo, w.lo), V::Maddubs(x.xl_hi, w.hi));
+  const V::I t1 = V::Add16(V::Maddubs(w.ulo, x.xh_lo), V::Maddubs(w.uhi, x.xh_hi));
+  const V::I t2 = V::Add16(V::Maddubs(x.xl_lo, w.slo), V::Maddubs(x.xl_hi, w.shi));
   const V::I s =
       V::Add32(V::Add32(V::Madd(t1, V::Set16(256)), V::Madd(t2, V::Set16(1))), x.corr);
 #endif

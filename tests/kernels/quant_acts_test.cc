@@ -277,6 +277,79 @@ TEST(QuantActsCrossTargetTest, Q4IsBitIdenticalOnAvx2Avx512AndVnni) {
   }
 }
 
+// The AVX3_VNNI q8 kernel (q4_x86-inl.h q8) against a scalar model of its documented
+// sequence: per block, 4 exact int32 lane sums of 8 products (lane q: elements 4q .. 4q + 3 and
+// 16 + 4q .. 16 + 4q + 3), each converted to f32 and accumulated as fma(s, d_w · d_x, acc_q);
+// then y = (acc_0 + acc_1) + (acc_2 + acc_3). Bit-identical, including weights and activations
+// at full scale, whose lane sums pass 2^24 and round when converted. Decode and prefill,
+// row-major and tiled, row ranges inside groups and tiles.
+TEST(QuantActsCrossTargetTest, Q8OnVnniEqualsItsScalarModel) {
+  const std::vector<std::string> targets = AvailableTargets();
+  if (std::find(targets.begin(), targets.end(), "AVX3_VNNI") == targets.end()) {
+    GTEST_SKIP() << "needs a CPU with AVX512-VNNI";
+  }
+  const WeightType t = WeightType::kQ8;
+  for (auto [rows, cols] : {std::pair<size_t, size_t>{24, 67}, {40, 2048}, {104, 96}}) {
+    auto wf = RandomFloats(rows * cols, 71);
+    for (size_t r = 0; r < rows; r += 3) {  // every third row at full scale: ±127 throughout
+      for (size_t c = 0; c < cols; ++c) wf[r * cols + c] = (c * 7 + r) % 5 < 2 ? -1.f : 1.f;
+    }
+    const auto w = QuantizeRows(wf, rows, cols, t);
+    std::vector<uint8_t> tiled(w.begin(), w.end());
+    TileMatrix(tiled.data(), t, rows, cols);
+    const size_t max_tokens = 9, nb = ActBlocks(cols);
+    auto xf = RandomFloats(max_tokens * cols, 72, -3.f, 3.f);
+    // Token 0 at full scale (±32767) but for one even value per block, so that row 0's lane 0
+    // sums (all products of one sign) are odd and above 2^24.
+    for (size_t c = 0; c < cols; ++c) {
+      xf[c] = ((c * 7) % 5 < 2 ? -1.f : 1.f) * (c % 32 == 3 ? 1.998f : 2.f);
+    }
+    const Acts a = Quantized(xf, max_tokens, cols, cols);
+    std::vector<float> model(max_tokens * rows);
+    for (size_t j = 0; j < max_tokens; ++j) {
+      for (size_t r = 0; r < rows; ++r) {
+        const uint8_t* row = w.data() + r * QuantRowBytes(t, cols);
+        float acc[4] = {0.f, 0.f, 0.f, 0.f};
+        for (size_t b = 0; b < nb; ++b) {
+          const uint8_t* blk = row + b * QuantBlockBytes(t);
+          float dw;
+          std::memcpy(&dw, blk, 4);
+          const auto* q = reinterpret_cast<const int8_t*>(blk + 4);
+          const int16_t* x = &a.q[(j * nb + b) * kQuantBlock];
+          const float scale = dw * a.d[j * nb + b];
+          for (size_t l = 0; l < 4; ++l) {
+            int64_t s = 0;
+            for (size_t e = 0; e < 4; ++e) {
+              s += int64_t{q[4 * l + e]} * x[4 * l + e] + int64_t{q[16 + 4 * l + e]} * x[16 + 4 * l + e];
+            }
+            acc[l] = std::fma(static_cast<float>(s), scale, acc[l]);
+          }
+        }
+        model[j * rows + r] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+      }
+    }
+    ASSERT_TRUE(ForceTarget("AVX3_VNNI"));
+    for (bool is_tiled : {false, true}) {
+      WeightView view{is_tiled ? tiled.data() : w.data(), t, rows, cols};
+      view.tiled = is_tiled;
+      for (size_t n : {1u, 2u, 5u, 9u}) {
+        for (auto [b, e] : {std::pair<size_t, size_t>{0, rows}, {3, rows - 3}, {5, 6}}) {
+          std::vector<float> y(n * rows, -1.f);
+          MatMulQuantizedActs(view, a.q.data(), a.d.data(), n, y.data(), rows, b, e);
+          for (size_t j = 0; j < n; ++j) {
+            for (size_t r = b; r < e; ++r) {
+              ASSERT_EQ(y[j * rows + r], model[j * rows + r])
+                  << rows << "x" << cols << (is_tiled ? " tiled" : " rows") << " n " << n
+                  << " [" << b << ", " << e << ") token " << j << " row " << r;
+            }
+          }
+        }
+      }
+    }
+    ASSERT_TRUE(ForceTarget(""));
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllTargets, QuantActsTest, ::testing::ValuesIn(AvailableTargets()),
                          TargetParamName);
 INSTANTIATE_TEST_SUITE_P(

@@ -44,7 +44,7 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
 }
 
 // AVX3_VNNI: the AVX3 target plus AVX512-VNNI instructions in the kernels that have a use for
-// them (q4_x86-inl.h). Highway 1.0.3 has no such target (its AVX3_DL asks for the VEX-encoded
+// them (qacts_x86-inl.h). Highway 1.0.3 has no such target (its AVX3_DL asks for the VEX-encoded
 // avxvnni, which Zen 4 lacks, and is not compiled, targets.h), so it is a flag over AVX3.
 constexpr std::string_view kVnniName = "AVX3_VNNI";
 

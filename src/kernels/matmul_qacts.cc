@@ -9,7 +9,7 @@
 // Per output element the sequence is fixed whatever n_tokens, the row range or the thread
 // split: for each block b, a lane-wise int32 sum of the block's products (exact), converted to
 // f32 and accumulated as acc = MulAdd(f32(sum), d_w·d_x, acc); then a fixed lane reduction.
-// On x86 AVX2 and AVX-512, q4 takes its own kernel, q4_x86-inl.h (nibble bytes times the
+// On x86 AVX2 and AVX-512, q4 takes its own kernel, qacts_x86-inl.h (nibble bytes times the
 // activations' high and low bytes), with the same guarantees; so does q8 where the kernels run
 // AVX3_VNNI (vpdpbusd on the weights' and activations' bytes, 4 rows per vector).
 #include "kernels/targets.h"
@@ -25,7 +25,7 @@
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
 #include "kernels/simd-inl.h"
-#include "kernels/q4_x86-inl.h"
+#include "kernels/qacts_x86-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace moe::kernels {
@@ -118,7 +118,7 @@ HWY_INLINE V16 LoadW16(D16 d16, const uint8_t* HWY_RESTRICT blk, size_t k) {
   if constexpr (kW == WeightType::kQ8) {
     const hn::Rebind<int8_t, D16> d8;
     return hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(blk + 4 + k)));
-  } else {  // AVX2 and AVX3 run q4 in q4_x86-inl.h instead
+  } else {  // AVX2 and AVX3 run q4 in qacts_x86-inl.h instead
     const hn::Rebind<uint8_t, D16> du8;
     auto v = hn::PromoteTo(d16, hn::LoadU(du8, blk + 4 + (k & 15)));
     v = k < 16 ? hn::And(v, hn::Set(d16, 15)) : hn::ShiftRight<4>(v);
@@ -236,7 +236,7 @@ HWY_INLINE void Tile(const QAArgs& a, size_t r, size_t t) {
 // L1, touched once per block) q8 with 3 streams read 91-110 % of the probe against 79-87 % for
 // the 6-row row-major tiles, 5 rounds of 5 on Zen 3 (session 16); q4, then bound by its
 // unpacking, lost (63-82 % against 71-89 %) and stays row-major there (its x86 kernels,
-// q4_x86-inl.h, follow this: streams on AVX-512 only). 0: no tiled decode kernel (a tiled
+// qacts_x86-inl.h, follow this: streams on AVX-512 only). 0: no tiled decode kernel (a tiled
 // matrix then runs the row tiles, which read its 8-row tiles kDecodeRows rows at a time).
 template <WeightType kW>
 constexpr size_t DecodeStreams() {
@@ -335,17 +335,17 @@ void MatMulQuantizedActsImpl(const WeightView& w, const int16_t* xq, const float
                  ActBlocks(w.cols), xq, xd, y, y_stride};
   if (w.type == WeightType::kQ8) {
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
-    // vpdpbusd on u8/s8 halves of the weights and activations (q4_x86-inl.h q8).
+    // vpdpbusd on u8/s8 halves of the weights and activations (qacts_x86-inl.h q8).
     if (UseVnni()) {
-      return q4x86::q8::MatMul(a.w, w.cols, w.tiled, xq, xd, n_tokens, y, y_stride, row_begin,
+      return qx86::q8::MatMul(a.w, w.cols, w.tiled, xq, xd, n_tokens, y, y_stride, row_begin,
                                row_end);
     }
 #endif
     return MatMulQA<WeightType::kQ8>(a, w.tiled, n_tokens, row_begin, row_end);
   }
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
-  // Nibble bytes × the activations' high and low bytes (q4_x86-inl.h).
-  q4x86::MatMul(a.w, w.cols, w.tiled, xq, xd, n_tokens, y, y_stride, row_begin, row_end);
+  // Nibble bytes × the activations' high and low bytes (qacts_x86-inl.h).
+  qx86::MatMul(a.w, w.cols, w.tiled, xq, xd, n_tokens, y, y_stride, row_begin, row_end);
 #else
   MatMulQA<WeightType::kQ4>(a, w.tiled, n_tokens, row_begin, row_end);
 #endif

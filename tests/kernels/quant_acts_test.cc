@@ -234,7 +234,7 @@ TEST_P(QuantActsMatMulTest, NonFiniteActivationBlockGivesNaN) {
   for (float v : y) EXPECT_TRUE(std::isnan(v));
 }
 
-// The x86 q4 kernels (q4_x86-inl.h) compute each row the same way at both vector widths: two
+// The x86 q4 kernels (qacts_x86-inl.h) compute each row the same way at both vector widths: two
 // rows per AVX2 vector, four per AVX-512 vector, one row per 128-bit lane; and with vpdpbusd
 // (AVX3_VNNI) as with vpmaddubsw. Decode and prefill, row-major and tiled, row ranges inside
 // groups and tiles.
@@ -277,7 +277,7 @@ TEST(QuantActsCrossTargetTest, Q4IsBitIdenticalOnAvx2Avx512AndVnni) {
   }
 }
 
-// The AVX3_VNNI q8 kernel (q4_x86-inl.h q8) against a scalar model of its documented
+// The AVX3_VNNI q8 kernel (qacts_x86-inl.h q8) against a scalar model of its documented
 // sequence: per block, 4 exact int32 lane sums of 8 products (lane q: elements 4q .. 4q + 3 and
 // 16 + 4q .. 16 + 4q + 3), each converted to f32 and accumulated as fma(s, d_w · d_x, acc_q);
 // then y = (acc_0 + acc_1) + (acc_2 + acc_3). Bit-identical, including weights and activations

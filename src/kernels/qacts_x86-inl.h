@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// q4 weights × int16 activations on x86 AVX2 and AVX-512 (AVX512BW): the kQ4 half of
-// MatMulQuantizedActs there (matmul_qacts.cc), about half the vector instructions per weight
-// block of the generic int16 kernel, whose nibble unpacking bound q4 decode (AVX-512, Zen 4:
-// 45–74 % of the memory probe at 2 threads against q8's 95–97 %; docs/kernels.md, session 20).
+// Quantized weights × int16 activations on x86 by bytes: q4 on AVX2 and AVX-512 (AVX512BW),
+// and q8 where AVX512-VNNI is on (the AVX3_VNNI target; namespace q8 below). The q4 kernel takes
+// about half the vector instructions per weight block of the generic int16 kernel
+// (matmul_qacts.cc), whose nibble unpacking bound q4 decode (AVX-512, Zen 4: 45–74 % of the
+// memory probe at 2 threads against q8's 95–97 %; docs/kernels.md, session 20).
 //
 // The idea: keep the nibbles as bytes and multiply them with bytes of the activations, 32 (AVX2)
 // or 64 (AVX-512) products per vpmaddubsw (u8 × s8 → s16 pairs). An int16 activation x is
@@ -14,7 +15,7 @@
 // is computed once per activation block. The block sums are exact int32, as before. On CPUs
 // with AVX512-VNNI (the AVX3_VNNI target, kernels.h) vpdpbusd sums each four u8 × s8 products
 // straight into an int32 lane, about a third fewer instructions per block (docs/kernels.md);
-// the tiles and streams are compiled once per flavour (q4_x86_tiles-inl.h).
+// the tiles and streams are compiled once per flavour (qacts_x86_tiles-inl.h).
 //
 // Each row's block takes one 128-bit lane (2 rows per AVX2 vector, 4 per AVX-512 vector): byte
 // j holds its block's elements j (low nibble) and 16 + j (high nibble). Each row's block sum is
@@ -26,11 +27,11 @@
 // contract), and between the AVX2, AVX3 and AVX3_VNNI targets (tests).
 
 // Per-target include guard, the Highway idiom: toggled by foreach_target.h for each target.
-#if defined(MOE_KERNELS_Q4_X86_INL_H_) == defined(HWY_TARGET_TOGGLE)
-#ifdef MOE_KERNELS_Q4_X86_INL_H_
-#undef MOE_KERNELS_Q4_X86_INL_H_
+#if defined(MOE_KERNELS_QACTS_X86_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef MOE_KERNELS_QACTS_X86_INL_H_
+#undef MOE_KERNELS_QACTS_X86_INL_H_
 #else
-#define MOE_KERNELS_Q4_X86_INL_H_
+#define MOE_KERNELS_QACTS_X86_INL_H_
 #endif
 
 #include <cstdint>
@@ -47,7 +48,7 @@ namespace moe::kernels {
 namespace HWY_NAMESPACE {
 
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
-namespace q4x86 {
+namespace qx86 {
 
 // One activation block of one token, split for vpmaddubsw (80 bytes).
 struct Act {
@@ -232,7 +233,7 @@ HWY_INLINE W LoadW(const uint8_t* const* p) {
   return Unpack(nib, dw);
 }
 
-#define MOE_Q4_UNROLL HWY_UNROLL(16)
+#define MOE_QX86_UNROLL HWY_UNROLL(16)
 
 struct Args {
   const uint8_t* w;
@@ -257,15 +258,15 @@ HWY_INLINE Args SplitArgs(const uint8_t* w, size_t cols, const int16_t* xq, cons
 }
 
 namespace plain {
-#define MOE_Q4_VNNI 0
-#include "kernels/q4_x86_tiles-inl.h"
-#undef MOE_Q4_VNNI
+#define MOE_QX86_VNNI 0
+#include "kernels/qacts_x86_tiles-inl.h"
+#undef MOE_QX86_VNNI
 }  // namespace plain
 #if HWY_TARGET <= HWY_AVX3
 namespace vnni {
-#define MOE_Q4_VNNI 1
-#include "kernels/q4_x86_tiles-inl.h"
-#undef MOE_Q4_VNNI
+#define MOE_QX86_VNNI 1
+#include "kernels/qacts_x86_tiles-inl.h"
+#undef MOE_QX86_VNNI
 }  // namespace vnni
 #endif
 
@@ -340,9 +341,9 @@ HWY_INLINE W LoadW(const uint8_t* const* p) {
 }
 
 namespace vnni {
-#define MOE_Q4_VNNI 1
-#include "kernels/q4_x86_tiles-inl.h"
-#undef MOE_Q4_VNNI
+#define MOE_QX86_VNNI 1
+#include "kernels/qacts_x86_tiles-inl.h"
+#undef MOE_QX86_VNNI
 }  // namespace vnni
 
 // MatMulQuantizedActs for a kQ8 matrix where the kernels run AVX3_VNNI (kernels.h).
@@ -354,12 +355,12 @@ inline void MatMul(const uint8_t* w, size_t cols, bool tiled, const int16_t* xq,
 }  // namespace q8
 #endif  // HWY_TARGET <= HWY_AVX3
 
-#undef MOE_Q4_UNROLL
-}  // namespace q4x86
+#undef MOE_QX86_UNROLL
+}  // namespace qx86
 #endif  // HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
 
 }  // namespace HWY_NAMESPACE
 }  // namespace moe::kernels
 HWY_AFTER_NAMESPACE();
 
-#endif  // MOE_KERNELS_Q4_X86_INL_H_
+#endif  // MOE_KERNELS_QACTS_X86_INL_H_

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/kernels.h"
 #include "util/huge_buffer.h"
 #include "util/thread_pool.h"
 
@@ -39,7 +40,9 @@ class MemoryProbe {
   HugeBuffer mem_;
   size_t bytes_;
   uint64_t sink_ = 0;
-  size_t fastest_fold_ = 0;  // index into kernels::XorFoldPerTarget()
+  // The fold that was fastest in the last GbS (the first target's until then): QuickGbS runs
+  // between decode tokens and takes no allocation.
+  kernels::XorFoldFn fastest_fold_;
 };
 
 }  // namespace moe

@@ -96,10 +96,16 @@ uint64_t ExpertBytesPerDecodeToken(const Engine& e) {
 // Bytes of a decode token outside its layers: one embedding row, the final norm and lm_head
 // (the work between one token's last layer and the next token's first router, which no
 // next-layer prediction can overlap with reads).
+// lm_head's bytes per decode token: its q8 shadow's with --lm-head-shadow (the bench then decodes
+// with Session::ForwardArgmax, which reads the candidate rows on top: counted as measured).
+uint64_t LmHeadBytes(const Engine& e) {
+  return e.greedy_head() ? e.greedy_head()->shadow_bytes() : ViewBytes(e.weights().lm_head().view);
+}
+
 uint64_t HeadBytesPerDecodeToken(const Engine& e) {
   const ModelWeights& w = e.weights();
   const kernels::WeightView& emb = w.embed().view;
-  return ViewBytes(w.final_norm().view) + ViewBytes(w.lm_head().view) +
+  return ViewBytes(w.final_norm().view) + LmHeadBytes(e) +
          kernels::WeightMatrixBytes(emb.type, 1, emb.cols);
 }
 
@@ -117,7 +123,8 @@ uint64_t WeightBytesPerDecodeToken(const Engine& e, bool tiled_only = false) {
   const auto bytes = [&](const kernels::WeightView& v) {
     return !tiled_only || v.tiled ? ViewBytes(v) : 0;
   };
-  uint64_t b = bytes(w.final_norm().view) + bytes(w.lm_head().view);
+  uint64_t b = bytes(w.final_norm().view) +
+               (e.greedy_head() ? bytes(e.greedy_head()->shadow()) : bytes(w.lm_head().view));
   const kernels::WeightView& emb = w.embed().view;
   if (!tiled_only) b += kernels::WeightMatrixBytes(emb.type, 1, emb.cols);
   for (int64_t l = 0; l < w.config().num_hidden_layers; ++l) {
@@ -310,6 +317,24 @@ int Bench(int argc, char** argv) {
   PhaseProfile decode_phases;
   InFlightNs decode_in_flight_ns{};
   std::vector<int32_t> first_run_ids;
+  // The greedy choice: from all logits, or with --lm-head-shadow from the shadow and the
+  // candidate rows (the same ids), whose bytes a token reads beyond wbytes.
+  const auto greedy = [&](std::span<const int32_t> tokens, int32_t* id) -> Status {
+    if (session.has_greedy_head()) return session.ForwardArgmax(tokens, id);
+    MOE_TRY(session.Forward(tokens, LogitsMode::kLast, logits.data()));
+    *id = static_cast<int32_t>(ArgMax(logits));
+    return Status::Ok();
+  };
+  const uint64_t lm_row_bytes = kernels::WeightMatrixBytes(engine.weights().lm_head().view.type,
+                                                           1, engine.weights().lm_head().view.cols);
+  const auto extra_head_bytes = [&](const Session::GreedyHeadStats& a,
+                                    const Session::GreedyHeadStats& b) {
+    return static_cast<double>(b.candidate_rows - a.candidate_rows) *
+               static_cast<double>(lm_row_bytes) +
+           static_cast<double>(b.fallbacks - a.fallbacks) *
+               static_cast<double>(ViewBytes(engine.weights().lm_head().view));
+  };
+  Session::GreedyHeadStats decode_greedy;  // decode steps only, all repeats
   for (int64_t r = 0; r < repeat; ++r) {
     session.Reset();
     // The memory probe runs right before and right after each repeat, so each decode is
@@ -320,15 +345,16 @@ int Bench(int argc, char** argv) {
     const LayerCacheStats c0 = Totals(engine);
     const uint64_t b0 = IoBusyNs(engine);
     const auto t0 = Clock::now();
-    st = session.Forward(prompt, LogitsMode::kLast, logits.data());
+    int32_t next = 0;
+    st = greedy(prompt, &next);
     if (!st.ok()) return flags.Fail(st);
-    int32_t next = static_cast<int32_t>(ArgMax(logits));
     const auto t1 = Clock::now();
     const LayerCacheStats c1 = Totals(engine);
     const uint64_t b1 = IoBusyNs(engine);
     const uint64_t h1 = engine.expert_source().blocks_hashed();
     const PhaseProfile p1 = session.profile();
     const uint64_t tail1 = pool.tail_wait_ns();
+    const Session::GreedyHeadStats gh1 = session.greedy_head_stats();
     const InFlightNs f1 = IoInFlightNs(engine);
     double probes_s = 0, quick_before = 0;  // the per-token probes' time is not decode time
     if (probe_each_token) {
@@ -339,9 +365,9 @@ int Bench(int argc, char** argv) {
     for (int64_t d = 0; d < decode_tokens; ++d) {
       if (r == 0) first_run_ids.push_back(next);
       const auto td = Clock::now();
-      st = session.Forward(std::span<const int32_t>(&next, 1), LogitsMode::kLast, logits.data());
+      const Session::GreedyHeadStats g0 = session.greedy_head_stats();
+      st = greedy(std::span<const int32_t>(&next, 1), &next);
       if (!st.ok()) return flags.Fail(st);
-      next = static_cast<int32_t>(ArgMax(logits));
       if (probe_each_token) {
         const auto tp = Clock::now();
         const double quick_after = probe->QuickGbS(pool, kTokenProbeBytes);
@@ -349,6 +375,7 @@ int Bench(int argc, char** argv) {
         const double p = std::max(quick_before, quick_after);
         token_probe_gb_s.push_back(p);
         const double bytes = static_cast<double>(wbytes) +
+                             extra_head_bytes(g0, session.greedy_head_stats()) +
                              kv_bytes_per_position * static_cast<double>(prompt_tokens + d + 1);
         token_share.push_back(p > 0 ? bytes / Seconds(td, tp) / 1e9 / p : 0);
         quick_before = quick_after;
@@ -365,6 +392,10 @@ int Bench(int argc, char** argv) {
     dp -= p1;
     decode_phases += dp;
     decode_tail_ns += pool.tail_wait_ns() - tail1;
+    const Session::GreedyHeadStats gh2 = session.greedy_head_stats();
+    decode_greedy.tokens += gh2.tokens - gh1.tokens;
+    decode_greedy.candidate_rows += gh2.candidate_rows - gh1.candidate_rows;
+    decode_greedy.fallbacks += gh2.fallbacks - gh1.fallbacks;
     const InFlightNs f2 = IoInFlightNs(engine);
     for (size_t i = 0; i < f2.size(); ++i) decode_in_flight_ns[i] += f2[i] - f1[i];
     prefill_s.push_back(Seconds(t0, t1));
@@ -380,7 +411,9 @@ int Bench(int argc, char** argv) {
   // steps: step i attends to P + i + 1 positions. Part of what decode must move, so part of
   // the memory roofline.
   const double kv_bytes = kv_bytes_per_position * (P + (D + 1) / 2);
-  const double mbytes = static_cast<double>(wbytes) + kv_bytes;
+  // With --lm-head-shadow, the candidate rows (and any full products) decode read on top.
+  const double head_extra = extra_head_bytes({}, decode_greedy) / (D * R);
+  const double mbytes = static_cast<double>(wbytes) + head_extra + kv_bytes;
   const LayerCacheStats& dcs = decode_cache;
   const uint64_t requests = dcs.hits + dcs.joins + dcs.misses;
   const bool streaming = engine.expert_cache() != nullptr;
@@ -412,6 +445,14 @@ int Bench(int argc, char** argv) {
   j += fmt::format("\"expert_bytes_per_decode_token\":{},", ExpertBytesPerDecodeToken(engine));
   j += fmt::format("\"head_bytes_per_decode_token\":{},\"moe_layers\":{},",
                    HeadBytesPerDecodeToken(engine), MoeLayers(engine));
+  j += fmt::format("\"lm_head_shadow\":\"{}\",", engine.greedy_head() ? "q8" : "off");
+  if (engine.greedy_head()) {
+    j += fmt::format(
+        "\"lm_head_candidate_rows_per_token\":{:.3f},\"lm_head_fallbacks\":{},"
+        "\"lm_head_extra_bytes_per_decode_token\":{:.0f},",
+        static_cast<double>(decode_greedy.candidate_rows) / (D * R), decode_greedy.fallbacks,
+        head_extra);
+  }
   j += fmt::format("\"kv_bytes_per_decode_token\":{:.0f},", kv_bytes);
   j += fmt::format("\"memory_gb_s\":{:.3f},", mbytes * decode_tps / 1e9);
   if (measure_memory) {

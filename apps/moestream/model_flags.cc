@@ -62,6 +62,17 @@ void ModelFlags::RegisterExpertFlags(Flags& f) {
            },
            "block-quantize the dense MatMul weights at load (attention, dense MLP, lm_head; not "
            "the router, norms or embedding): less memory and bandwidth, lossy", "TYPE");
+  f.Custom("lm-head-shadow",
+           [this](const std::string& v) -> Status {
+             if (v != "q8" && v != "off") {
+               return Error(StatusCode::kUsage, "--lm-head-shadow '{}': expected q8 or off", v);
+             }
+             engine.lm_head_shadow = v == "q8";
+             return Status::Ok();
+           },
+           "greedy decoding reads a q8 copy of lm_head and only the rows that can hold the "
+           "largest logit: the same tokens, fewer bytes per token, 1.125 bytes per lm_head "
+           "weight more memory: q8 or off (default)", "MODE");
   f.Custom("weight-layout",
            [this](const std::string& v) -> Status {
              if (v != "tiles" && v != "rows") {

@@ -57,6 +57,10 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& opts) {
   } else {
     MOE_TRY(e->OpenStoreSource(g));  // engine_experts.cc
   }
+  // Before the experts: --expert-cache auto then sizes the cache around the shadow.
+  if (opts.lm_head_shadow) {
+    MOE_ASSIGN_OR_RETURN(e->greedy_head_, GreedyHead::Build(e->weights_->lm_head().view));
+  }
   MOE_TRY(e->OpenExperts());  // resident or cached (engine_experts.cc)
   return e;
 }

@@ -17,6 +17,7 @@
 #include "formats/hf_config.h"
 #include "formats/safetensors.h"
 #include "model/model_weights.h"
+#include "runtime/greedy_head.h"
 #include "util/status.h"
 
 namespace moe {
@@ -71,6 +72,9 @@ struct EngineOptions {
   // experts when resident: ResidentExperts::Load) tiled at load. Streamed experts stay as read.
   bool tile_weights = true;
   int64_t max_context_for_budget = 4096;  // KV size assumed by --expert-cache auto
+  // --lm-head-shadow q8: a q8 copy of lm_head from which greedy decoding finds the exact argmax
+  // (runtime/greedy_head.h); costs 1.125 bytes per lm_head weight of memory.
+  bool lm_head_shadow = false;
 };
 
 class Engine {
@@ -89,6 +93,8 @@ class Engine {
   const ResidentExperts* resident_experts() const { return resident_.get(); }
   // Effective top-k after overrides.
   int64_t top_k() const;
+  // The q8 lm_head copy for exact greedy decoding, or null without --lm-head-shadow.
+  const GreedyHead* greedy_head() const { return greedy_head_.get(); }
 
  private:
   Engine() = default;
@@ -98,6 +104,7 @@ class Engine {
   std::unique_ptr<ExpertSource> expert_source_;
   std::unique_ptr<ResidentExperts> resident_;
   std::unique_ptr<ExpertCache> cache_;
+  std::unique_ptr<GreedyHead> greedy_head_;
   Status OpenExperts();  // engine_experts.cc
   Status OpenStoreSource(const ExpertGeometry& g);
 };

@@ -22,13 +22,22 @@ Status Generate(Session& session, std::span<const int32_t> prompt, const Generat
   Sampler sampler(V, opts.sampling);
   GenerateStats st;
   st.prompt_tokens = static_cast<int64_t>(prompt.size());
+  // Plain greedy decoding with an lm_head shadow needs only each step's argmax
+  // (Session::ForwardArgmax: the same ids, fewer bytes read).
+  const bool argmax_only = session.has_greedy_head() && opts.sampling.temperature <= 0.0f &&
+                           opts.sampling.repetition_penalty == 1.0f;
+  int32_t next = 0;
+  const auto forward = [&](std::span<const int32_t> tokens) -> Status {
+    if (argmax_only) return session.ForwardArgmax(tokens, &next);
+    return session.Forward(tokens, LogitsMode::kLast, logits.data());
+  };
   auto t0 = std::chrono::steady_clock::now();
-  MOE_TRY(session.Forward(prompt, LogitsMode::kLast, logits.data()));
+  MOE_TRY(forward(prompt));
   st.prefill_ms = MsSince(t0);
   const PhaseProfile after_prefill = session.profile();
   t0 = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < opts.max_new_tokens; ++i) {
-    const int32_t tok = sampler.Sample(logits.data(), history);
+    const int32_t tok = argmax_only ? next : sampler.Sample(logits.data(), history);
     history.push_back(tok);
     if (out) out->push_back(tok);
     ++st.generated_tokens;
@@ -40,7 +49,7 @@ Status Generate(Session& session, std::span<const int32_t> prompt, const Generat
     }
     if (i + 1 == opts.max_new_tokens) break;
     if (session.n_past() >= session.max_context()) break;
-    MOE_TRY(session.Forward(std::span<const int32_t>(&tok, 1), LogitsMode::kLast, logits.data()));
+    MOE_TRY(forward(std::span<const int32_t>(&tok, 1)));
   }
   st.decode_ms = MsSince(t0);
   st.decode_phases = session.profile();

@@ -7,6 +7,14 @@
 
 namespace moe {
 
+int32_t ArgMaxFirst(const float* logits, size_t n) {
+  size_t best = 0;
+  for (size_t i = 1; i < n; ++i) {
+    if (logits[i] > logits[best]) best = i;
+  }
+  return static_cast<int32_t>(best);
+}
+
 Sampler::Sampler(int64_t vocab_size, const SamplingParams& params)
     : p_(params),
       rng_(params.seed),
@@ -26,13 +34,7 @@ int32_t Sampler::Sample(float* logits, std::span<const int32_t> history) {
       if (t >= 0 && static_cast<size_t>(t) < V) seen_[static_cast<size_t>(t)] = 0;
     }
   }
-  if (p_.temperature <= 0.0f) {
-    size_t best = 0;
-    for (size_t i = 1; i < V; ++i) {
-      if (logits[i] > logits[best]) best = i;
-    }
-    return static_cast<int32_t>(best);
-  }
+  if (p_.temperature <= 0.0f) return ArgMaxFirst(logits, V);
   for (size_t i = 0; i < V; ++i) logits[i] /= p_.temperature;
   // Candidates sorted by logit (descending; ties by id) — only as many as top-k needs.
   std::iota(order_.begin(), order_.end(), 0);

@@ -11,6 +11,10 @@
 
 namespace moe {
 
+// The index of the first largest of n logits (NaNs never win over a number after index 0):
+// greedy decoding's choice.
+int32_t ArgMaxFirst(const float* logits, size_t n);
+
 struct SamplingParams {
   float temperature = 0.0f;  // 0 = greedy
   int64_t top_k = 0;         // 0 = off

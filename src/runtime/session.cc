@@ -10,6 +10,7 @@
 #include <new>
 
 #include "kernels/kernels.h"
+#include "runtime/sampler.h"
 #include "util/check.h"
 #include "util/checked_math.h"
 
@@ -90,6 +91,13 @@ Session::Session(const Engine& engine, ThreadPool& pool, const SessionOptions& o
       group_rows_ * kernels::ActBlocks(Sz(std::max(H_, I_moe_))));
   act_q_.assign(act_blocks_ * kernels::kQuantBlock, 0);
   act_d_.assign(act_blocks_, 0.f);
+  greedy_head_ = engine.greedy_head();
+  head_logits_.assign(Sz(V_), 0.f);
+  if (greedy_head_) {
+    head_xq_.assign(kernels::ActBlocks(Sz(H_)) * kernels::kQuantBlock, 0);
+    head_xd_.assign(kernels::ActBlocks(Sz(H_)), 0.f);
+    head_candidates_.reserve(Sz(V_));
+  }
   // experts: router-lookahead prefetch, only when streaming through a cache.
   if (engine.options().prefetch != PrefetchMode::kOff && engine.expert_cache()) {
     lookahead_ = std::make_unique<RouterLookahead>(w_, router_opts_, max_batch_);
@@ -193,9 +201,10 @@ Status Session::Forward(std::span<const int32_t> tokens, LogitsMode mode, float*
   for (int64_t start = 0; start < n; start += max_batch_) {
     const int64_t m = std::min(max_batch_, n - start);
     const bool last_chunk = start + m == n;
-    LogitsMode chunk_mode = mode == LogitsMode::kAll ? LogitsMode::kAll
-                            : (mode == LogitsMode::kLast && last_chunk) ? LogitsMode::kLast
-                                                                        : LogitsMode::kNone;
+    const bool last_only = mode == LogitsMode::kLast || mode == LogitsMode::kArgmax;
+    LogitsMode chunk_mode = mode == LogitsMode::kAll      ? LogitsMode::kAll
+                            : (last_only && last_chunk) ? mode
+                                                        : LogitsMode::kNone;
     float* out = mode == LogitsMode::kAll ? logits_out + Sz(start) * Sz(V_) : logits_out;
     MOE_TRY(ForwardChunk(tokens.data() + start, m, chunk_mode, out));
   }
@@ -259,15 +268,56 @@ Status Session::ForwardChunk(const int32_t* tokens, int64_t n, LogitsMode mode, 
   // 4. Final norm and lm_head for the positions asked for.
   if (mode != LogitsMode::kNone) {
     const PhaseTimer timer = Time(Phase::kLmHead);
-    const int64_t first = mode == LogitsMode::kLast ? n - 1 : 0;
+    const int64_t first = mode == LogitsMode::kAll ? 0 : n - 1;
     for (int64_t t = first; t < n; ++t) {
       kernels::RmsNorm(&x_[Sz(t) * H], w_.final_norm().view.data, w_.final_norm().view.type, H,
                        eps, &xn_[Sz(t) * H]);
     }
-    MatMulPar(w_.lm_head().view, &xn_[Sz(first) * H], n - first, H, logits_out, Sz(V_));
+    if (mode == LogitsMode::kArgmax) {
+      argmax_ = GreedyArgmax(&xn_[Sz(first) * H]);
+    } else {
+      MatMulPar(w_.lm_head().view, &xn_[Sz(first) * H], n - first, H, logits_out, Sz(V_));
+    }
   }
   n_past_ += n;
   return Status::Ok();
+}
+
+Status Session::ForwardArgmax(std::span<const int32_t> tokens, int32_t* id) {
+  if (tokens.empty()) return Error(StatusCode::kUsage, "ForwardArgmax: no tokens");
+  MOE_TRY(Forward(tokens, LogitsMode::kArgmax, nullptr));
+  *id = argmax_;
+  return Status::Ok();
+}
+
+int32_t Session::GreedyArgmax(const float* x) {
+  const kernels::WeightView& lm = w_.lm_head().view;
+  const size_t H = Sz(H_), V = Sz(V_);
+  float* y = head_logits_.data();
+  if (greedy_head_) {
+    ++greedy_stats_.tokens;
+    MatMulPar(greedy_head_->shadow(), x, 1, H, y, V);
+    kernels::QuantizeActs(x, 1, H, H, head_xq_.data(), head_xd_.data());
+    // Past V/16 candidates their scattered rows cost more than the whole product.
+    if (greedy_head_->Candidates(x, head_xq_.data(), head_xd_.data(), y, &head_candidates_) &&
+        head_candidates_.size() <= V / 16) {
+      // Each row exactly as the full product computes it (any row range gives the same bits).
+      for (const int32_t r : head_candidates_) {
+        kernels::MatMul(lm, x, 1, H, y, V, Sz(r), Sz(r) + 1);
+      }
+      int32_t best = head_candidates_.front();
+      for (const int32_t r : head_candidates_) {
+        if (y[r] > y[best]) best = r;
+      }
+      greedy_stats_.candidate_rows += static_cast<int64_t>(head_candidates_.size());
+      profile_.weight_bytes[static_cast<size_t>(Phase::kLmHead)] +=
+          head_candidates_.size() * kernels::WeightMatrixBytes(lm.type, 1, H);
+      return best;
+    }
+    ++greedy_stats_.fallbacks;
+  }
+  MatMulPar(lm, x, 1, H, y, V);
+  return ArgMaxFirst(y, V);
 }
 
 void Session::Attention(int64_t layer, int64_t n) {

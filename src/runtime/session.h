@@ -42,7 +42,8 @@ struct RouteRecord {
   std::vector<float> weights;
 };
 
-enum class LogitsMode { kNone, kLast, kAll };
+// kArgmax: only the last token's greedy choice (ForwardArgmax).
+enum class LogitsMode { kNone, kLast, kAll, kArgmax };
 
 class Session {
  public:
@@ -53,6 +54,18 @@ class Session {
   // [V] for the last token (kLast), or nothing. Errors: token id out of range or context full
   // (kUsage, nothing changed); expert read failures (the session must then be Reset).
   Status Forward(std::span<const int32_t> tokens, LogitsMode mode, float* logits_out);
+  // Forward for a greedy caller: *id gets the id of the last token's largest logit, lowest id on
+  // ties — what the first maximum of Forward(kLast)'s logits is, bit for bit — computed from
+  // the engine's q8 lm_head shadow and the candidate rows it leaves where the engine has one
+  // (--lm-head-shadow; runtime/greedy_head.h), else from every logit.
+  Status ForwardArgmax(std::span<const int32_t> tokens, int32_t* id);
+  bool has_greedy_head() const { return greedy_head_ != nullptr; }
+  // ForwardArgmax's use of the shadow: tokens it served, exact rows computed, and tokens where
+  // a non-finite value or too many candidates sent it to the full product.
+  struct GreedyHeadStats {
+    int64_t tokens = 0, candidate_rows = 0, fallbacks = 0;
+  };
+  const GreedyHeadStats& greedy_head_stats() const { return greedy_stats_; }
 
   int64_t n_past() const { return n_past_; }
   int64_t max_context() const { return max_ctx_; }
@@ -71,6 +84,8 @@ class Session {
 
  private:
   Status ForwardChunk(const int32_t* tokens, int64_t n, LogitsMode mode, float* logits_out);
+  // The id of the largest logit of normed hidden state x (H floats), as ForwardArgmax.
+  int32_t GreedyArgmax(const float* x);
   void Attention(int64_t layer, int64_t n);
   Status MoeBlock(int64_t layer, int64_t n);
   // Routes the batch's tokens at `layer` and groups (token, slot) pairs by expert into
@@ -143,6 +158,15 @@ class Session {
   std::vector<float> act_d_;
   size_t act_blocks_ = 0;
   size_t group_rows_ = 0;  // max(B, k): one token's k experts always fit together
+  // ForwardArgmax: the engine's lm_head shadow (or null), the logits (shadow's, then the
+  // candidates' exact ones, or all exact), x's quantized form, the candidate rows (room for V).
+  const GreedyHead* greedy_head_ = nullptr;
+  std::vector<float> head_logits_;
+  std::vector<int16_t> head_xq_;
+  std::vector<float> head_xd_;
+  std::vector<int32_t> head_candidates_;
+  int32_t argmax_ = 0;
+  GreedyHeadStats greedy_stats_;
 };
 
 }  // namespace moe

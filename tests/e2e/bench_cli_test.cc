@@ -373,6 +373,47 @@ TEST(BenchCliTest, GenerateStatsPrintsTheDecodePhases) {
   EXPECT_NE(line.find("GB/s"), std::string::npos) << line;
 }
 
+// --lm-head-shadow q8: the same decoded ids as without it and as `generate` with it; lm_head's
+// bytes become the q8 copy's (36 bytes per 32 weights) plus the candidate rows read, as counted.
+TEST(BenchCliTest, LmHeadShadowDecodesTheSameIdsFromFewerBytes) {
+  Scratch s;
+  const auto plain = RunBench({}, s);
+  const auto j = RunBench({"--lm-head-shadow", "q8"}, s);
+  EXPECT_EQ(plain["lm_head_shadow"], "off");
+  EXPECT_FALSE(plain.contains("lm_head_candidate_rows_per_token"));
+  EXPECT_EQ(j["lm_head_shadow"], "q8");
+  EXPECT_EQ(j["decoded_ids"], plain["decoded_ids"]);
+  const uint64_t H = 256, V = 6144;  // the reference model (ResidentJsonIsConsistent)
+  const uint64_t shadow = V * (H / 32) * 36;
+  EXPECT_EQ(j["head_bytes_per_decode_token"].get<uint64_t>(),
+            plain["head_bytes_per_decode_token"].get<uint64_t>() - 2 * V * H + shadow);
+  EXPECT_EQ(j["weight_bytes_per_decode_token"].get<uint64_t>(),
+            plain["weight_bytes_per_decode_token"].get<uint64_t>() - 2 * V * H + shadow);
+  const double rows = j["lm_head_candidate_rows_per_token"].get<double>();
+  EXPECT_GE(rows, 1.0);
+  EXPECT_LT(rows, V / 16.0);
+  EXPECT_EQ(j["lm_head_fallbacks"].get<int>(), 0);
+  EXPECT_NEAR(j["lm_head_extra_bytes_per_decode_token"].get<double>(), rows * 2 * H, 1.0);
+  EXPECT_NEAR(j["decode_phases"]["lm_head"]["weight_bytes_per_token"].get<double>(),
+              static_cast<double>(shadow) + rows * 2 * H, 1.0);
+  const auto prompt = PromptIds(9, 1, V);
+  const auto g = testing::RunCli({"generate", "--tokens", Join(prompt), "-n", "4", "--ignore-eos",
+                                  "--lm-head-shadow", "q8"}, s.path);
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  std::string got = g.out;
+  while (!got.empty() && (got.back() == '\n' || got.back() == ' ')) got.pop_back();
+  EXPECT_EQ(got, Join(j["decoded_ids"].get<std::vector<int32_t>>()));
+  // Bad values: a usage error naming the flag; a quantized lm_head: unsupported (exit 7).
+  const auto bad = testing::RunCli({"bench", "--lm-head-shadow", "q4"}, s.path);
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--lm-head-shadow"), std::string::npos) << bad.err;
+  const auto dq = testing::RunCli(
+      {"bench", "--lm-head-shadow", "q8", "--dense-quant", "q8", "--decode-tokens", "1"}, s.path);
+  EXPECT_EQ(dq.exit_code, 7) << dq.err;
+  EXPECT_NE(dq.err.find("--lm-head-shadow"), std::string::npos) << dq.err;
+  EXPECT_EQ(std::count(dq.err.begin(), dq.err.end(), '\n'), 1) << dq.err;
+}
+
 TEST(BenchCliTest, BadFlagIsUsageError) {
   Scratch s;
   const auto r = testing::RunCli({"bench", "--repeat", "0"}, s.path);

@@ -83,5 +83,31 @@ TEST(NoAllocTest, DecodeStepDoesNotAllocate) {
   }
 }
 
+// Greedy decoding from the lm_head shadow (Session::ForwardArgmax) allocates nothing either.
+TEST(NoAllocTest, GreedyStepFromTheShadowDoesNotAllocate) {
+  for (const char* model : {"base", "tied"}) {
+    SCOPED_TRACE(model);
+    EngineOptions o;
+    o.model_dir = std::string(MOE_SOURCE_DIR) + "/tests/data/models/" + model;
+    o.lm_head_shadow = true;
+    auto engine = Engine::Open(o);
+    ASSERT_TRUE(engine.ok()) << engine.status().message();
+    ThreadPool pool(2);
+    Session s(**engine, pool, {});
+    int32_t tok = 0;
+    ASSERT_TRUE(s.ForwardArgmax(std::vector<int32_t>{3, 17, 42, 5}, &tok).ok());
+    ASSERT_TRUE(s.ForwardArgmax({&tok, 1}, &tok).ok());  // warm-up
+    g_allocations = 0;
+    g_counting = true;
+    for (int i = 0; i < 5; ++i) {
+      Status st = s.ForwardArgmax({&tok, 1}, &tok);
+      if (!st.ok()) break;
+    }
+    g_counting = false;
+    EXPECT_EQ(g_allocations.load(), 0);
+    EXPECT_EQ(s.greedy_head_stats().tokens, 7);
+  }
+}
+
 }  // namespace
 }  // namespace moe

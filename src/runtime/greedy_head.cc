@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "runtime/greedy_head.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace moe {
+namespace {
+
+constexpr double kU = 0x1p-24;  // f32 unit roundoff
+// Rounds a norm computed in double (≤ H terms, relative error far below this) up.
+constexpr double kUp = 1.0 + 1e-9;
+
+// γ(n) = n·u / (1 − n·u): bounds the rounding of any f32 sum of n products (with or without
+// FMA, any order) relative to the sum of their magnitudes.
+double Gamma(size_t n) {
+  const double nu = static_cast<double>(n) * kU;
+  return nu / (1.0 - nu);
+}
+
+// Row r of a [rows, cols] f32/bf16/f16 matrix, row-major or tiled (kernels.h), as floats.
+void RowToFloat(const kernels::WeightView& w, size_t r, float* dst) {
+  const size_t elem = kernels::WeightTypeBytes(w.type);
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  if (!w.tiled) {
+    kernels::ToFloat(base + r * w.cols * elem, w.type, w.cols, dst);
+    return;
+  }
+  for (size_t c = 0; c < w.cols; c += kernels::kTileCols) {
+    kernels::ToFloat(base + kernels::TiledIndex(r, c, w.cols) * elem, w.type, kernels::kTileCols,
+                     dst + c);
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<GreedyHead>> GreedyHead::Build(const kernels::WeightView& lm_head) {
+  using kernels::WeightType;
+  if (kernels::IsQuantized(lm_head.type)) {
+    return Error(StatusCode::kUnsupported,
+                 "--lm-head-shadow: lm_head is already {} (--dense-quant); a shadow would not "
+                 "read fewer bytes",
+                 kernels::WeightTypeName(lm_head.type));
+  }
+  std::unique_ptr<GreedyHead> g(new GreedyHead);
+  const size_t V = lm_head.rows, H = lm_head.cols;
+  g->V_ = V;
+  g->H_ = H;
+  const size_t row_bytes = kernels::QuantRowBytes(WeightType::kQ8, H);
+  const uint64_t bytes = kernels::WeightMatrixBytes(WeightType::kQ8, V, H);
+  g->q8_ = AllocateHugeBuffer(bytes, /*prefault=*/false);
+  if (!g->q8_) {
+    return Error(StatusCode::kResourceExhausted,
+                 "--lm-head-shadow: cannot allocate {} bytes for the q8 copy of lm_head", bytes);
+  }
+  g->alpha_.resize(V);
+  g->beta_.resize(V);
+  const double gamma_exact = Gamma(H + 64);
+  std::vector<float> row(H);
+  auto* q8 = reinterpret_cast<uint8_t*>(g->q8_.get());
+  const size_t bb = kernels::QuantBlockBytes(WeightType::kQ8);
+  for (size_t r = 0; r < V; ++r) {
+    RowToFloat(lm_head, r, row.data());
+    uint8_t* dst = q8 + r * row_bytes;
+    kernels::QuantizeRow(row.data(), H, WeightType::kQ8, dst);
+    double err2 = 0, nq2 = 0, nw2 = 0;
+    for (size_t c = 0; c < H; ++c) {
+      const uint8_t* blk = dst + c / kernels::kQuantBlock * bb;
+      float d;
+      std::memcpy(&d, blk, 4);
+      const double wq = static_cast<double>(d) * static_cast<int8_t>(blk[4 + c % kernels::kQuantBlock]);
+      const double wv = row[c];
+      err2 += (wv - wq) * (wv - wq);
+      nq2 += wq * wq;
+      nw2 += wv * wv;
+    }
+    g->alpha_[r] = (std::sqrt(err2) + gamma_exact * std::sqrt(nw2)) * kUp;
+    g->beta_[r] = std::sqrt(nq2) * kUp;
+  }
+  g->shadow_ = {q8, WeightType::kQ8, V, H};
+  if (kernels::TilingPays(WeightType::kQ8, V, H)) {
+    kernels::TileMatrix(q8, WeightType::kQ8, V, H);
+    g->shadow_.tiled = true;
+  }
+  return g;
+}
+
+bool GreedyHead::Candidates(const float* x, const int16_t* xq, const float* xd, const float* q,
+                            std::vector<int32_t>* out) const {
+  double xx = 0, dd = 0, hh = 0;
+  for (size_t c = 0; c < H_; ++c) {
+    const double xh = static_cast<double>(xq[c]) * xd[c / kernels::kQuantBlock];  // exact
+    const double xv = x[c];
+    xx += xv * xv;
+    dd += (xv - xh) * (xv - xh);
+    hh += xh * xh;
+  }
+  const double X = std::sqrt(xx) * kUp;
+  const double Y = (std::sqrt(dd) + Gamma(kernels::ActBlocks(H_) + 64) * std::sqrt(hh)) * kUp;
+  if (!std::isfinite(X) || !std::isfinite(Y)) return false;
+  // The bound terms are computed in double from values ≥ 0: E rounds by far less than the
+  // slack kUp and the γ terms leave.
+  double t = -std::numeric_limits<double>::infinity();
+  for (size_t r = 0; r < V_; ++r) {
+    const double qr = q[r], e = alpha_[r] * X + beta_[r] * Y;
+    if (!std::isfinite(qr) || !std::isfinite(e)) return false;  // NaN/Inf weights or logits
+    t = std::max(t, qr - e);
+  }
+  out->clear();
+  for (size_t r = 0; r < V_; ++r) {
+    if (static_cast<double>(q[r]) + (alpha_[r] * X + beta_[r] * Y) >= t) {
+      out->push_back(static_cast<int32_t>(r));
+    }
+  }
+  return true;
+}
+
+}  // namespace moe

@@ -3,6 +3,8 @@
 
 #include <cstdio>
 
+#include "util/thread_pool.h"
+
 namespace moe {
 
 Result<PrefetchMode> ParsePrefetchMode(const std::string& s) {
@@ -59,7 +61,8 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& opts) {
   }
   // Before the experts: --expert-cache auto then sizes the cache around the shadow.
   if (opts.lm_head_shadow) {
-    MOE_ASSIGN_OR_RETURN(e->greedy_head_, GreedyHead::Build(e->weights_->lm_head().view));
+    MOE_ASSIGN_OR_RETURN(e->greedy_head_,
+                         GreedyHead::Build(e->weights_->lm_head().view, DefaultThreadCount()));
   }
   MOE_TRY(e->OpenExperts());  // resident or cached (engine_experts.cc)
   return e;

@@ -29,16 +29,18 @@ namespace moe {
 class GreedyHead {
  public:
   // The q8 copy of `lm_head` ([V, H] f32/bf16/f16, row-major or tiled; tiled itself where that
-  // pays) and its per-row bounds. kUnsupported when lm_head is already quantized (--dense-quant),
-  // kResourceExhausted when its memory cannot be allocated.
-  static Result<std::unique_ptr<GreedyHead>> Build(const kernels::WeightView& lm_head);
+  // pays) and its per-row bounds, computed over `threads` threads. kUnsupported when lm_head is
+  // already quantized (--dense-quant), kResourceExhausted when its memory cannot be allocated.
+  static Result<std::unique_ptr<GreedyHead>> Build(const kernels::WeightView& lm_head,
+                                                   size_t threads = 1);
 
   const kernels::WeightView& shadow() const { return shadow_; }
   uint64_t shadow_bytes() const { return kernels::WeightMatrixBytes(shadow_.type, V_, H_); }
 
   // The candidate rows (ascending) given x (H floats), its QuantizeActs form (xq, xd) and the
-  // shadow's logits q = MatMulQuantizedActs(shadow, xq, xd). False, with `out` untouched, when
-  // x, q or a bound is not finite: the caller then needs every logit.
+  // shadow's logits q = MatMulQuantizedActs(shadow, xq, xd). False when x, q or a bound is not
+  // finite (`out` then holds nothing useful): the caller needs every logit. `out` grows to at
+  // most V entries (reserve them to keep the call free of allocation).
   bool Candidates(const float* x, const int16_t* xq, const float* xd, const float* q,
                   std::vector<int32_t>* out) const;
 

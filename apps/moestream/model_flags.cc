@@ -68,11 +68,12 @@ void ModelFlags::RegisterExpertFlags(Flags& f) {
                return Error(StatusCode::kUsage, "--lm-head-shadow '{}': expected q8 or off", v);
              }
              engine.lm_head_shadow = v == "q8";
+             lm_head_shadow_default = false;
              return Status::Ok();
            },
            "greedy decoding reads a q8 copy of lm_head and only the rows that can hold the "
            "largest logit: the same tokens, fewer bytes per token, 1.125 bytes per lm_head "
-           "weight more memory: q8 or off (default)", "MODE");
+           "weight more memory: q8 or off (default: q8 for greedy generate, else off)", "MODE");
   f.Custom("weight-layout",
            [this](const std::string& v) -> Status {
              if (v != "tiles" && v != "rows") {
@@ -161,6 +162,13 @@ void ModelFlags::WarnIfLossy() const {
   }
   if (engine.top_k_override > 0) {
     std::fprintf(stderr, "warning: --top-k overrides the model's top-k: output is no longer exact\n");
+  }
+}
+
+void ModelFlags::UseLmHeadShadowIfGreedy(const SamplingParams& p) {
+  if (lm_head_shadow_default && p.temperature <= 0.0f && p.repetition_penalty == 1.0f &&
+      !engine.dense_quant) {
+    engine.lm_head_shadow = true;
   }
 }
 

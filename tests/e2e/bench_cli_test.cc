@@ -414,6 +414,32 @@ TEST(BenchCliTest, LmHeadShadowDecodesTheSameIdsFromFewerBytes) {
   EXPECT_EQ(std::count(dq.err.begin(), dq.err.end(), '\n'), 1) << dq.err;
 }
 
+// `generate` turns the shadow on by itself for plain greedy decoding only.
+TEST(BenchCliTest, GenerateUsesTheShadowForPlainGreedyDecoding) {
+  Scratch s;
+  const auto run = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"generate", "--tokens", "1,2,3", "-n", "6", "--ignore-eos",
+                                     "--stats"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const auto r = testing::RunCli(args, s.path);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r;
+  };
+  const auto greedy = run({});
+  EXPECT_NE(greedy.err.find("lm_head shadow (q8): 6 greedy steps"), std::string::npos)
+      << greedy.err;
+  const auto off = run({"--lm-head-shadow", "off"});
+  EXPECT_EQ(off.err.find("lm_head shadow"), std::string::npos) << off.err;
+  EXPECT_EQ(off.out, greedy.out) << "the same ids with and without the shadow";
+  for (const std::vector<std::string>& lossy_or_sampled :
+       {std::vector<std::string>{"--temperature", "0.7", "--seed", "3"},
+        std::vector<std::string>{"--repetition-penalty", "1.2"},
+        std::vector<std::string>{"--dense-quant", "q8"}}) {
+    const auto r = run(lossy_or_sampled);
+    EXPECT_EQ(r.err.find("lm_head shadow"), std::string::npos) << lossy_or_sampled[0];
+  }
+}
+
 TEST(BenchCliTest, BadFlagIsUsageError) {
   Scratch s;
   const auto r = testing::RunCli({"bench", "--repeat", "0"}, s.path);

@@ -23,6 +23,7 @@
 #include "kernels/kernels.h"
 #include "model_flags.h"
 #include "runtime/memory_probe.h"
+#include "runtime/sampler.h"
 #include "runtime/session.h"
 #include "tokenizer/tokenizer.h"
 #include "util/file.h"
@@ -93,19 +94,20 @@ uint64_t ExpertBytesPerDecodeToken(const Engine& e) {
   return b;
 }
 
+// The lm_head matrix a decode token reads: its q8 shadow with --lm-head-shadow (the bench then
+// decodes with Session::ForwardArgmax, which reads the candidate rows on top: counted as
+// measured), else lm_head itself.
+const kernels::WeightView& DecodeLmHead(const Engine& e) {
+  return e.greedy_head() ? e.greedy_head()->shadow() : e.weights().lm_head().view;
+}
+
 // Bytes of a decode token outside its layers: one embedding row, the final norm and lm_head
 // (the work between one token's last layer and the next token's first router, which no
 // next-layer prediction can overlap with reads).
-// lm_head's bytes per decode token: its q8 shadow's with --lm-head-shadow (the bench then decodes
-// with Session::ForwardArgmax, which reads the candidate rows on top: counted as measured).
-uint64_t LmHeadBytes(const Engine& e) {
-  return e.greedy_head() ? e.greedy_head()->shadow_bytes() : ViewBytes(e.weights().lm_head().view);
-}
-
 uint64_t HeadBytesPerDecodeToken(const Engine& e) {
   const ModelWeights& w = e.weights();
   const kernels::WeightView& emb = w.embed().view;
-  return ViewBytes(w.final_norm().view) + LmHeadBytes(e) +
+  return ViewBytes(w.final_norm().view) + ViewBytes(DecodeLmHead(e)) +
          kernels::WeightMatrixBytes(emb.type, 1, emb.cols);
 }
 
@@ -123,8 +125,7 @@ uint64_t WeightBytesPerDecodeToken(const Engine& e, bool tiled_only = false) {
   const auto bytes = [&](const kernels::WeightView& v) {
     return !tiled_only || v.tiled ? ViewBytes(v) : 0;
   };
-  uint64_t b = bytes(w.final_norm().view) +
-               (e.greedy_head() ? bytes(e.greedy_head()->shadow()) : bytes(w.lm_head().view));
+  uint64_t b = bytes(w.final_norm().view) + bytes(DecodeLmHead(e));
   const kernels::WeightView& emb = w.embed().view;
   if (!tiled_only) b += kernels::WeightMatrixBytes(emb.type, 1, emb.cols);
   for (int64_t l = 0; l < w.config().num_hidden_layers; ++l) {
@@ -210,10 +211,6 @@ std::string DecodePhasesJson(const PhaseProfile& p, uint64_t tail_ns, double tok
                    ms(p.rest_ns()));
   j += fmt::format("\"pool_tail_ms_per_token\":{:.4f},", ms(tail_ns));
   return j;
-}
-
-size_t ArgMax(const std::vector<float>& v) {
-  return static_cast<size_t>(std::max_element(v.begin(), v.end()) - v.begin());
 }
 
 int Bench(int argc, char** argv) {
@@ -322,7 +319,7 @@ int Bench(int argc, char** argv) {
   const auto greedy = [&](std::span<const int32_t> tokens, int32_t* id) -> Status {
     if (session.has_greedy_head()) return session.ForwardArgmax(tokens, id);
     MOE_TRY(session.Forward(tokens, LogitsMode::kLast, logits.data()));
-    *id = static_cast<int32_t>(ArgMax(logits));
+    *id = ArgMaxFirst(logits.data(), logits.size());
     return Status::Ok();
   };
   const uint64_t lm_row_bytes = kernels::WeightMatrixBytes(engine.weights().lm_head().view.type,

@@ -35,7 +35,6 @@ class GreedyHead {
                                                    size_t threads = 1);
 
   const kernels::WeightView& shadow() const { return shadow_; }
-  uint64_t shadow_bytes() const { return kernels::WeightMatrixBytes(shadow_.type, V_, H_); }
 
   // The candidate rows (ascending) given x (H floats), its QuantizeActs form (xq, xd) and the
   // shadow's logits q = MatMulQuantizedActs(shadow, xq, xd). False when x, q or a bound is not

@@ -46,8 +46,10 @@ inline constexpr size_t QuantRowBytes(WeightType t, size_t cols) {
 inline bool IsQuantized(WeightType t) { return t == WeightType::kQ8 || t == WeightType::kQ4; }
 
 // Quantizes one row of n floats to t (kQ8 or kQ4) into dst (WeightMatrixBytes(t, 1, n) bytes).
-// Per block: d = max|x| / 127 (q8) or / 7 (q4), q = round-half-away(x / d) clamped to the
-// type's range; an all-zero block gets d = 0. Deterministic, scalar.
+// Per block: d = max|x| / 127 (q8) or / 7 (q4), q = round-half-away(x · (1/d)) clamped to the
+// type's range (x / d where 1/d overflows); an all-zero block gets d = 0, a block holding a NaN
+// or ±Inf gets d = NaN and q = 0 (it dequantizes to NaN, as the weights would compute).
+// Deterministic: every target writes reference::QuantizeRow's bytes.
 void QuantizeRow(const float* src, size_t n, WeightType t, void* dst);
 // The first `rows` rows of a row-major matrix of `cols` columns stored as src_type → the same
 // rows quantized to t at dst, one row at a time through `scratch` (cols floats): each row is

@@ -132,6 +132,41 @@ void MatMul(const WeightView& w, const float* x, size_t n_tokens, size_t x_strid
   }
 }
 
+void QuantizeRow(const float* src, size_t n, WeightType t, void* dst) {
+  const long qmax = t == WeightType::kQ8 ? 127 : 7, qmin = t == WeightType::kQ8 ? -127 : -8;
+  const size_t nb = (n + kQuantBlock - 1) / kQuantBlock;
+  auto* p = static_cast<uint8_t*>(dst);
+  const size_t bb = QuantBlockBytes(t);
+  for (size_t b = 0; b < nb; ++b, p += bb) {
+    const size_t base = b * kQuantBlock;
+    const size_t len = std::min(kQuantBlock, n - base);
+    float amax = 0.f;
+    bool finite = true;
+    for (size_t j = 0; j < len; ++j) {
+      finite = finite && std::isfinite(src[base + j]);
+      amax = std::max(amax, std::fabs(src[base + j]));
+    }
+    long q[kQuantBlock] = {};
+    float d = std::numeric_limits<float>::quiet_NaN();  // a non-finite block: NaN, q = 0
+    if (finite) {
+      d = amax / static_cast<float>(qmax);
+      const float inv = d > 0 ? 1.0f / d : 0.0f;
+      for (size_t j = 0; j < len; ++j) {
+        // x · (1/d), or x / d where 1/d overflows (tiny subnormal d); std::lround rounds
+        // halves away from zero.
+        const float s = std::isinf(inv) ? src[base + j] / d : src[base + j] * inv;
+        q[j] = std::clamp(std::lround(s), qmin, qmax);
+      }
+    }
+    std::memcpy(p, &d, 4);
+    for (size_t j = 0; j < bb - 4; ++j) {
+      p[4 + j] = t == WeightType::kQ8
+                     ? static_cast<uint8_t>(static_cast<int8_t>(q[j]))
+                     : static_cast<uint8_t>((q[j] + 8) | ((q[j + 16] + 8) << 4));
+    }
+  }
+}
+
 void QuantizeActs(const float* x, size_t n_tokens, size_t x_stride, size_t cols, int16_t* q,
                   float* d) {
   const size_t nb = ActBlocks(cols);

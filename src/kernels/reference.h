@@ -13,6 +13,8 @@ void MatMul(const WeightView& w, const float* x, size_t n_tokens, size_t x_strid
             size_t y_stride, size_t row_begin, size_t row_end);
 void QuantizeActs(const float* x, size_t n_tokens, size_t x_stride, size_t cols, int16_t* q,
                   float* d);
+// kernels::QuantizeRow's bytes, one element at a time (std::lround of x · (1/d)).
+void QuantizeRow(const float* src, size_t n, WeightType t, void* dst);
 // Block sums in int64, scaled by the f32 product d_w·d_x and accumulated in double.
 void MatMulQuantizedActs(const WeightView& w, const int16_t* xq, const float* xd, size_t n_tokens,
                          float* y, size_t y_stride, size_t row_begin, size_t row_end);

@@ -5,8 +5,10 @@
 // bit-identity contract of kernels.h.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <thread>
 #include <tuple>
 #include <vector>
@@ -146,6 +148,82 @@ TEST_P(QuantMatMulTest, MatchesReferenceForTailSizesAndRowRanges) {
 
 // The quantized product approximates the unquantized one: relative error of the outputs
 // bounded by the format's resolution (a sanity check of the whole path, not just the oracle).
+// QuantizeRow on every target writes reference::QuantizeRow's bytes: tail sizes, exact ties
+// and near-ties, all-zero blocks, subnormal blocks (1/d finite, and 1/d overflowing, where both
+// divide), huge values, and blocks holding NaN or ±Inf (d = NaN, every q zero).
+TEST_P(QuantMatMulTest, QuantizeRowWritesTheReferenceBytes) {
+  const WeightType t = type();
+  const float qmax = t == WeightType::kQ8 ? 127.f : 7.f;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<size_t> sizes;
+  for (size_t n = 1; n <= 70; ++n) sizes.push_back(n);
+  sizes.push_back(32 * 40);
+  sizes.push_back(2048 + 5);
+  for (size_t cols : sizes) {
+    auto x = RandomFloats(cols, static_cast<uint32_t>(cols) + 7, -3.0f, 3.0f);
+    const size_t nb = (cols + 31) / 32;
+    for (size_t b = 0; b < nb; ++b) {
+      float* blk = &x[b * 32];
+      const size_t len = std::min<size_t>(32, cols - b * 32);
+      switch (b % 8) {
+        case 1:  // step 1: exact ties k + 0.5 and their neighbours
+          blk[0] = qmax;
+          for (size_t j = 1; j < len; ++j) {
+            const float k = static_cast<float>(static_cast<int>(j % 14) - 7) + 0.5f;
+            blk[j] = j % 3 == 0 ? std::nextafter(k, 0.f) : (j % 3 == 1 ? k : -k);
+          }
+          break;
+        case 2:
+          for (size_t j = 0; j < len; ++j) blk[j] = 0.0f;
+          break;
+        case 3:  // 1/d overflows: divide
+          for (size_t j = 0; j < len; ++j) blk[j] *= 1e-38f;
+          break;
+        case 4:  // subnormal d, 1/d finite
+          for (size_t j = 0; j < len; ++j) blk[j] *= 1e-36f;
+          break;
+        case 5:
+          for (size_t j = 0; j < len; ++j) blk[j] *= 1e38f;
+          break;
+        case 6:
+          blk[len - 1] = (b / 8) % 3 == 0 ? nan : ((b / 8) % 3 == 1 ? inf : -inf);
+          break;
+        default:
+          break;
+      }
+    }
+    const size_t bytes = QuantRowBytes(t, cols);
+    std::vector<uint8_t> want(bytes), got(bytes + 64, 0xEE);
+    reference::QuantizeRow(x.data(), cols, t, want.data());
+    QuantizeRow(x.data(), cols, t, got.data());
+    ASSERT_EQ(0, std::memcmp(want.data(), got.data(), bytes)) << cols;
+    for (size_t i = bytes; i < got.size(); ++i) ASSERT_EQ(got[i], 0xEE) << cols;
+    // The non-finite blocks against the documented rule, independently of the reference.
+    const size_t bb = QuantBlockBytes(t);
+    for (size_t b = 6; b < nb; b += 8) {
+      float d;
+      std::memcpy(&d, &got[b * bb], 4);
+      EXPECT_TRUE(std::isnan(d)) << cols << " block " << b;
+      for (size_t j = 4; j < bb; ++j) {
+        ASSERT_EQ(got[b * bb + j], t == WeightType::kQ8 ? 0x00 : 0x88) << cols << " block " << b;
+      }
+    }
+    // The dividing blocks decode to lround(x / d) (DecodeElement's own model of the layout).
+    for (size_t b = 3; b < nb; b += 8) {
+      float d;
+      std::memcpy(&d, &got[b * bb], 4);
+      for (size_t j = b * 32; j < std::min(cols, b * 32 + 32); ++j) {
+        if (d == 0) continue;
+        const long q = std::lround(DecodeElement(got.data(), t, j) / d);
+        ASSERT_EQ(q, std::clamp(std::lround(x[j] / d), static_cast<long>(-qmax - (t == WeightType::kQ4)),
+                                static_cast<long>(qmax)))
+            << cols << " j " << j;
+      }
+    }
+  }
+}
+
 TEST_P(QuantMatMulTest, CloseToUnquantizedProduct) {
   const size_t rows = 64, cols = 512;
   const auto wf = RandomFloats(rows * cols, 21);

@@ -193,7 +193,8 @@ Result<std::pair<double, int64_t>> MeanNll(Session& session, const std::vector<i
 // "decode_phases": per phase of a decode token (runtime/phase_profile.h) its wall time, the
 // bytes of the matrices it multiplied and the rate at which it moved them; "rest" is the part
 // of Forward no phase covers (embedding row, norms, residual adds); "pool_tail_ms_per_token":
-// the ParallelFor tails inside them (runtime's caller waiting for the last task).
+// the ParallelFor tails inside them (runtime's caller waiting for the last task), per phase
+// (the MatMuls') and in all.
 std::string DecodePhasesJson(const PhaseProfile& p, uint64_t tail_ns, double tokens) {
   const auto ms = [&](uint64_t ns) {
     return tokens > 0 ? static_cast<double>(ns) / 1e6 / tokens : 0;
@@ -202,10 +203,11 @@ std::string DecodePhasesJson(const PhaseProfile& p, uint64_t tail_ns, double tok
   for (size_t i = 0; i < kPhaseCount; ++i) {
     j += fmt::format(
         "\"{}\":{{\"ms_per_token\":{:.4f},\"weight_bytes_per_token\":{:.1f},"
-        "\"weight_gb_s\":{:.3f}}},",
+        "\"weight_gb_s\":{:.3f},\"pool_tail_ms_per_token\":{:.4f}}},",
         PhaseName(static_cast<Phase>(i)), ms(p.ns[i]),
         tokens > 0 ? static_cast<double>(p.weight_bytes[i]) / tokens : 0,
-        p.ns[i] ? static_cast<double>(p.weight_bytes[i]) / static_cast<double>(p.ns[i]) : 0);
+        p.ns[i] ? static_cast<double>(p.weight_bytes[i]) / static_cast<double>(p.ns[i]) : 0,
+        ms(p.tail_ns[i]));
   }
   j += fmt::format("\"rest\":{{\"ms_per_token\":{:.4f}}}}},",
                    ms(p.rest_ns()));

@@ -24,6 +24,7 @@ void Combine(PhaseProfile* a, const PhaseProfile& b, Op op) {
   for (size_t i = 0; i < kPhaseCount; ++i) {
     a->ns[i] = op(a->ns[i], b.ns[i]);
     a->weight_bytes[i] = op(a->weight_bytes[i], b.weight_bytes[i]);
+    a->tail_ns[i] = op(a->tail_ns[i], b.tail_ns[i]);
   }
   a->forward_ns = op(a->forward_ns, b.forward_ns);
   a->forwards = op(a->forwards, b.forwards);

@@ -29,6 +29,8 @@ const char* PhaseName(Phase p);
 struct PhaseProfile {
   std::array<uint64_t, kPhaseCount> ns{};
   std::array<uint64_t, kPhaseCount> weight_bytes{};  // bytes of the matrices multiplied
+  // Of ns: the caller's waits for the last tasks of the phase's ParallelFors (load imbalance).
+  std::array<uint64_t, kPhaseCount> tail_ns{};
   uint64_t forward_ns = 0;  // whole Forward calls: what the phases do not cover is the rest
   uint64_t forwards = 0;
 

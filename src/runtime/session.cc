@@ -122,23 +122,61 @@ void Session::MatMulParMany(std::initializer_list<MatMulJob> jobs, int64_t n) {
   MatMulParMany(std::span<const MatMulJob>(with_n.data(), nj));
 }
 
-void Session::MatMulParMany(std::span<const MatMulJob> jobs) {
-  // Row blocks of ≥ 16 rows, about 4 per thread in all; job j owns tasks [first[j], first[j+1]).
-  MOE_CHECK(jobs.size() >= 1 && jobs.size() <= kMaxJobs);
-  size_t total_rows = 0;
-  for (const MatMulJob& j : jobs) total_rows += j.w->rows;
-  const size_t want = std::max<size_t>(1, std::min(total_rows / 16, pool_.n_threads() * 4));
-  std::array<size_t, kMaxJobs + 1> first{};
-  std::array<size_t, kMaxJobs> per{};
-  for (size_t j = 0; j < jobs.size(); ++j) {
-    const size_t rows = jobs[j].w->rows;
-    const size_t tasks = std::max<size_t>(1, (want * rows + total_rows - 1) / total_rows);
-    per[j] = (rows + tasks - 1) / tasks;
-    // A tiled matrix splits at whole tiles, so each decode tile reads one stream (any split
-    // gives the same results).
-    if (jobs[j].w->tiled) per[j] = RoundUp(per[j], kernels::kTileRows);
-    first[j + 1] = first[j] + tasks;
+size_t Session::SplitTasks(std::span<const MatMulJob> jobs) {
+  const size_t threads = pool_.n_threads();
+  size_t n = 0;
+  const auto add = [&](size_t j, size_t begin, size_t end) {
+    MOE_CHECK(n < tasks_.size());
+    tasks_[n++] = {j, begin, end};
+  };
+  const bool decode =
+      std::all_of(jobs.begin(), jobs.end(), [](const MatMulJob& j) { return j.n == 1; });
+  if (!decode || threads == 1) {
+    // Prefill: row blocks of ≥ 16 rows, about 4 per thread in all.
+    size_t total_rows = 0;
+    for (const MatMulJob& j : jobs) total_rows += j.w->rows;
+    const size_t want = std::max<size_t>(1, std::min(total_rows / 16, threads * 4));
+    for (size_t j = 0; j < jobs.size(); ++j) {
+      const size_t rows = jobs[j].w->rows;
+      const size_t tasks = std::max<size_t>(1, (want * rows + total_rows - 1) / total_rows);
+      size_t per = (rows + tasks - 1) / tasks;
+      // A tiled matrix splits at whole tiles, so each decode tile reads one stream (any split
+      // gives the same results).
+      if (jobs[j].w->tiled) per = RoundUp(per, kernels::kTileRows);
+      for (size_t r = 0; r < rows; r += per) add(j, r, std::min(rows, r + per));
+    }
+    return n;
   }
+  // Decode, memory-bound: guided self-scheduling by bytes. The pool claims tasks from the last
+  // index down, so tasks are made from the last job backwards, each a quarter of what is left
+  // over the threads (2 · threads), at least kMinTaskBytes, in whole tiles: long streams first,
+  // and short ones at the end, where the threads would otherwise wait for each other's last
+  // task. The row split never changes a result (the MatMul contract).
+  constexpr uint64_t kMinTaskBytes = 256 << 10;
+  uint64_t left = 0;
+  for (const MatMulJob& j : jobs) {
+    left += kernels::WeightMatrixBytes(j.w->type, j.w->rows, j.w->cols);
+  }
+  for (size_t j = jobs.size(); j-- > 0;) {
+    const kernels::WeightView& w = *jobs[j].w;
+    const uint64_t row_bytes = std::max<uint64_t>(1, kernels::WeightMatrixBytes(w.type, 1, w.cols));
+    for (size_t end = w.rows; end > 0;) {
+      const uint64_t want = std::max(kMinTaskBytes, left / (2 * threads));
+      size_t rows = static_cast<size_t>(std::min<uint64_t>(end, (want + row_bytes - 1) / row_bytes));
+      if (w.tiled) rows = std::min(end, RoundUp(rows, kernels::kTileRows));
+      if (end - rows < rows / 2) rows = end;  // no sliver left behind
+      add(j, end - rows, end);
+      left -= std::min<uint64_t>(left, rows * row_bytes);
+      end -= rows;
+    }
+  }
+  std::reverse(tasks_.begin(), tasks_.begin() + static_cast<ptrdiff_t>(n));
+  return n;
+}
+
+void Session::MatMulParMany(std::span<const MatMulJob> jobs) {
+  MOE_CHECK(jobs.size() >= 1 && jobs.size() <= kMaxJobs);
+  const size_t n_tasks = SplitTasks(jobs);
   // Quantized weights multiply quantized activations (kernels::MatMulQuantizedActs): each
   // distinct x of the call is quantized once, here, before the rows are split over threads.
   std::array<size_t, kMaxJobs> act{};  // job j's first block in act_q_ / act_d_
@@ -169,12 +207,11 @@ void Session::MatMulParMany(std::span<const MatMulJob> jobs) {
   for (const MatMulJob& j : jobs) {
     bytes += kernels::WeightMatrixBytes(j.w->type, j.w->rows, j.w->cols);
   }
-  pool_.ParallelFor(first[jobs.size()], [&](size_t task, size_t) {
-    size_t j = 0;
-    while (task >= first[j + 1]) ++j;
+  const uint64_t tail0 = pool_.tail_wait_ns();
+  pool_.ParallelFor(n_tasks, [&](size_t task, size_t) {
+    const RowTask& rt = tasks_[task];
+    const size_t j = rt.job, begin = rt.begin, end = rt.end;
     const MatMulJob& m = jobs[j];
-    const size_t begin = (task - first[j]) * per[j], end = std::min(m.w->rows, begin + per[j]);
-    if (begin >= end) return;
     if (kernels::IsQuantized(m.w->type)) {
       kernels::MatMulQuantizedActs(*m.w, &act_q_[act[j] * kernels::kQuantBlock], &act_d_[act[j]],
                                    Sz(m.n), m.y, m.y_stride, begin, end);
@@ -182,6 +219,7 @@ void Session::MatMulParMany(std::span<const MatMulJob> jobs) {
       kernels::MatMul(*m.w, m.x, Sz(m.n), m.x_stride, m.y, m.y_stride, begin, end);
     }
   });
+  profile_.tail_ns[static_cast<size_t>(phase_)] += pool_.tail_wait_ns() - tail0;
 }
 
 Status Session::Forward(std::span<const int32_t> tokens, LogitsMode mode, float* logits_out) {
@@ -354,6 +392,7 @@ void Session::Attention(int64_t layer, int64_t n) {
   // head alone would compute it.
   const size_t groups = Sz(n) * Sz(Hkv_);
   const size_t parts = std::min(group, (pool_.n_threads() + groups - 1) / groups);
+  const uint64_t tail0 = pool_.tail_wait_ns();
   pool_.ParallelFor(groups * parts, [&](size_t task, size_t worker) {
     const size_t t = task / (Sz(Hkv_) * parts), kvh = task / parts % Sz(Hkv_);
     const size_t h0 = kvh * group + (task % parts) * group / parts;
@@ -386,6 +425,7 @@ void Session::Attention(int64_t layer, int64_t n) {
     wa.out_stride = d;
     kernels::AttentionWeightedSum(wa);
   });
+  profile_.tail_ns[static_cast<size_t>(Phase::kAttention)] += pool_.tail_wait_ns() - tail0;
 }
 
 void Session::DenseMlp(int64_t layer, int64_t n) {

@@ -107,6 +107,13 @@ class Session {
   };
   static constexpr size_t kMaxJobs = 32;  // up to 16 experts' gate and up
   void MatMulParMany(std::span<const MatMulJob> jobs);
+  // Splits jobs' rows into tasks_[0, n) (returned) for the pool: tasks of job j cover its rows
+  // once, in whole tiles where tiled.
+  size_t SplitTasks(std::span<const MatMulJob> jobs);
+  struct RowTask {
+    size_t job, begin, end;
+  };
+  std::array<RowTask, 512> tasks_{};
   void MatMulParMany(std::initializer_list<MatMulJob> jobs, int64_t n);
   void MatMulPar(const kernels::WeightView& w, const float* x, int64_t n, size_t x_stride,
                  float* y, size_t y_stride);

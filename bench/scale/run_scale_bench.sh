@@ -15,7 +15,9 @@
 #                                round by round, e.g. "--prefetch off|
 #                                --prefetch on": the row's label gets "+flag=value" per flag;
 #                                a word VAR=value sets the run's environment instead, e.g.
-#                                "MOE_FORCE_TARGET=AVX3|MOE_FORCE_TARGET=AVX3_VNNI")
+#                                "MOE_FORCE_TARGET=AVX3|MOE_FORCE_TARGET=AVX3_VNNI"), and
+#                                BIN=path runs another moestream binary (two builds compared
+#                                in the same cells: "BIN=/tmp/old|BIN=/tmp/new")
 #       [--gen-args "ARGS"]     (extra gen_qwen3_30b_a3b.py flags, e.g. "--embed-std 0.3": a
 #                                model whose routing is predictable one layer ahead like trained
 #                                MoEs; docs/benchmarks.md, session 11)
@@ -186,9 +188,10 @@ print(3*H*I*2 if t in ('hf','bf16') else 3*I*(H//32)*(36 if t=='q8' else 20))" "
       for ((ai = 0; ai < ${#arm_list[@]}; ai++)); do
         arm=${arm_list[$(( (ai + round - 1) % ${#arm_list[@]} ))]}
         label=$src
-        env_vars=() flags=()
+        env_vars=() flags=() arm_bin=$bin
         for f in $arm; do
-          if [[ $f =~ ^[A-Z_][A-Z0-9_]*= ]]; then env_vars+=("$f"); label+="+$f"
+          if [[ $f == BIN=* ]]; then arm_bin=${f#BIN=}; label+="+${arm_bin##*/}"
+          elif [[ $f =~ ^[A-Z_][A-Z0-9_]*= ]]; then env_vars+=("$f"); label+="+$f"
           elif [[ $f == --* ]]; then flags+=("$f"); label+="+${f#--}"
           else flags+=("$f"); label+="=$f"; fi
         done
@@ -201,7 +204,7 @@ for f in sys.argv[1:]:
         # The virtual disk's bandwidth drifts (1.2–2.8 GB/s within minutes here), so it is probed
         # right before and right after each run; the larger of the two is the run's device figure.
         dev_before=$(device_gb_s "$probe" "$block")
-        if out=$(env "${env_vars[@]}" "$bin" bench --model "$dir" --expert-cache "$budget" \
+        if out=$(env "${env_vars[@]}" "$arm_bin" bench --model "$dir" --expert-cache "$budget" \
                    --io "$io" --threads "$threads" --prompt-tokens "$prompt" --decode-tokens "$decode" \
                    --repeat "$repeat" --measure-memory $bench_args "${flags[@]}" 2>"$work/err"); then
           dev_after=$(device_gb_s "$probe" "$block")

@@ -55,6 +55,7 @@ int Chat(int argc, char** argv) {
 
   auto tok = Tokenizer::Load(model.engine.model_dir);
   if (!tok.ok()) return flags.Fail(tok.status());
+  model.UseLmHeadShadowIfTopK(sampling.params);
   auto engine = Engine::Open(model.engine);
   if (!engine.ok()) return flags.Fail(engine.status());
   ThreadPool pool(model.n_threads());

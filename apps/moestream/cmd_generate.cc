@@ -84,7 +84,7 @@ int GenerateOrRun(int argc, char** argv, bool run_mode) {
     tokens = std::move(ids).value();
     if (tokens.empty()) return flags.Fail(Error(StatusCode::kUsage, "--prompt encodes to no tokens"));
   }
-  model.UseLmHeadShadowIfGreedy(sampling.params);
+  model.UseLmHeadShadowIfTopK(sampling.params);
   auto engine = Engine::Open(model.engine);
   if (!engine.ok()) return flags.Fail(engine.status());
   ThreadPool pool(model.n_threads());
@@ -143,7 +143,7 @@ int GenerateOrRun(int argc, char** argv, bool run_mode) {
     if (session.has_greedy_head()) {
       const Session::GreedyHeadStats& g = session.greedy_head_stats();
       std::fprintf(stderr,
-                   "lm_head shadow (q8): %lld greedy steps, %.2f exact rows per step, %lld full "
+                   "lm_head shadow (q8): %lld steps, %.2f exact rows per step, %lld full "
                    "products\n",
                    static_cast<long long>(g.tokens),
                    g.tokens > 0 ? static_cast<double>(g.candidate_rows) / static_cast<double>(g.tokens)

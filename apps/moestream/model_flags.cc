@@ -71,9 +71,10 @@ void ModelFlags::RegisterExpertFlags(Flags& f) {
              lm_head_shadow_default = false;
              return Status::Ok();
            },
-           "greedy decoding reads a q8 copy of lm_head and only the rows that can hold the "
-           "largest logit: the same tokens, fewer bytes per token, 1.125 bytes per lm_head "
-           "weight more memory: q8 or off (default: q8 for greedy generate, else off)", "MODE");
+           "greedy and top-k decoding read a q8 copy of lm_head and only the rows that can hold "
+           "the k largest logits: the same tokens, fewer bytes per token, 1.125 bytes per "
+           "lm_head weight more memory: q8 or off (default: q8 for greedy or top-k generate "
+           "and chat, else off)", "MODE");
   f.Custom("weight-layout",
            [this](const std::string& v) -> Status {
              if (v != "tiles" && v != "rows") {
@@ -165,9 +166,8 @@ void ModelFlags::WarnIfLossy() const {
   }
 }
 
-void ModelFlags::UseLmHeadShadowIfGreedy(const SamplingParams& p) {
-  if (lm_head_shadow_default && p.temperature <= 0.0f && p.repetition_penalty == 1.0f &&
-      !engine.dense_quant) {
+void ModelFlags::UseLmHeadShadowIfTopK(const SamplingParams& p) {
+  if (lm_head_shadow_default && (p.temperature <= 0.0f || p.top_k > 0) && !engine.dense_quant) {
     engine.lm_head_shadow = true;
   }
 }

@@ -17,8 +17,8 @@ struct ModelFlags {
   int64_t threads = 0;  // 0 = all CPUs
   SessionOptions session;
   std::string stats_json;  // --stats-json FILE: expert cache statistics (docs/expert_cache.md)
-  // No --lm-head-shadow given: `generate` then turns the shadow on for plain greedy decoding
-  // (UseLmHeadShadowIfGreedy); every other command leaves it off.
+  // No --lm-head-shadow given: `generate` and `chat` then turn the shadow on for greedy and
+  // top-k decoding (UseLmHeadShadowIfTopK); every other command leaves it off.
   bool lm_head_shadow_default = true;
 
   void Register(Flags& f);  // includes RegisterExpertFlags
@@ -28,9 +28,10 @@ struct ModelFlags {
   // Warns on stderr when a lossy knob is on.
   void WarnIfLossy() const;
   size_t n_threads() const;
-  // The default for greedy decoding: the lm_head shadow on, unless --lm-head-shadow was given
-  // or lm_head is dense-quantized (nothing to gain).
-  void UseLmHeadShadowIfGreedy(const SamplingParams& p);
+  // The default for greedy and top-k decoding (each step needs only the k largest logits): the
+  // lm_head shadow on, unless --lm-head-shadow was given or lm_head is dense-quantized (nothing
+  // to gain).
+  void UseLmHeadShadowIfTopK(const SamplingParams& p);
   // After a run: prints the expert cache summary on stderr when `print` and writes --stats-json.
   // Nothing to report in all-resident mode.
   Status ReportExpertStats(const Engine& engine, bool print) const;

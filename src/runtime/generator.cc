@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "runtime/greedy_head.h"
+
 namespace moe {
 namespace {
 
@@ -22,14 +24,20 @@ Status Generate(Session& session, std::span<const int32_t> prompt, const Generat
   Sampler sampler(V, opts.sampling);
   GenerateStats st;
   st.prompt_tokens = static_cast<int64_t>(prompt.size());
-  // Plain greedy decoding with an lm_head shadow needs only each step's argmax
-  // (Session::ForwardArgmax: the same ids, fewer bytes read).
-  const bool argmax_only = session.has_greedy_head() && opts.sampling.temperature <= 0.0f &&
-                           opts.sampling.repetition_penalty == 1.0f;
-  int32_t next = 0;
+  // Greedy or top-k decoding with an lm_head shadow needs each step's k largest logits and
+  // those the repetition penalty changes (Session::ForwardTopK: the same ids, fewer bytes read).
+  const int64_t k = sampler.rows_needed();
+  const float temp = opts.sampling.temperature;
+  const bool top_k_head =
+      session.has_greedy_head() && k >= 1 && k <= V / 16 &&
+      (temp <= 0.0f || (temp >= GreedyHead::kMinTemperature && temp <= GreedyHead::kMaxTemperature));
+  const bool penalty = opts.sampling.repetition_penalty != 1.0f;
+  std::span<const int32_t> rows;
   const auto forward = [&](std::span<const int32_t> tokens) -> Status {
-    if (argmax_only) return session.ForwardArgmax(tokens, &next);
-    return session.Forward(tokens, LogitsMode::kLast, logits.data());
+    if (!top_k_head) return session.Forward(tokens, LogitsMode::kLast, logits.data());
+    return session.ForwardTopK(tokens, static_cast<size_t>(k),
+                               penalty ? std::span<const int32_t>(history) : std::span<const int32_t>(),
+                               logits.data(), &rows);
   };
   auto t0 = std::chrono::steady_clock::now();
   MOE_TRY(forward(prompt));
@@ -37,7 +45,8 @@ Status Generate(Session& session, std::span<const int32_t> prompt, const Generat
   const PhaseProfile after_prefill = session.profile();
   t0 = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < opts.max_new_tokens; ++i) {
-    const int32_t tok = argmax_only ? next : sampler.Sample(logits.data(), history);
+    const int32_t tok = rows.empty() ? sampler.Sample(logits.data(), history)
+                                     : sampler.SampleRows(logits.data(), rows, history);
     history.push_back(tok);
     if (out) out->push_back(tok);
     ++st.generated_tokens;

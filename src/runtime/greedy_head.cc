@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 
 #include "util/thread_pool.h"
@@ -14,6 +15,13 @@ namespace {
 constexpr double kU = 0x1p-24;  // f32 unit roundoff
 // Rounds a norm computed in double (≤ H terms, relative error far below this) up.
 constexpr double kUp = 1.0 + 1e-9;
+// The bound's widening for ties after a temperature (Candidates): 2⁻²⁰ relative covers the
+// f32 rounding of two quotients (2⁻²³ together), 1e-30 absolute their subnormal rounding for
+// temperatures up to kMaxTemperature.
+constexpr double kRel = 0x1p-20, kAbs = 1e-30;
+// Bounds on |logit| past this ask for the full product: divided by kMinTemperature they could
+// overflow f32 and tie at infinity.
+constexpr double kMaxLogit = 1e30;
 
 // γ(n) = n·u / (1 − n·u): bounds the rounding of any f32 sum of n products (with or without
 // FMA, any order) relative to the sum of their magnitudes.
@@ -105,6 +113,7 @@ Result<std::unique_ptr<GreedyHead>> GreedyHead::Build(const kernels::WeightView&
 }
 
 bool GreedyHead::Candidates(const float* x, const int16_t* xq, const float* xd, const float* q,
+                            size_t k, const uint8_t* skip, std::vector<double>* heap,
                             std::vector<int32_t>* out) const {
   double xx = 0, dd = 0, hh = 0;
   for (size_t c = 0; c < H_; ++c) {
@@ -116,22 +125,46 @@ bool GreedyHead::Candidates(const float* x, const int16_t* xq, const float* xd, 
   }
   const double X = std::sqrt(xx) * kUp;
   const double Y = (std::sqrt(dd) + Gamma(kernels::ActBlocks(H_) + 64) * std::sqrt(hh)) * kUp;
-  if (!std::isfinite(X) || !std::isfinite(Y)) return false;
+  if (!std::isfinite(X) || !std::isfinite(Y) || k == 0) return false;
   // The bound terms are computed in double from values ≥ 0: E rounds by far less than the
-  // slack kUp and the γ terms leave. One pass: t only grows, so a row below the running t is
-  // below the final one; the rows kept on the way are filtered against the final t.
-  double t = -std::numeric_limits<double>::infinity(), probe = 0;
+  // slack kUp and the γ terms leave. One pass: t, the k-th largest lower bound so far (a min-heap
+  // of k), only grows, so a row below the running t is below the final one; the rows kept on
+  // the way are filtered against the final t.
+  //
+  // E is widened by kRel·(E + |q|) + kAbs, so a row left out has l + kRel·|l| + kAbs below the
+  // k-th largest: still below it after the sampler's division by a temperature in
+  // [kMinTemperature, kMaxTemperature] rounds both (a strictly monotone map in exact arithmetic
+  // that rounding could otherwise turn into a tie, which the id would then break).
+  const auto bound = [&](size_t r, double qr) {
+    return (alpha_[r] * X + beta_[r] * Y) * (1 + kRel) + kRel * std::fabs(qr) + kAbs;
+  };
+  double t = -std::numeric_limits<double>::infinity(), probe = 0, amax = 0;
+  heap->clear();
   out->clear();
+  const auto below = std::greater<double>();  // min-heap
   for (size_t r = 0; r < V_; ++r) {
-    const double qr = q[r], e = alpha_[r] * X + beta_[r] * Y;
+    const double qr = q[r], e = bound(r, qr);
     probe += (qr - qr) + (e - e);  // NaN once any q or E is NaN or ±Inf
-    t = std::max(t, qr - e);
+    amax = std::max(amax, std::fabs(qr) + e);
+    if (skip && skip[r]) continue;
+    const double lo = qr - e;
+    if (heap->size() < k) {
+      heap->push_back(lo);
+      std::push_heap(heap->begin(), heap->end(), below);
+      if (heap->size() == k) t = heap->front();
+    } else if (lo > t) {
+      std::pop_heap(heap->begin(), heap->end(), below);
+      heap->back() = lo;
+      std::push_heap(heap->begin(), heap->end(), below);
+      t = heap->front();
+    }
     if (qr + e >= t) out->push_back(static_cast<int32_t>(r));
   }
   if (probe != 0) return false;  // NaN/Inf weights or logits
+  if (amax >= kMaxLogit) return false;  // a logit / kMinTemperature could overflow
   size_t kept = 0;
   for (const int32_t r : *out) {
-    if (static_cast<double>(q[r]) + (alpha_[r] * X + beta_[r] * Y) >= t) (*out)[kept++] = r;
+    if (static_cast<double>(q[r]) + bound(static_cast<size_t>(r), q[r]) >= t) (*out)[kept++] = r;
   }
   out->resize(kept);
   return true;

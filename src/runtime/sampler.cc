@@ -21,26 +21,32 @@ Sampler::Sampler(int64_t vocab_size, const SamplingParams& params)
       order_(static_cast<size_t>(vocab_size)),
       seen_(static_cast<size_t>(vocab_size)) {}
 
+void Sampler::ApplyPenalty(float* logits, std::span<const int32_t> history) {
+  if (p_.repetition_penalty == 1.0f) return;
+  const size_t V = order_.size();
+  for (int32_t t : history) {
+    if (t < 0 || static_cast<size_t>(t) >= V || seen_[static_cast<size_t>(t)]) continue;
+    seen_[static_cast<size_t>(t)] = 1;
+    float& l = logits[t];
+    l = l < 0 ? l * p_.repetition_penalty : l / p_.repetition_penalty;
+  }
+  for (int32_t t : history) {
+    if (t >= 0 && static_cast<size_t>(t) < V) seen_[static_cast<size_t>(t)] = 0;
+  }
+}
+
+bool Sampler::Before(const float* logits, int32_t a, int32_t b) {
+  return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+}
+
 int32_t Sampler::Sample(float* logits, std::span<const int32_t> history) {
   const size_t V = order_.size();
-  if (p_.repetition_penalty != 1.0f) {
-    for (int32_t t : history) {
-      if (t < 0 || static_cast<size_t>(t) >= V || seen_[static_cast<size_t>(t)]) continue;
-      seen_[static_cast<size_t>(t)] = 1;
-      float& l = logits[t];
-      l = l < 0 ? l * p_.repetition_penalty : l / p_.repetition_penalty;
-    }
-    for (int32_t t : history) {
-      if (t >= 0 && static_cast<size_t>(t) < V) seen_[static_cast<size_t>(t)] = 0;
-    }
-  }
+  ApplyPenalty(logits, history);
   if (p_.temperature <= 0.0f) return ArgMaxFirst(logits, V);
   for (size_t i = 0; i < V; ++i) logits[i] /= p_.temperature;
   // Candidates sorted by logit (descending; ties by id) — only as many as top-k needs.
   std::iota(order_.begin(), order_.end(), 0);
-  auto cmp = [&](int32_t a, int32_t b) {
-    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-  };
+  const auto cmp = [&](int32_t a, int32_t b) { return Before(logits, a, b); };
   size_t n = V;
   if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < V) {
     n = static_cast<size_t>(p_.top_k);
@@ -48,7 +54,30 @@ int32_t Sampler::Sample(float* logits, std::span<const int32_t> history) {
   } else {
     std::sort(order_.begin(), order_.end(), cmp);
   }
-  // Softmax over the candidates.
+  return Draw(logits, n);
+}
+
+int32_t Sampler::SampleRows(float* logits, std::span<const int32_t> rows,
+                            std::span<const int32_t> history) {
+  ApplyPenalty(logits, history);
+  if (p_.temperature <= 0.0f) {  // ArgMaxFirst over the rows: the first largest, lowest id
+    int32_t best = rows.front();
+    for (const int32_t r : rows) {
+      if (Before(logits, r, best)) best = r;
+    }
+    return best;
+  }
+  for (const int32_t r : rows) logits[r] /= p_.temperature;
+  std::copy(rows.begin(), rows.end(), order_.begin());
+  const size_t n = std::min(rows.size(), static_cast<size_t>(std::max<int64_t>(p_.top_k, 1)));
+  std::partial_sort(order_.begin(), order_.begin() + static_cast<ptrdiff_t>(n),
+                    order_.begin() + static_cast<ptrdiff_t>(rows.size()),
+                    [&](int32_t a, int32_t b) { return Before(logits, a, b); });
+  return Draw(logits, n);
+}
+
+int32_t Sampler::Draw(float* logits, size_t n) {
+  // Softmax over the candidates order_[0, n).
   const float mx = logits[order_[0]];
   double sum = 0.0;
   for (size_t i = 0; i < n; ++i) {

@@ -97,6 +97,8 @@ Session::Session(const Engine& engine, ThreadPool& pool, const SessionOptions& o
     head_xq_.assign(kernels::ActBlocks(Sz(H_)) * kernels::kQuantBlock, 0);
     head_xd_.assign(kernels::ActBlocks(Sz(H_)), 0.f);
     head_candidates_.reserve(Sz(V_));
+    head_marks_.assign(Sz(V_), 0);
+    head_heap_.reserve(Sz(V_) / 16 + 1);
   }
   // experts: router-lookahead prefetch, only when streaming through a cache.
   if (engine.options().prefetch != PrefetchMode::kOff && engine.expert_cache()) {
@@ -239,7 +241,7 @@ Status Session::Forward(std::span<const int32_t> tokens, LogitsMode mode, float*
   for (int64_t start = 0; start < n; start += max_batch_) {
     const int64_t m = std::min(max_batch_, n - start);
     const bool last_chunk = start + m == n;
-    const bool last_only = mode == LogitsMode::kLast || mode == LogitsMode::kArgmax;
+    const bool last_only = mode == LogitsMode::kLast || mode == LogitsMode::kTopK;
     LogitsMode chunk_mode = mode == LogitsMode::kAll      ? LogitsMode::kAll
                             : (last_only && last_chunk) ? mode
                                                         : LogitsMode::kNone;
@@ -311,8 +313,8 @@ Status Session::ForwardChunk(const int32_t* tokens, int64_t n, LogitsMode mode, 
       kernels::RmsNorm(&x_[Sz(t) * H], w_.final_norm().view.data, w_.final_norm().view.type, H,
                        eps, &xn_[Sz(t) * H]);
     }
-    if (mode == LogitsMode::kArgmax) {
-      argmax_ = GreedyArgmax(&xn_[Sz(first) * H]);
+    if (mode == LogitsMode::kTopK) {
+      head_rows_only_ = HeadTopK(&xn_[Sz(first) * H], logits_out);
     } else {
       MatMulPar(w_.lm_head().view, &xn_[Sz(first) * H], n - first, H, logits_out, Sz(V_));
     }
@@ -322,40 +324,70 @@ Status Session::ForwardChunk(const int32_t* tokens, int64_t n, LogitsMode mode, 
 }
 
 Status Session::ForwardArgmax(std::span<const int32_t> tokens, int32_t* id) {
-  if (tokens.empty()) return Error(StatusCode::kUsage, "ForwardArgmax: no tokens");
-  MOE_TRY(Forward(tokens, LogitsMode::kArgmax, nullptr));
-  *id = argmax_;
+  std::span<const int32_t> rows;
+  MOE_TRY(ForwardTopK(tokens, 1, {}, head_logits_.data(), &rows));
+  const float* y = head_logits_.data();
+  if (rows.empty()) {
+    *id = ArgMaxFirst(y, Sz(V_));
+    return Status::Ok();
+  }
+  int32_t best = rows.front();  // ascending: the first largest is the lowest id of the ties
+  for (const int32_t r : rows) {
+    if (y[r] > y[best]) best = r;
+  }
+  *id = best;
   return Status::Ok();
 }
 
-int32_t Session::GreedyArgmax(const float* x) {
+Status Session::ForwardTopK(std::span<const int32_t> tokens, size_t k,
+                            std::span<const int32_t> always, float* logits_out,
+                            std::span<const int32_t>* rows) {
+  if (tokens.empty()) return Error(StatusCode::kUsage, "ForwardTopK: no tokens");
+  head_k_ = k;
+  head_always_ = always;
+  head_rows_only_ = false;
+  const Status st = Forward(tokens, LogitsMode::kTopK, logits_out);
+  head_always_ = {};
+  MOE_TRY(st);
+  *rows = head_rows_only_ ? std::span<const int32_t>(head_candidates_) : std::span<const int32_t>();
+  return Status::Ok();
+}
+
+bool Session::HeadTopK(const float* x, float* y) {
   const kernels::WeightView& lm = w_.lm_head().view;
   const size_t H = Sz(H_), V = Sz(V_);
-  float* y = head_logits_.data();
-  if (greedy_head_) {
+  // Past V/16 candidates their scattered rows cost more than the whole product.
+  if (greedy_head_ && head_k_ >= 1 && head_k_ <= V / 16) {
     ++greedy_stats_.tokens;
     MatMulPar(greedy_head_->shadow(), x, 1, H, y, V);
     kernels::QuantizeActs(x, 1, H, H, head_xq_.data(), head_xd_.data());
-    // Past V/16 candidates their scattered rows cost more than the whole product.
-    if (greedy_head_->Candidates(x, head_xq_.data(), head_xd_.data(), y, &head_candidates_) &&
-        head_candidates_.size() <= V / 16) {
+    const auto in_range = [&](int32_t r) { return r >= 0 && Sz(r) < V; };
+    for (const int32_t r : head_always_) {
+      if (in_range(r)) head_marks_[Sz(r)] = 1;
+    }
+    const bool ok = greedy_head_->Candidates(x, head_xq_.data(), head_xd_.data(), y, head_k_,
+                                             head_always_.empty() ? nullptr : head_marks_.data(),
+                                             &head_heap_, &head_candidates_);
+    for (const int32_t r : head_always_) {  // each marked row once; the marks cleared
+      if (!in_range(r) || !head_marks_[Sz(r)]) continue;
+      head_marks_[Sz(r)] = 0;
+      if (ok) head_candidates_.push_back(r);
+    }
+    if (ok && head_candidates_.size() <= V / 16) {
+      std::sort(head_candidates_.begin(), head_candidates_.end());
       // Each row exactly as the full product computes it (any row range gives the same bits).
       for (const int32_t r : head_candidates_) {
         kernels::MatMul(lm, x, 1, H, y, V, Sz(r), Sz(r) + 1);
       }
-      int32_t best = head_candidates_.front();
-      for (const int32_t r : head_candidates_) {
-        if (y[r] > y[best]) best = r;
-      }
       greedy_stats_.candidate_rows += static_cast<int64_t>(head_candidates_.size());
       profile_.weight_bytes[static_cast<size_t>(Phase::kLmHead)] +=
           head_candidates_.size() * kernels::WeightMatrixBytes(lm.type, 1, H);
-      return best;
+      return true;
     }
     ++greedy_stats_.fallbacks;
   }
   MatMulPar(lm, x, 1, H, y, V);
-  return ArgMaxFirst(y, V);
+  return false;
 }
 
 void Session::Attention(int64_t layer, int64_t n) {

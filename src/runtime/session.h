@@ -42,8 +42,8 @@ struct RouteRecord {
   std::vector<float> weights;
 };
 
-// kArgmax: only the last token's greedy choice (ForwardArgmax).
-enum class LogitsMode { kNone, kLast, kAll, kArgmax };
+// kTopK: the last token's logits at the rows a top-k caller needs (ForwardTopK).
+enum class LogitsMode { kNone, kLast, kAll, kTopK };
 
 class Session {
  public:
@@ -59,8 +59,17 @@ class Session {
   // the engine's q8 lm_head shadow and the candidate rows it leaves where the engine has one
   // (--lm-head-shadow; runtime/greedy_head.h), else from every logit.
   Status ForwardArgmax(std::span<const int32_t> tokens, int32_t* id);
+  // Forward for a caller that needs the last token's k largest logits (top-k sampling; k = 1
+  // greedy) and the logits of the rows in `always` (e.g. those a repetition penalty changes):
+  // *rows gets distinct ascending ids holding both, ties of the k-th largest included, and
+  // logits_out[r] for each is Forward(kLast)'s logit r, bit for bit; the other entries of
+  // logits_out ([V]) are scratch. Read from the lm_head shadow and the candidate rows it leaves
+  // where the engine has one; otherwise, or when there are more than V/16 rows, every logit is
+  // computed and *rows is empty. *rows lives until the next Forward.
+  Status ForwardTopK(std::span<const int32_t> tokens, size_t k, std::span<const int32_t> always,
+                     float* logits_out, std::span<const int32_t>* rows);
   bool has_greedy_head() const { return greedy_head_ != nullptr; }
-  // ForwardArgmax's use of the shadow: tokens it served, exact rows computed, and tokens where
+  // ForwardTopK's use of the shadow: tokens it served, exact rows computed, and tokens where
   // a non-finite value or too many candidates sent it to the full product.
   struct GreedyHeadStats {
     int64_t tokens = 0, candidate_rows = 0, fallbacks = 0;
@@ -84,8 +93,9 @@ class Session {
 
  private:
   Status ForwardChunk(const int32_t* tokens, int64_t n, LogitsMode mode, float* logits_out);
-  // The id of the largest logit of normed hidden state x (H floats), as ForwardArgmax.
-  int32_t GreedyArgmax(const float* x);
+  // ForwardTopK's lm_head for normed hidden state x (H floats) into y ([V]): true when only
+  // head_candidates_ hold exact logits, false when all of y does.
+  bool HeadTopK(const float* x, float* y);
   void Attention(int64_t layer, int64_t n);
   Status MoeBlock(int64_t layer, int64_t n);
   // Routes the batch's tokens at `layer` and groups (token, slot) pairs by expert into
@@ -165,14 +175,19 @@ class Session {
   std::vector<float> act_d_;
   size_t act_blocks_ = 0;
   size_t group_rows_ = 0;  // max(B, k): one token's k experts always fit together
-  // ForwardArgmax: the engine's lm_head shadow (or null), the logits (shadow's, then the
-  // candidates' exact ones, or all exact), x's quantized form, the candidate rows (room for V).
+  // ForwardTopK: the engine's lm_head shadow (or null), ForwardArgmax's logits, x's quantized
+  // form, the candidate rows (room for V), the rows in `always` marked (V bytes), the k-heap
+  // (room for V/16), and the current call's k, `always` and outcome.
   const GreedyHead* greedy_head_ = nullptr;
   std::vector<float> head_logits_;
   std::vector<int16_t> head_xq_;
   std::vector<float> head_xd_;
   std::vector<int32_t> head_candidates_;
-  int32_t argmax_ = 0;
+  std::vector<uint8_t> head_marks_;
+  std::vector<double> head_heap_;
+  size_t head_k_ = 1;
+  std::span<const int32_t> head_always_;
+  bool head_rows_only_ = false;
   GreedyHeadStats greedy_stats_;
 };
 

@@ -414,11 +414,13 @@ TEST(BenchCliTest, LmHeadShadowDecodesTheSameIdsFromFewerBytes) {
   EXPECT_EQ(std::count(dq.err.begin(), dq.err.end(), '\n'), 1) << dq.err;
 }
 
-// `generate` turns the shadow on by itself for plain greedy decoding only.
-TEST(BenchCliTest, GenerateUsesTheShadowForPlainGreedyDecoding) {
+// `generate` turns the shadow on by itself for greedy and top-k decoding, penalty or not, and
+// prints the same ids as without it (the same seed); not for sampling from every logit, nor over
+// a dense-quantized lm_head.
+TEST(BenchCliTest, GenerateUsesTheShadowForGreedyAndTopKDecoding) {
   Scratch s;
   const auto run = [&](std::vector<std::string> extra) {
-    std::vector<std::string> args = {"generate", "--tokens", "1,2,3", "-n", "6", "--ignore-eos",
+    std::vector<std::string> args = {"generate", "--tokens", "1,2,3", "-n", "24", "--ignore-eos",
                                      "--stats"};
     args.insert(args.end(), extra.begin(), extra.end());
     const auto r = testing::RunCli(args, s.path);
@@ -426,17 +428,27 @@ TEST(BenchCliTest, GenerateUsesTheShadowForPlainGreedyDecoding) {
     return r;
   };
   const auto greedy = run({});
-  EXPECT_NE(greedy.err.find("lm_head shadow (q8): 6 greedy steps"), std::string::npos)
-      << greedy.err;
-  const auto off = run({"--lm-head-shadow", "off"});
-  EXPECT_EQ(off.err.find("lm_head shadow"), std::string::npos) << off.err;
-  EXPECT_EQ(off.out, greedy.out) << "the same ids with and without the shadow";
-  for (const std::vector<std::string>& lossy_or_sampled :
-       {std::vector<std::string>{"--temperature", "0.7", "--seed", "3"},
+  EXPECT_NE(greedy.err.find("lm_head shadow (q8): 24 steps"), std::string::npos) << greedy.err;
+  for (const std::vector<std::string>& sampled :
+       {std::vector<std::string>{},
         std::vector<std::string>{"--repetition-penalty", "1.2"},
+        std::vector<std::string>{"--temperature", "0.7", "--sample-top-k", "20", "--top-p", "0.9",
+                                 "--seed", "3"},
+        std::vector<std::string>{"--temperature", "1.3", "--sample-top-k", "8", "--min-p", "0.05",
+                                 "--repetition-penalty", "1.3", "--seed", "4"}}) {
+    const auto on = run(sampled);
+    EXPECT_NE(on.err.find("lm_head shadow (q8): 24 steps"), std::string::npos) << on.err;
+    std::vector<std::string> off_args = sampled;
+    off_args.insert(off_args.end(), {"--lm-head-shadow", "off"});
+    const auto off = run(off_args);
+    EXPECT_EQ(off.err.find("lm_head shadow"), std::string::npos) << off.err;
+    EXPECT_EQ(off.out, on.out) << "the same ids with and without the shadow";
+  }
+  for (const std::vector<std::string>& every_logit_or_lossy :
+       {std::vector<std::string>{"--temperature", "0.7", "--seed", "3"},
         std::vector<std::string>{"--dense-quant", "q8"}}) {
-    const auto r = run(lossy_or_sampled);
-    EXPECT_EQ(r.err.find("lm_head shadow"), std::string::npos) << lossy_or_sampled[0];
+    const auto r = run(every_logit_or_lossy);
+    EXPECT_EQ(r.err.find("lm_head shadow"), std::string::npos) << every_logit_or_lossy[0];
   }
 }
 

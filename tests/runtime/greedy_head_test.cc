@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// The exact greedy lm_head (runtime/greedy_head.h, Session::ForwardArgmax). GreedyHead's
+// The exact greedy and top-k lm_head (runtime/greedy_head.h, Session::ForwardArgmax and
+// ForwardTopK). GreedyHead's
 // candidates are checked against the full lm_head product computed by the kernels (the
 // reference): on every SIMD target, for random and adversarial (tied and nearly tied) rows, every
 // row left out has a logit below the largest, and the first largest is a candidate. A Session
@@ -9,6 +10,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <span>
 #include <limits>
 #include <random>
 #include <string>
@@ -57,8 +60,11 @@ struct Checked {
   bool ok = false;
 };
 
-// Candidates for x against the full product on the current target; checks the guarantee.
-Checked CheckCandidates(const Head& h, bool tiled, const std::vector<float>& x) {
+// Candidates for x, the k largest, rows marked in `skip` (V bytes, or empty) left to the caller,
+// against the full product on the current target; checks the guarantee: every unmarked row left
+// out is below the k-th largest logit of the unmarked rows, and no marked row is a candidate.
+Checked CheckCandidates(const Head& h, bool tiled, const std::vector<float>& x, size_t k = 1,
+                        const std::vector<uint8_t>& skip = {}) {
   std::vector<uint16_t> w = h.w;
   WeightView lm{w.data(), WeightType::kBF16, h.V, h.H};
   if (tiled) {
@@ -75,21 +81,38 @@ Checked CheckCandidates(const Head& h, bool tiled, const std::vector<float>& x) 
   kernels::QuantizeActs(x.data(), 1, h.H, h.H, xq.data(), xd.data());
   kernels::MatMulQuantizedActs((*g)->shadow(), xq.data(), xd.data(), 1, q.data(), h.V, 0, h.V);
   std::vector<int32_t> cand;
+  std::vector<double> heap;
   Checked c;
-  c.ok = (*g)->Candidates(x.data(), xq.data(), xd.data(), q.data(), &cand);
+  c.ok = (*g)->Candidates(x.data(), xq.data(), xd.data(), q.data(), k,
+                          skip.empty() ? nullptr : skip.data(), &heap, &cand);
   if (!c.ok) return c;
   c.candidates = cand.size();
   EXPECT_TRUE(std::is_sorted(cand.begin(), cand.end()));
-  const size_t best = static_cast<size_t>(ArgMaxFirst(exact.data(), h.V));
-  EXPECT_TRUE(std::binary_search(cand.begin(), cand.end(), static_cast<int32_t>(best)))
-      << "the first largest logit, row " << best << ", is not a candidate";
+  std::vector<float> open;  // the unmarked rows' logits, largest first
+  for (size_t r = 0; r < h.V; ++r) {
+    if (skip.empty() || !skip[r]) open.push_back(exact[r]);
+  }
+  std::sort(open.begin(), open.end(), std::greater<float>());
+  const float kth = open[std::min(k, open.size()) - 1];
+  if (k == 1 && skip.empty()) {
+    const size_t best = static_cast<size_t>(ArgMaxFirst(exact.data(), h.V));
+    EXPECT_TRUE(std::binary_search(cand.begin(), cand.end(), static_cast<int32_t>(best)))
+        << "the first largest logit, row " << best << ", is not a candidate";
+  }
+  size_t at_least_kth = 0;
   for (size_t r = 0, i = 0; r < h.V; ++r) {
     while (i < cand.size() && static_cast<size_t>(cand[i]) < r) ++i;
     const bool is_cand = i < cand.size() && static_cast<size_t>(cand[i]) == r;
-    if (!is_cand) {
-      EXPECT_LT(exact[r], exact[best]) << "row " << r << " left out";
+    const bool marked = !skip.empty() && skip[r];
+    if (marked) {
+      EXPECT_FALSE(is_cand) << "marked row " << r << " returned";
+    } else if (!is_cand) {
+      EXPECT_LT(exact[r], kth) << "row " << r << " left out, k " << k;
+    } else if (exact[r] >= kth) {
+      ++at_least_kth;
     }
   }
+  EXPECT_GE(at_least_kth, std::min(k, open.size())) << "the k largest are candidates";
   return c;
 }
 
@@ -161,6 +184,42 @@ TEST_P(GreedyHeadTest, NonFiniteInputsAskForTheFullProduct) {
   EXPECT_FALSE(CheckCandidates(h, false, x).ok);
 }
 
+// The k largest for top-k sampling, with rows marked as the caller's (a repetition penalty's
+// history): random rows, and the tied rows of the test above with k around the tie's size.
+TEST_P(GreedyHeadTest, TopKCandidatesHoldTheKLargest) {
+  const size_t V = 2000, H = 256;
+  const Head h = RandomHead(V, H, 11);
+  std::mt19937 rng(13);
+  std::normal_distribution<float> n(0.f, 1.f);
+  for (size_t k : {2u, 5u, 20u, 60u}) {
+    for (int t = 0; t < 4; ++t) {
+      std::vector<float> x(H);
+      for (float& v : x) v = n(rng);
+      std::vector<uint8_t> skip;
+      if (t % 2 == 1) {
+        skip.assign(V, 0);
+        for (size_t r = static_cast<size_t>(t); r < V; r += 37) skip[r] = 1;
+      }
+      const Checked c = CheckCandidates(h, t >= 2, x, k, skip);
+      ASSERT_TRUE(c.ok);
+      EXPECT_LT(c.candidates, V / 4) << "k " << k;
+      if (HasFailure()) return;
+    }
+  }
+  Head tied = RandomHead(512, 128, 3);
+  for (size_t r = 200; r < 230; ++r) std::copy_n(&tied.w[100 * 128], 128, &tied.w[r * 128]);
+  std::vector<float> x(128);
+  for (size_t c = 0; c < 128; ++c) {
+    uint32_t u = static_cast<uint32_t>(tied.w[100 * 128 + c]) << 16;
+    std::memcpy(&x[c], &u, 4);
+  }
+  for (size_t k : {1u, 30u, 31u, 32u}) {
+    const Checked c = CheckCandidates(tied, false, x, k);
+    ASSERT_TRUE(c.ok);
+    EXPECT_GE(c.candidates, 31u) << "row 100 and its 30 copies, k " << k;
+  }
+}
+
 std::vector<std::string> Targets() { return kernels::AvailableTargets(); }
 INSTANTIATE_TEST_SUITE_P(AllTargets, GreedyHeadTest, ::testing::ValuesIn(Targets()),
                          [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
@@ -210,6 +269,64 @@ TEST(GreedyHeadSessionTest, ForwardArgmaxDecodesTheSameIds) {
     EXPECT_EQ(st.fallbacks, 0);
     EXPECT_GE(st.candidate_rows, st.tokens);
     EXPECT_EQ(s0.greedy_head_stats().tokens, 0);
+  }
+}
+
+// Sampling from ForwardTopK's rows (Sampler::SampleRows) against sampling from every logit of
+// a session without the shadow (Sampler::Sample), the same seed: the same ids, for top-k with
+// top-p and min-p, with a repetition penalty (its history's rows always computed), and greedy
+// with a penalty.
+TEST(GreedyHeadSessionTest, TopKSamplingFromTheShadowDrawsTheSameIds) {
+  EngineOptions plain;
+  plain.model_dir = std::string(MOE_SOURCE_DIR) + "/tests/data/models/base";
+  EngineOptions shadowed = plain;
+  shadowed.lm_head_shadow = true;
+  auto e0 = Engine::Open(plain);
+  auto e1 = Engine::Open(shadowed);
+  ASSERT_TRUE(e0.ok() && e1.ok());
+  ThreadPool pool(2);
+  SamplingParams topk;
+  topk.temperature = 0.8f;
+  topk.top_k = 3;
+  topk.top_p = 0.9f;
+  topk.seed = 5;
+  SamplingParams minp = topk;
+  minp.temperature = 1.5f;
+  minp.top_k = 6;
+  minp.top_p = 1.0f;
+  minp.min_p = 0.05f;
+  minp.repetition_penalty = 1.3f;
+  SamplingParams greedy;
+  greedy.repetition_penalty = 0.7f;  // < 1 raises the history's logits
+  for (const SamplingParams& p : {topk, minp, greedy}) {
+    Session s0(**e0, pool, {}), s1(**e1, pool, {});
+    Sampler a(s0.vocab_size(), p), b(s1.vocab_size(), p);
+    std::vector<float> l0(static_cast<size_t>(s0.vocab_size())), l1(l0.size());
+    std::vector<int32_t> history = {3, 17, 42, 5, 9};
+    history.reserve(64);
+    std::span<const int32_t> feed(history);
+    const bool penalty = p.repetition_penalty != 1.0f;
+    for (int i = 0; i < 16; ++i) {
+      ASSERT_TRUE(s0.Forward(feed, LogitsMode::kLast, l0.data()).ok());
+      std::span<const int32_t> rows;
+      ASSERT_TRUE(s1.ForwardTopK(feed, static_cast<size_t>(b.rows_needed()),
+                                 penalty ? std::span<const int32_t>(history)
+                                         : std::span<const int32_t>(),
+                                 l1.data(), &rows)
+                      .ok());
+      for (const int32_t r : rows) {
+        ASSERT_EQ(l1[static_cast<size_t>(r)], l0[static_cast<size_t>(r)]) << "row " << r;
+      }
+      const int32_t want = a.Sample(l0.data(), history);
+      const int32_t got = rows.empty() ? b.Sample(l1.data(), history)
+                                       : b.SampleRows(l1.data(), rows, history);
+      ASSERT_EQ(got, want) << "step " << i << " temperature " << p.temperature;
+      history.push_back(want);
+      feed = std::span<const int32_t>(&history.back(), 1);
+    }
+    const Session::GreedyHeadStats& st = s1.greedy_head_stats();
+    EXPECT_EQ(st.tokens, 16);
+    EXPECT_LT(st.fallbacks, st.tokens) << "some steps served from the shadow";
   }
 }
 

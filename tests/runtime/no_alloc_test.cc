@@ -9,11 +9,13 @@
 #include <atomic>
 #include <cstdlib>
 #include <new>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "runtime/engine.h"
+#include "runtime/sampler.h"
 #include "runtime/session.h"
 #include "util/thread_pool.h"
 
@@ -107,6 +109,45 @@ TEST(NoAllocTest, GreedyStepFromTheShadowDoesNotAllocate) {
     EXPECT_EQ(g_allocations.load(), 0);
     EXPECT_EQ(s.greedy_head_stats().tokens, 7);
   }
+}
+
+// A top-k sampling step from the shadow, with a repetition penalty's history (Session::
+// ForwardTopK, Sampler::SampleRows), allocates nothing either.
+TEST(NoAllocTest, TopKSamplingStepFromTheShadowDoesNotAllocate) {
+  EngineOptions o;
+  o.model_dir = std::string(MOE_SOURCE_DIR) + "/tests/data/models/base";
+  o.lm_head_shadow = true;
+  auto engine = Engine::Open(o);
+  ASSERT_TRUE(engine.ok()) << engine.status().message();
+  ThreadPool pool(2);
+  Session s(**engine, pool, {});
+  SamplingParams p;
+  p.temperature = 0.8f;
+  p.top_k = 2;
+  p.top_p = 0.9f;
+  p.repetition_penalty = 1.2f;
+  Sampler sampler(s.vocab_size(), p);
+  std::vector<float> logits(static_cast<size_t>(s.vocab_size()));
+  std::vector<int32_t> history = {3, 17, 42, 5};
+  history.reserve(16);
+  std::span<const int32_t> rows;
+  const auto step = [&](std::span<const int32_t> feed) {
+    if (!s.ForwardTopK(feed, 2, history, logits.data(), &rows).ok()) return false;
+    history.push_back(rows.empty() ? sampler.Sample(logits.data(), history)
+                                   : sampler.SampleRows(logits.data(), rows, history));
+    return true;
+  };
+  ASSERT_TRUE(step(history));
+  ASSERT_TRUE(step({&history.back(), 1}));  // warm-up
+  g_allocations = 0;
+  g_counting = true;
+  for (int i = 0; i < 5; ++i) {
+    if (!step({&history.back(), 1})) break;
+  }
+  g_counting = false;
+  EXPECT_EQ(g_allocations.load(), 0);
+  EXPECT_EQ(s.greedy_head_stats().tokens, 7);
+  EXPECT_LT(s.greedy_head_stats().fallbacks, 7);
 }
 
 }  // namespace

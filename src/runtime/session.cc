@@ -153,17 +153,20 @@ size_t Session::SplitTasks(std::span<const MatMulJob> jobs) {
   // index down, so tasks are made from the last job backwards, each a quarter of what is left
   // over the threads (2 · threads), at least kMinTaskBytes, in whole tiles: long streams first,
   // and short ones at the end, where the threads would otherwise wait for each other's last
-  // task. The row split never changes a result (the MatMul contract).
+  // task. No task exceeds the even split's (a quarter of the whole per thread): a thread that
+  // loses its core to the expert I/O threads while holding one would hold up the rest longer.
+  // The row split never changes a result (the MatMul contract).
   constexpr uint64_t kMinTaskBytes = 256 << 10;
   uint64_t left = 0;
   for (const MatMulJob& j : jobs) {
     left += kernels::WeightMatrixBytes(j.w->type, j.w->rows, j.w->cols);
   }
+  const uint64_t most = std::max(kMinTaskBytes, left / (4 * threads));
   for (size_t j = jobs.size(); j-- > 0;) {
     const kernels::WeightView& w = *jobs[j].w;
     const uint64_t row_bytes = std::max<uint64_t>(1, kernels::WeightMatrixBytes(w.type, 1, w.cols));
     for (size_t end = w.rows; end > 0;) {
-      const uint64_t want = std::max(kMinTaskBytes, left / (2 * threads));
+      const uint64_t want = std::min(most, std::max(kMinTaskBytes, left / (2 * threads)));
       size_t rows = static_cast<size_t>(std::min<uint64_t>(end, (want + row_bytes - 1) / row_bytes));
       if (w.tiled) rows = std::min(end, RoundUp(rows, kernels::kTileRows));
       if (end - rows < rows / 2) rows = end;  // no sliver left behind

@@ -80,6 +80,7 @@ Session::Session(const Engine& engine, ThreadPool& pool, const SessionOptions& o
   offsets_.assign(Sz(E_) + 1, 0);
   pairs_.assign(B * Sz(k_), 0);
   group_rows_ = std::max(B, Sz(k_));
+  tasks_.resize(std::max<size_t>(512, 8 * pool.n_threads() + 2 * kMaxJobs + 8));
   xg_.assign(group_rows_ * Sz(H_), 0.f);
   eg_.assign(group_rows_ * Sz(I_moe_), 0.f);
   eu_.assign(group_rows_ * Sz(I_moe_), 0.f);
@@ -170,6 +171,7 @@ size_t Session::SplitTasks(std::span<const MatMulJob> jobs) {
       size_t rows = static_cast<size_t>(std::min<uint64_t>(end, (want + row_bytes - 1) / row_bytes));
       if (w.tiled) rows = std::min(end, RoundUp(rows, kernels::kTileRows));
       if (end - rows < rows / 2) rows = end;  // no sliver left behind
+      if (tasks_.size() - n <= j + 1) rows = end;  // room for one task per job still to come
       add(j, end - rows, end);
       left -= std::min<uint64_t>(left, rows * row_bytes);
       end -= rows;

@@ -123,7 +123,9 @@ class Session {
   struct RowTask {
     size_t job, begin, end;
   };
-  std::array<RowTask, 512> tasks_{};
+  // Room for 8 tasks per thread plus two per job (prefill needs at most 4 per thread plus one
+  // per job; decode takes a job's rows whole when only one task per remaining job is left).
+  std::vector<RowTask> tasks_;
   void MatMulParMany(std::initializer_list<MatMulJob> jobs, int64_t n);
   void MatMulPar(const kernels::WeightView& w, const float* x, int64_t n, size_t x_stride,
                  float* y, size_t y_stride);

@@ -23,7 +23,6 @@
 #include "kernels/kernels.h"
 #include "model_flags.h"
 #include "runtime/memory_probe.h"
-#include "runtime/sampler.h"
 #include "runtime/session.h"
 #include "tokenizer/tokenizer.h"
 #include "util/file.h"
@@ -296,7 +295,6 @@ int Bench(int argc, char** argv) {
     if (!r.ok()) return flags.Fail(r.status());
     std::tie(ppl_nll, ppl_n) = *r;
   }
-  std::vector<float> logits(static_cast<size_t>(V));
   std::unique_ptr<MemoryProbe> probe;
   if (measure_memory) probe = std::make_unique<MemoryProbe>();
   std::vector<double> prefill_s, decode_s, ttft_s, probe_before_gb_s, probe_after_gb_s;
@@ -316,13 +314,10 @@ int Bench(int argc, char** argv) {
   PhaseProfile decode_phases;
   InFlightNs decode_in_flight_ns{};
   std::vector<int32_t> first_run_ids;
-  // The greedy choice: from all logits, or with --lm-head-shadow from the shadow and the
-  // candidate rows (the same ids), whose bytes a token reads beyond wbytes.
-  const auto greedy = [&](std::span<const int32_t> tokens, int32_t* id) -> Status {
-    if (session.has_greedy_head()) return session.ForwardArgmax(tokens, id);
-    MOE_TRY(session.Forward(tokens, LogitsMode::kLast, logits.data()));
-    *id = ArgMaxFirst(logits.data(), logits.size());
-    return Status::Ok();
+  // The greedy choice (Session::ForwardArgmax): from all logits, or with --lm-head-shadow from
+  // the shadow and the candidate rows (the same ids), whose bytes a token reads beyond wbytes.
+  const auto greedy = [&](std::span<const int32_t> tokens, int32_t* id) {
+    return session.ForwardArgmax(tokens, id);
   };
   const uint64_t lm_row_bytes = kernels::WeightMatrixBytes(engine.weights().lm_head().view.type,
                                                            1, engine.weights().lm_head().view.cols);
